@@ -1,0 +1,2 @@
+//! The RLVR Studio training engine.
+pub mod ops;
