@@ -21,7 +21,12 @@ pub struct ArithmeticConfig {
 
 impl Default for ArithmeticConfig {
     fn default() -> Self {
-        ArithmeticConfig { min_digits: 1, max_digits: 2, ops: "+".into(), allow_negative: true }
+        ArithmeticConfig {
+            min_digits: 1,
+            max_digits: 2,
+            ops: "+".into(),
+            allow_negative: true,
+        }
     }
 }
 
@@ -37,7 +42,12 @@ pub struct Arithmetic {
 impl Arithmetic {
     /// Validate `config` and build the task.
     pub fn new(config: &ArithmeticConfig) -> Result<Self, TaskError> {
-        check_min_max(("min_digits", config.min_digits), ("max_digits", config.max_digits), 1, 4)?;
+        check_min_max(
+            ("min_digits", config.min_digits),
+            ("max_digits", config.max_digits),
+            1,
+            4,
+        )?;
         Ok(Arithmetic {
             min_digits: config.min_digits as u32,
             max_digits: config.max_digits as u32,
@@ -90,7 +100,9 @@ impl Task for Arithmetic {
         let expected = problem.answer.trim();
         match (parse_int(got), parse_int(expected)) {
             (None, _) => Verdict::fail(format!("not an integer: {got:?}")),
-            (_, None) | (_, Some(Err(()))) => Verdict::fail(format!("malformed reference answer {expected:?}")),
+            (_, None) | (_, Some(Err(()))) => {
+                Verdict::fail(format!("malformed reference answer {expected:?}"))
+            }
             (Some(Ok(g)), Some(Ok(e))) if g == e => Verdict::pass(format!("correct: {e}")),
             (Some(_), Some(Ok(e))) => Verdict::fail(format!("expected {e}, got {got}")),
         }
@@ -124,13 +136,32 @@ mod tests {
     fn generated_problems_verify() {
         let wrong = |p: &Problem| (p.answer.parse::<i64>().unwrap() + 1).to_string();
         check_task(&task(ArithmeticConfig::default()), wrong);
-        check_task(&task(ArithmeticConfig { min_digits: 4, max_digits: 4, ops: "+-*".into(), ..Default::default() }), wrong);
-        check_task(&task(ArithmeticConfig { max_digits: 3, ops: "-*".into(), ..Default::default() }), wrong);
+        check_task(
+            &task(ArithmeticConfig {
+                min_digits: 4,
+                max_digits: 4,
+                ops: "+-*".into(),
+                ..Default::default()
+            }),
+            wrong,
+        );
+        check_task(
+            &task(ArithmeticConfig {
+                max_digits: 3,
+                ops: "-*".into(),
+                ..Default::default()
+            }),
+            wrong,
+        );
     }
 
     #[test]
     fn no_negative_results_when_disallowed() {
-        let t = task(ArithmeticConfig { ops: "-".into(), allow_negative: false, ..Default::default() });
+        let t = task(ArithmeticConfig {
+            ops: "-".into(),
+            allow_negative: false,
+            ..Default::default()
+        });
         let mut rng = rand::SeedableRng::seed_from_u64(3);
         for _ in 0..200 {
             let p = t.generate(&mut rng);
@@ -144,14 +175,21 @@ mod tests {
     #[test]
     fn verify_reasons() {
         let t = task(ArithmeticConfig::default());
-        let p = Problem { prompt: "12+34=".into(), answer: "46".into(), meta: serde_json::json!({}) };
+        let p = Problem {
+            prompt: "12+34=".into(),
+            answer: "46".into(),
+            meta: serde_json::json!({}),
+        };
         assert_eq!(t.verify(&p, " 46\n"), Verdict::pass("correct: 46"));
         assert_eq!(t.verify(&p, "47"), Verdict::fail("expected 46, got 47"));
         assert_eq!(t.verify(&p, "4x"), Verdict::fail("not an integer: \"4x\""));
         assert_eq!(t.verify(&p, ""), Verdict::fail("not an integer: \"\""));
         assert_eq!(t.verify(&p, "-"), Verdict::fail("not an integer: \"-\""));
         assert!(!t.verify(&p, "99999999999999999999999").passed);
-        let n = Problem { answer: "-7".into(), ..p };
+        let n = Problem {
+            answer: "-7".into(),
+            ..p
+        };
         assert!(t.verify(&n, "-7").passed);
         assert!(!t.verify(&n, "7").passed);
     }

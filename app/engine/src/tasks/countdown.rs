@@ -23,7 +23,12 @@ pub struct CountdownConfig {
 
 impl Default for CountdownConfig {
     fn default() -> Self {
-        CountdownConfig { numbers: 3, max_number: 9, ops: "+-*".into(), use_all: true }
+        CountdownConfig {
+            numbers: 3,
+            max_number: 9,
+            ops: "+-*".into(),
+            use_all: true,
+        }
     }
 }
 
@@ -252,7 +257,9 @@ impl Task for Countdown {
 
     fn generate(&self, rng: &mut ChaCha8Rng) -> Problem {
         for _ in 0..MAX_REDRAWS {
-            let numbers: Vec<i64> = (0..self.numbers).map(|_| rng.random_range(1..=self.max_number)).collect();
+            let numbers: Vec<i64> = (0..self.numbers)
+                .map(|_| rng.random_range(1..=self.max_number))
+                .collect();
             let mut leaves = numbers.clone();
             leaves.shuffle(rng);
             if !self.use_all {
@@ -280,14 +287,20 @@ impl Task for Countdown {
             return Verdict::fail("empty completion");
         }
         let mut used = Vec::new();
-        let mut parser = Parser { chars: text.chars().collect(), pos: 0, used: &mut used };
+        let mut parser = Parser {
+            chars: text.chars().collect(),
+            pos: 0,
+            used: &mut used,
+        };
         let parsed = parser.expr().and_then(|v| match parser.peek() {
             None => Ok(v),
             Some(_) => Err(parser.error()),
         });
         let value = match parsed {
             Ok(v) => v,
-            Err(ParseError(at, what)) => return Verdict::fail(format!("parse error at char {at}: {what}")),
+            Err(ParseError(at, what)) => {
+                return Verdict::fail(format!("parse error at char {at}: {what}"))
+            }
         };
         if let Err(reason) = self.check_usage(&given, &used) {
             return Verdict::fail(reason);
@@ -318,17 +331,11 @@ mod tests {
     use crate::tasks::test_util::check_task;
 
     fn task(use_all: bool) -> Countdown {
-        Countdown::new(&CountdownConfig { use_all, ..Default::default() }).unwrap()
-    }
-
-    fn problem(numbers: &[i64], target: i64) -> Problem {
-        Countdown::problem(numbers, target, String::new())
-    }
-
-    fn reason(t: &Countdown, p: &Problem, completion: &str) -> String {
-        let v = t.verify(p, completion);
-        assert_eq!(v.passed, v.score == 1.0);
-        v.reason
+        Countdown::new(&CountdownConfig {
+            use_all,
+            ..Default::default()
+        })
+        .unwrap()
     }
 
     #[test]
@@ -337,73 +344,92 @@ mod tests {
         let wrong = |p: &Problem| format!("({})+1", p.answer);
         check_task(&task(true), wrong);
         check_task(&task(false), wrong);
-        for (numbers, max_number, ops) in [(4, 50, "*"), (4, 50, "-"), (2, 2, "+"), (4, 20, "+-*")] {
-            let c = CountdownConfig { numbers, max_number, ops: ops.into(), use_all: true };
+        for (numbers, max_number, ops) in [(4, 50, "*"), (4, 50, "-"), (2, 2, "+"), (4, 20, "+-*")]
+        {
+            let c = CountdownConfig {
+                numbers,
+                max_number,
+                ops: ops.into(),
+                use_all: true,
+            };
             check_task(&Countdown::new(&c).unwrap(), wrong);
         }
     }
 
     #[test]
-    fn prompt_format() {
-        let p = problem(&[3, 5, 7], 22);
-        assert_eq!(p.prompt, "3 5 7>22:");
-        assert_eq!(reason(&task(true), &p, "3*5+7"), "correct: 3*5+7 = 22");
-    }
-
-    #[test]
-    fn precedence_and_parentheses() {
-        let t = task(true);
-        assert_eq!(reason(&t, &problem(&[2, 3, 4], 14), "2+3*4"), "correct: 2+3*4 = 14");
-        assert_eq!(reason(&t, &problem(&[2, 3, 4], 20), "2+3*4"), "evaluates to 14, target 20");
-        assert_eq!(reason(&t, &problem(&[2, 3, 4], 20), " (2 + 3) * 4 "), "correct: (2 + 3) * 4 = 20");
-        assert_eq!(reason(&t, &problem(&[2, 3, 4], 3), "4-(3-2)"), "correct: 4-(3-2) = 3");
-        assert_eq!(reason(&t, &problem(&[2, 3, 4], 3), "4-3-2"), "evaluates to -1, target 3");
-        assert_eq!(reason(&t, &problem(&[2, 3, 4], 24), "((2*3))*4"), "correct: ((2*3))*4 = 24");
-    }
-
-    #[test]
-    fn number_usage() {
-        let p = problem(&[3, 5, 7], 22);
-        assert_eq!(reason(&task(true), &p, "5*5-3"), "5 used twice but given once");
-        assert_eq!(reason(&task(true), &p, "8+7+3+5"), "uses 8 which is not available");
-        assert_eq!(reason(&task(true), &p, "3*5"), "does not use 7");
-        assert_eq!(reason(&task(false), &p, "3*5"), "evaluates to 15, target 22");
-        assert_eq!(reason(&task(false), &problem(&[3, 5, 7], 15), "3*5"), "correct: 3*5 = 15");
-        let dup = problem(&[5, 5, 2], 27);
-        assert_eq!(reason(&task(true), &dup, "5*5+2"), "correct: 5*5+2 = 27");
-        assert_eq!(reason(&task(true), &dup, "5*5+5+2"), "5 used 3 times but given twice");
-    }
-
-    #[test]
-    fn malformed_input() {
-        let (t, p) = (task(true), problem(&[3, 5, 7], 22));
-        assert_eq!(reason(&t, &p, ""), "empty completion");
-        assert_eq!(reason(&t, &p, "  \n"), "empty completion");
-        assert_eq!(reason(&t, &p, "3*)"), "parse error at char 3: unexpected ')'");
-        assert_eq!(reason(&t, &p, "3*5+7x"), "parse error at char 6: unexpected 'x'");
-        assert_eq!(reason(&t, &p, "3/5+7"), "parse error at char 2: unexpected '/'");
-        assert_eq!(reason(&t, &p, "-3+5+7"), "parse error at char 1: unexpected '-'");
-        assert_eq!(reason(&t, &p, "(3*5+7"), "parse error at char 7: unexpected end of input");
-        assert_eq!(reason(&t, &p, "3 5+7"), "parse error at char 3: unexpected '5'");
-        assert_eq!(reason(&t, &p, "3*5+7=22"), "parse error at char 6: unexpected '='");
-        assert_eq!(reason(&t, &p, "99999999999999999999+1"), "parse error at char 1: number 99999999999999999999 is too large");
+    fn hand_written_cases() {
+        const BIG: i64 = 999_999_999;
+        #[rustfmt::skip]
+        let cases: &[(bool, &[i64], i64, &str, &str)] = &[
+            // use_all, numbers, target, completion, expected reason
+            (true, &[3, 5, 7], 22, "3*5+7", "correct: 3*5+7 = 22"),
+            (true, &[2, 3, 4], 14, "2+3*4", "correct: 2+3*4 = 14"),
+            (true, &[2, 3, 4], 20, "2+3*4", "evaluates to 14, target 20"),
+            (true, &[2, 3, 4], 20, " (2 + 3) * 4 ", "correct: (2 + 3) * 4 = 20"),
+            (true, &[2, 3, 4], 3, "4-(3-2)", "correct: 4-(3-2) = 3"),
+            (true, &[2, 3, 4], 3, "4-3-2", "evaluates to -1, target 3"),
+            (true, &[2, 3, 4], 24, "((2*3))*4", "correct: ((2*3))*4 = 24"),
+            (true, &[3, 5, 7], 22, "5*5-3", "5 used twice but given once"),
+            (true, &[3, 5, 7], 22, "8+7+3+5", "uses 8 which is not available"),
+            (true, &[3, 5, 7], 22, "3*5", "does not use 7"),
+            (false, &[3, 5, 7], 22, "3*5", "evaluates to 15, target 22"),
+            (false, &[3, 5, 7], 15, "3*5", "correct: 3*5 = 15"),
+            (true, &[5, 5, 2], 27, "5*5+2", "correct: 5*5+2 = 27"),
+            (true, &[5, 5, 2], 27, "5*5+5+2", "5 used 3 times but given twice"),
+            (true, &[3, 5, 7], 22, "", "empty completion"),
+            (true, &[3, 5, 7], 22, "  \n", "empty completion"),
+            (true, &[3, 5, 7], 22, "3*)", "parse error at char 3: unexpected ')'"),
+            (true, &[3, 5, 7], 22, "3*5+7x", "parse error at char 6: unexpected 'x'"),
+            (true, &[3, 5, 7], 22, "3/5+7", "parse error at char 2: unexpected '/'"),
+            (true, &[3, 5, 7], 22, "-3+5+7", "parse error at char 1: unexpected '-'"),
+            (true, &[3, 5, 7], 22, "(3*5+7", "parse error at char 7: unexpected end of input"),
+            (true, &[3, 5, 7], 22, "3 5+7", "parse error at char 3: unexpected '5'"),
+            (true, &[3, 5, 7], 22, "3*5+7=22", "parse error at char 6: unexpected '='"),
+            (true, &[3, 5, 7], 22, "99999999999999999999+1",
+                "parse error at char 1: number 99999999999999999999 is too large"),
+            (true, &[3, 5, 7], 22, "999999999*999999999*999999999", "uses 999999999 which is not available"),
+            (true, &[BIG, BIG, BIG], 1, "999999999*999999999*999999999", "arithmetic overflow"),
+        ];
+        for &(use_all, numbers, target, completion, want) in cases {
+            let p = Countdown::problem(numbers, target, String::new());
+            let v = task(use_all).verify(&p, completion);
+            assert_eq!(v.reason, want, "{completion:?}");
+            assert_eq!(
+                (v.passed, v.score),
+                if want.starts_with("correct") {
+                    (true, 1.0)
+                } else {
+                    (false, 0.0)
+                }
+            );
+        }
         assert_eq!(
-            reason(&t, &p, "999999999*999999999*999999999"),
-            "uses 999999999 which is not available"
+            Countdown::problem(&[3, 5, 7], 22, String::new()).prompt,
+            "3 5 7>22:"
         );
-        let big = problem(&[999_999_999, 999_999_999, 999_999_999], 1);
-        assert_eq!(reason(&t, &big, "999999999*999999999*999999999"), "arithmetic overflow");
-        let bad_meta = Problem { meta: serde_json::json!({ "numbers": "x" }), ..p };
-        assert!(!t.verify(&bad_meta, "3*5+7").passed);
+        let bad_meta = Problem {
+            prompt: String::new(),
+            answer: String::new(),
+            meta: serde_json::json!({ "numbers": "x" }),
+        };
+        assert!(!task(true).verify(&bad_meta, "3*5+7").passed);
     }
 
     #[test]
     fn fallback_problem_is_valid() {
         for ops in ["+", "-", "*"] {
-            let t = Countdown::new(&CountdownConfig { numbers: 4, ops: ops.into(), ..Default::default() }).unwrap();
+            let t = Countdown::new(&CountdownConfig {
+                numbers: 4,
+                ops: ops.into(),
+                ..Default::default()
+            })
+            .unwrap();
             let p = t.fallback();
             assert!(t.verify(&p, &p.answer).passed, "{p:?}");
-            assert!((0..=4).contains(&p.meta["target"].as_i64().unwrap()), "{p:?}");
+            assert!(
+                (0..=4).contains(&p.meta["target"].as_i64().unwrap()),
+                "{p:?}"
+            );
         }
     }
 }

@@ -53,12 +53,20 @@ pub struct Verdict {
 impl Verdict {
     /// A fully correct completion (score 1).
     pub(crate) fn pass(reason: impl Into<String>) -> Self {
-        Verdict { score: 1.0, passed: true, reason: reason.into() }
+        Verdict {
+            score: 1.0,
+            passed: true,
+            reason: reason.into(),
+        }
     }
 
     /// A wrong completion (score 0).
     pub(crate) fn fail(reason: impl Into<String>) -> Self {
-        Verdict { score: 0.0, passed: false, reason: reason.into() }
+        Verdict {
+            score: 0.0,
+            passed: false,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -133,7 +141,11 @@ pub(crate) fn check_range(
     if (min..=max).contains(&value) {
         Ok(())
     } else {
-        Err(TaskError::OutOfRange { key, value: value.to_string(), expected: format!("{min}..={max}") })
+        Err(TaskError::OutOfRange {
+            key,
+            value: value.to_string(),
+            expected: format!("{min}..={max}"),
+        })
     }
 }
 
@@ -275,7 +287,13 @@ impl TaskSplit {
                 heldout.push(p);
             }
         }
-        let split = TaskSplit { heldout, task, seen, train_seed: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ TRAIN_SALT, drawn: 0 };
+        let split = TaskSplit {
+            heldout,
+            task,
+            seen,
+            train_seed: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ TRAIN_SALT,
+            drawn: 0,
+        };
         if heldout_size > 0 {
             let mut probe = ChaCha8Rng::seed_from_u64(split.train_seed ^ HELDOUT_SALT);
             let hits = (0..PROBE_DRAWS)
@@ -338,7 +356,10 @@ pub(crate) mod test_util {
             let v = task.verify(&p, &p.answer);
             assert!(v.passed && v.score == 1.0, "{p:?}: {v:?}");
             for text in [&p.prompt, &p.answer] {
-                assert!(text.chars().all(|c| ALPHABET.contains(c)), "bad char in {text:?}");
+                assert!(
+                    text.chars().all(|c| ALPHABET.contains(c)),
+                    "bad char in {text:?}"
+                );
             }
             assert!(p.prompt.chars().count() <= task.max_prompt_chars(), "{p:?}");
             assert!(p.answer.chars().count() <= task.max_answer_chars(), "{p:?}");
@@ -355,7 +376,11 @@ mod tests {
     use super::*;
 
     fn arith(max_digits: usize, ops: &str) -> Box<dyn Task> {
-        let c = ArithmeticConfig { max_digits, ops: ops.into(), ..Default::default() };
+        let c = ArithmeticConfig {
+            max_digits,
+            ops: ops.into(),
+            ..Default::default()
+        };
         TaskConfig::Arithmetic(c).build().unwrap()
     }
 
@@ -399,29 +424,50 @@ mod tests {
         // 1-digit "+" has exactly 100 prompts.
         let err = TaskSplit::new(arith(1, "+"), 1, 500).err().unwrap();
         let msg = err.to_string();
-        assert!(msg.contains("heldout_size = 500") && msg.contains("arithmetic"), "{msg}");
-        assert!(matches!(err, TaskError::HeldoutTooLarge { found: 100, .. }), "{err:?}");
+        assert!(
+            msg.contains("heldout_size = 500") && msg.contains("arithmetic"),
+            "{msg}"
+        );
+        assert!(
+            matches!(err, TaskError::HeldoutTooLarge { found: 100, .. }),
+            "{err:?}"
+        );
         // All 100 held out: nothing left to train on.
         let err = TaskSplit::new(arith(1, "+"), 1, 100).err().unwrap();
-        assert!(matches!(err, TaskError::NoTrainProblems { train_hits: 0, .. }), "{err:?}");
+        assert!(
+            matches!(err, TaskError::NoTrainProblems { train_hits: 0, .. }),
+            "{err:?}"
+        );
         // 50 held out leaves half the space for training.
         let mut s = TaskSplit::new(arith(1, "+"), 1, 50).unwrap();
         let held: HashSet<_> = s.heldout.iter().map(|p| p.prompt.clone()).collect();
         assert!(draws(&mut s, 500).iter().all(|p| !held.contains(&p.prompt)));
-        assert!(TaskSplit::new(arith(1, "+"), 1, 0).unwrap().heldout.is_empty());
+        assert!(TaskSplit::new(arith(1, "+"), 1, 0)
+            .unwrap()
+            .heldout
+            .is_empty());
     }
 
     #[test]
     fn config_parses_from_toml() {
         let c: TaskConfig = toml::from_str("name = \"arithmetic\"\nmax_digits = 3").unwrap();
-        let want = ArithmeticConfig { max_digits: 3, ..Default::default() };
+        let want = ArithmeticConfig {
+            max_digits: 3,
+            ..Default::default()
+        };
         assert_eq!(c, TaskConfig::Arithmetic(want));
         assert_eq!(c.name(), "arithmetic");
         assert_eq!(c.build().unwrap().name(), "arithmetic");
         for (text, name) in [
-            ("name = \"countdown\"\nnumbers = 4\nops = \"+*\"\nuse_all = false", "countdown"),
+            (
+                "name = \"countdown\"\nnumbers = 4\nops = \"+*\"\nuse_all = false",
+                "countdown",
+            ),
             ("name = \"sorting\"\ndescending = true", "sorting"),
-            ("name = \"reverse\"\ncharset = \"alnum\"\nmax_len = 12", "reverse"),
+            (
+                "name = \"reverse\"\ncharset = \"alnum\"\nmax_len = 12",
+                "reverse",
+            ),
         ] {
             let c: TaskConfig = toml::from_str(text).unwrap();
             assert_eq!((c.name(), c.build().unwrap().name()), (name, name));
@@ -433,41 +479,40 @@ mod tests {
 
     #[test]
     fn config_rejects_unknown_keys_and_names() {
-        let err = toml::from_str::<TaskConfig>("name = \"arithmetic\"\nmax_digitz = 3").unwrap_err();
+        let err =
+            toml::from_str::<TaskConfig>("name = \"arithmetic\"\nmax_digitz = 3").unwrap_err();
         assert!(err.to_string().contains("max_digitz"), "{err}");
         let err = toml::from_str::<TaskConfig>("name = \"sudoku\"").unwrap_err();
         assert!(err.to_string().contains("sudoku"), "{err}");
-        let err = toml::from_str::<TaskConfig>("name = \"reverse\"\ncharset = \"emoji\"").unwrap_err();
+        let err =
+            toml::from_str::<TaskConfig>("name = \"reverse\"\ncharset = \"emoji\"").unwrap_err();
         assert!(err.to_string().contains("emoji"), "{err}");
     }
 
     #[test]
     fn config_range_errors_name_key_value_and_range() {
-        let msg = |text: &str| toml::from_str::<TaskConfig>(text).unwrap().validate().unwrap_err().to_string();
-        assert_eq!(
-            msg("name = \"arithmetic\"\nmax_digits = 9"),
-            "task.max_digits = 9 is out of range: expected 1..=4"
-        );
-        assert_eq!(
-            msg("name = \"arithmetic\"\nmin_digits = 3\nmax_digits = 2"),
-            "task.max_digits = 2 is out of range: expected 3..=4 (at least task.min_digits)"
-        );
-        assert_eq!(
-            msg("name = \"arithmetic\"\nops = \"+/\""),
-            "task.ops = \"+/\" is out of range: expected a non-empty set of distinct operators from \"+-*\", e.g. \"+-\""
-        );
-        assert!(msg("name = \"countdown\"\nops = \"\"").starts_with("task.ops = \"\" is out of range"));
-        assert_eq!(msg("name = \"countdown\"\nnumbers = 5"), "task.numbers = 5 is out of range: expected 2..=4");
-        assert_eq!(
-            msg("name = \"countdown\"\nmax_number = 51"),
-            "task.max_number = 51 is out of range: expected 2..=50"
-        );
-        assert_eq!(msg("name = \"sorting\"\nmax_value = 0"), "task.max_value = 0 is out of range: expected 1..=99");
-        assert_eq!(msg("name = \"sorting\"\nmin_len = 1"), "task.min_len = 1 is out of range: expected 2..=8");
-        assert_eq!(msg("name = \"reverse\"\nmax_len = 13"), "task.max_len = 13 is out of range: expected 1..=12");
-        assert_eq!(
-            msg("name = \"reverse\"\nmin_len = 5\nmax_len = 4"),
-            "task.max_len = 4 is out of range: expected 5..=12 (at least task.min_len)"
-        );
+        const OPS: &str = "a non-empty set of distinct operators from \"+-*\", e.g. \"+-\"";
+        #[rustfmt::skip]
+        let cases = [
+            ("arithmetic", "max_digits = 9", "task.max_digits = 9 is out of range: expected 1..=4"),
+            ("arithmetic", "min_digits = 0", "task.min_digits = 0 is out of range: expected 1..=4"),
+            ("arithmetic", "min_digits = 3\nmax_digits = 2",
+                "task.max_digits = 2 is out of range: expected 3..=4 (at least task.min_digits)"),
+            ("arithmetic", "ops = \"+/\"", &format!("task.ops = \"+/\" is out of range: expected {OPS}")),
+            ("countdown", "ops = \"\"", &format!("task.ops = \"\" is out of range: expected {OPS}")),
+            ("countdown", "ops = \"++\"", &format!("task.ops = \"++\" is out of range: expected {OPS}")),
+            ("countdown", "numbers = 5", "task.numbers = 5 is out of range: expected 2..=4"),
+            ("countdown", "max_number = 51", "task.max_number = 51 is out of range: expected 2..=50"),
+            ("sorting", "max_value = 0", "task.max_value = 0 is out of range: expected 1..=99"),
+            ("sorting", "min_len = 1", "task.min_len = 1 is out of range: expected 2..=8"),
+            ("reverse", "max_len = 13", "task.max_len = 13 is out of range: expected 1..=12"),
+            ("reverse", "min_len = 5\nmax_len = 4",
+                "task.max_len = 4 is out of range: expected 5..=12 (at least task.min_len)"),
+        ];
+        for (name, body, want) in cases {
+            let c: TaskConfig = toml::from_str(&format!("name = \"{name}\"\n{body}")).unwrap();
+            assert_eq!(c.validate().unwrap_err().to_string(), want);
+            assert!(c.build().is_err());
+        }
     }
 }

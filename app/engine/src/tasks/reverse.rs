@@ -41,7 +41,11 @@ pub struct ReverseConfig {
 
 impl Default for ReverseConfig {
     fn default() -> Self {
-        ReverseConfig { min_len: 3, max_len: 6, charset: Charset::Digits }
+        ReverseConfig {
+            min_len: 3,
+            max_len: 6,
+            charset: Charset::Digits,
+        }
     }
 }
 
@@ -56,8 +60,17 @@ pub struct Reverse {
 impl Reverse {
     /// Validate `config` and build the task.
     pub fn new(config: &ReverseConfig) -> Result<Self, TaskError> {
-        check_min_max(("min_len", config.min_len), ("max_len", config.max_len), 1, 12)?;
-        Ok(Reverse { min_len: config.min_len, max_len: config.max_len, charset: config.charset })
+        check_min_max(
+            ("min_len", config.min_len),
+            ("max_len", config.max_len),
+            1,
+            12,
+        )?;
+        Ok(Reverse {
+            min_len: config.min_len,
+            max_len: config.max_len,
+            charset: config.charset,
+        })
     }
 }
 
@@ -69,7 +82,9 @@ impl Task for Reverse {
     fn generate(&self, rng: &mut ChaCha8Rng) -> Problem {
         let set = self.charset.chars();
         let len = rng.random_range(self.min_len..=self.max_len);
-        let text: String = (0..len).map(|_| char::from(set[rng.random_range(0..set.len())])).collect();
+        let text: String = (0..len)
+            .map(|_| char::from(set[rng.random_range(0..set.len())]))
+            .collect();
         Problem {
             prompt: format!("rev {text}:"),
             answer: text.chars().rev().collect(),
@@ -112,17 +127,26 @@ mod tests {
 
     fn verdict(answer: &str, completion: &str) -> Verdict {
         let t = Reverse::new(&ReverseConfig::default()).unwrap();
-        let p = Problem { prompt: String::new(), answer: answer.into(), meta: serde_json::Value::Null };
+        let p = Problem {
+            prompt: String::new(),
+            answer: answer.into(),
+            meta: serde_json::Value::Null,
+        };
         t.verify(&p, completion)
     }
 
     #[test]
     fn generated_problems_verify() {
-        // Swap the first character for one outside every charset position it could match.
+        // Prepending a character shifts every position (and lengthens the answer).
         let wrong = |p: &Problem| format!("z{}", p.answer);
         for charset in [Charset::Digits, Charset::Letters, Charset::Alnum] {
             for (min_len, max_len) in [(3, 6), (1, 1), (12, 12)] {
-                let t = Reverse::new(&ReverseConfig { min_len, max_len, charset }).unwrap();
+                let t = Reverse::new(&ReverseConfig {
+                    min_len,
+                    max_len,
+                    charset,
+                })
+                .unwrap();
                 check_task(&t, wrong);
             }
         }
@@ -130,10 +154,19 @@ mod tests {
 
     #[test]
     fn prompt_is_reversed_answer() {
-        let t = Reverse::new(&ReverseConfig { charset: Charset::Alnum, ..Default::default() }).unwrap();
+        let t = Reverse::new(&ReverseConfig {
+            charset: Charset::Alnum,
+            ..Default::default()
+        })
+        .unwrap();
         let mut rng = rand::SeedableRng::seed_from_u64(11);
         let p = t.generate(&mut rng);
-        let text = p.prompt.strip_prefix("rev ").unwrap().strip_suffix(':').unwrap();
+        let text = p
+            .prompt
+            .strip_prefix("rev ")
+            .unwrap()
+            .strip_suffix(':')
+            .unwrap();
         assert_eq!(text.chars().rev().collect::<String>(), p.answer);
     }
 
@@ -141,7 +174,10 @@ mod tests {
     fn partial_credit() {
         assert_eq!(verdict("1234", " 1234\n"), Verdict::pass("correct"));
         let v = verdict("1234", "1294");
-        assert_eq!((v.score, v.passed, v.reason.as_str()), (0.75, false, "3 of 4 positions correct (score 0.75)"));
+        assert_eq!(
+            (v.score, v.passed, v.reason.as_str()),
+            (0.75, false, "3 of 4 positions correct (score 0.75)")
+        );
         assert_eq!(verdict("1234", "12345").score, 0.8);
         assert_eq!(verdict("1234", "123").score, 0.75);
         assert_eq!(verdict("1234", "").score, 0.0);

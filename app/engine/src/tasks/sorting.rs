@@ -20,7 +20,12 @@ pub struct SortingConfig {
 
 impl Default for SortingConfig {
     fn default() -> Self {
-        SortingConfig { min_len: 3, max_len: 4, max_value: 9, descending: false }
+        SortingConfig {
+            min_len: 3,
+            max_len: 4,
+            max_value: 9,
+            descending: false,
+        }
     }
 }
 
@@ -40,7 +45,12 @@ fn join(xs: &[u32]) -> String {
 impl Sorting {
     /// Validate `config` and build the task.
     pub fn new(config: &SortingConfig) -> Result<Self, TaskError> {
-        check_min_max(("min_len", config.min_len), ("max_len", config.max_len), 2, 8)?;
+        check_min_max(
+            ("min_len", config.min_len),
+            ("max_len", config.max_len),
+            2,
+            8,
+        )?;
         check_range("max_value", config.max_value, 1, 99)?;
         Ok(Sorting {
             min_len: config.min_len,
@@ -55,7 +65,13 @@ impl Sorting {
 fn parse_list(s: &str) -> Option<Vec<u32>> {
     let list = s
         .split_whitespace()
-        .map(|t| if t.bytes().all(|b| b.is_ascii_digit()) { t.parse().ok() } else { None })
+        .map(|t| {
+            if t.bytes().all(|b| b.is_ascii_digit()) {
+                t.parse().ok()
+            } else {
+                None
+            }
+        })
         .collect::<Option<Vec<u32>>>()?;
     (!list.is_empty()).then_some(list)
 }
@@ -67,7 +83,9 @@ impl Task for Sorting {
 
     fn generate(&self, rng: &mut ChaCha8Rng) -> Problem {
         let len = rng.random_range(self.min_len..=self.max_len);
-        let values: Vec<u32> = (0..len).map(|_| rng.random_range(0..=self.max_value)).collect();
+        let values: Vec<u32> = (0..len)
+            .map(|_| rng.random_range(0..=self.max_value))
+            .collect();
         let mut sorted = values.clone();
         sorted.sort_unstable();
         if self.descending {
@@ -117,8 +135,24 @@ mod tests {
         // The prompt's own (unsorted) order is wrong unless already sorted; append a value to be sure.
         let wrong = |p: &Problem| format!("{} 0", p.answer);
         check_task(&task(SortingConfig::default()), wrong);
-        check_task(&task(SortingConfig { min_len: 8, max_len: 8, max_value: 99, descending: true }), wrong);
-        check_task(&task(SortingConfig { min_len: 2, max_len: 2, max_value: 1, descending: false }), wrong);
+        check_task(
+            &task(SortingConfig {
+                min_len: 8,
+                max_len: 8,
+                max_value: 99,
+                descending: true,
+            }),
+            wrong,
+        );
+        check_task(
+            &task(SortingConfig {
+                min_len: 2,
+                max_len: 2,
+                max_value: 1,
+                descending: false,
+            }),
+            wrong,
+        );
     }
 
     #[test]
@@ -126,20 +160,45 @@ mod tests {
         let t = task(SortingConfig::default());
         let mut rng = rand::SeedableRng::seed_from_u64(5);
         let p = t.generate(&mut rng);
-        assert!(p.prompt.starts_with("sort ") && p.prompt.ends_with(':'), "{p:?}");
-        let p = Problem { prompt: "sort 5 2 9:".into(), answer: "2 5 9".into(), meta: serde_json::json!({}) };
+        assert!(
+            p.prompt.starts_with("sort ") && p.prompt.ends_with(':'),
+            "{p:?}"
+        );
+        let p = Problem {
+            prompt: "sort 5 2 9:".into(),
+            answer: "2 5 9".into(),
+            meta: serde_json::json!({}),
+        };
         assert_eq!(t.verify(&p, " 2 5 9\n"), Verdict::pass("correct"));
-        assert_eq!(t.verify(&p, "2 9 5"), Verdict::fail("expected 2 5 9, got 2 9 5"));
-        assert_eq!(t.verify(&p, "2 5"), Verdict::fail("expected 2 5 9, got 2 5"));
-        assert_eq!(t.verify(&p, "2 5 x"), Verdict::fail("not a list of integers"));
-        assert_eq!(t.verify(&p, "2,5,9"), Verdict::fail("not a list of integers"));
-        assert_eq!(t.verify(&p, "-2 5 9"), Verdict::fail("not a list of integers"));
+        assert_eq!(
+            t.verify(&p, "2 9 5"),
+            Verdict::fail("expected 2 5 9, got 2 9 5")
+        );
+        assert_eq!(
+            t.verify(&p, "2 5"),
+            Verdict::fail("expected 2 5 9, got 2 5")
+        );
+        assert_eq!(
+            t.verify(&p, "2 5 x"),
+            Verdict::fail("not a list of integers")
+        );
+        assert_eq!(
+            t.verify(&p, "2,5,9"),
+            Verdict::fail("not a list of integers")
+        );
+        assert_eq!(
+            t.verify(&p, "-2 5 9"),
+            Verdict::fail("not a list of integers")
+        );
         assert_eq!(t.verify(&p, ""), Verdict::fail("not a list of integers"));
     }
 
     #[test]
     fn descending_prompt_and_answer() {
-        let t = task(SortingConfig { descending: true, ..Default::default() });
+        let t = task(SortingConfig {
+            descending: true,
+            ..Default::default()
+        });
         let mut rng = rand::SeedableRng::seed_from_u64(5);
         let p = t.generate(&mut rng);
         assert!(p.prompt.starts_with("desc "), "{p:?}");

@@ -1,0 +1,229 @@
+//! `config.json` of a Hugging Face Llama / Qwen2 causal language model.
+
+use serde::{Deserialize, Serialize};
+
+/// One token id or several (Llama 3 lists several end-of-sequence ids).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TokenIds {
+    /// A single id.
+    One(u32),
+    /// Several ids.
+    Many(Vec<u32>),
+}
+
+impl TokenIds {
+    /// All ids as a vector.
+    pub fn to_vec(&self) -> Vec<u32> {
+        match self {
+            TokenIds::One(id) => vec![*id],
+            TokenIds::Many(ids) => ids.clone(),
+        }
+    }
+}
+
+/// The model hyper-parameters, with the keys `transformers` uses for `Qwen2Config` /
+/// `LlamaConfig`. Unknown keys are kept (`extra`) so a loaded folder saves back unchanged.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// e.g. `["Qwen2ForCausalLM"]`.
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    /// `qwen2` or `llama` (also used by SmolLM).
+    pub model_type: String,
+    /// Vocabulary size (rows of the embedding).
+    pub vocab_size: usize,
+    /// Model width.
+    pub hidden_size: usize,
+    /// Width of the SwiGLU MLP.
+    pub intermediate_size: usize,
+    /// Number of decoder blocks.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (grouped-query attention); defaults to `num_attention_heads`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_key_value_heads: Option<usize>,
+    /// Per-head width; defaults to `hidden_size / num_attention_heads`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<usize>,
+    /// Longest sequence (prompt + completion) the model supports.
+    #[serde(default = "default_max_pos")]
+    pub max_position_embeddings: usize,
+    /// RoPE base frequency.
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    /// RMSNorm epsilon.
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    /// Whether the output head shares the input embedding.
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// Bias on q/k/v projections (Llama key; Qwen2 always has it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_bias: Option<bool>,
+    /// MLP activation; only `silu` (SwiGLU) is supported.
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    /// Beginning-of-sequence id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bos_token_id: Option<u32>,
+    /// End-of-sequence id(s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eos_token_id: Option<TokenIds>,
+    /// Padding id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad_token_id: Option<u32>,
+    /// Storage dtype name.
+    #[serde(default = "default_dtype")]
+    pub torch_dtype: String,
+    /// Keys this engine does not use, kept for round trips.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_max_pos() -> usize {
+    2048
+}
+fn default_rope_theta() -> f64 {
+    10_000.0
+}
+fn default_eps() -> f64 {
+    1e-6
+}
+fn default_act() -> String {
+    "silu".into()
+}
+fn default_dtype() -> String {
+    "float32".into()
+}
+
+impl ModelConfig {
+    /// Key/value heads.
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    /// Per-head width.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    /// Whether q/k/v projections carry a bias.
+    pub fn qkv_bias(&self) -> bool {
+        match self.model_type.as_str() {
+            "qwen2" => true,
+            _ => self.attention_bias.unwrap_or(false),
+        }
+    }
+
+    /// Checks the combination of sizes; the message names the `config.json` key.
+    pub fn validate(&self) -> Result<(), String> {
+        match self.model_type.as_str() {
+            "qwen2" | "llama" | "mistral" => {}
+            other => {
+                return Err(format!(
+                    "model_type \"{other}\" is not supported: expected \"qwen2\", \"llama\" or \"mistral\""
+                ))
+            }
+        }
+        if self.hidden_act != "silu" {
+            return Err(format!(
+                "hidden_act \"{}\" is not supported: expected \"silu\" (SwiGLU MLP)",
+                self.hidden_act
+            ));
+        }
+        for (key, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.kv_heads()),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if v == 0 {
+                return Err(format!("{key} is 0: expected a positive integer"));
+            }
+        }
+        if self.num_attention_heads % self.kv_heads() != 0 {
+            return Err(format!(
+                "num_attention_heads ({}) must be a multiple of num_key_value_heads ({})",
+                self.num_attention_heads,
+                self.kv_heads()
+            ));
+        }
+        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+            return Err(format!(
+                "hidden_size ({}) must be a multiple of num_attention_heads ({})",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if self.head_dim() % 2 != 0 || self.head_dim() == 0 {
+            return Err(format!(
+                "head dimension {} must be even and positive (rotary embeddings)",
+                self.head_dim()
+            ));
+        }
+        if !(self.rms_norm_eps > 0.0) || !(self.rope_theta > 0.0) {
+            return Err("rms_norm_eps and rope_theta must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// The tiny default architecture (a Qwen2-style model of about 0.75 M parameters).
+    pub fn tiny(vocab_size: usize, bos: u32, eos: u32, pad: u32) -> Self {
+        Self {
+            architectures: vec!["Qwen2ForCausalLM".into()],
+            model_type: "qwen2".into(),
+            vocab_size,
+            hidden_size: 128,
+            intermediate_size: 352,
+            num_hidden_layers: 4,
+            num_attention_heads: 4,
+            num_key_value_heads: Some(2),
+            head_dim: None,
+            max_position_embeddings: 64,
+            rope_theta: 10_000.0,
+            rms_norm_eps: 1e-6,
+            tie_word_embeddings: true,
+            attention_bias: None,
+            hidden_act: "silu".into(),
+            bos_token_id: Some(bos),
+            eos_token_id: Some(TokenIds::One(eos)),
+            pad_token_id: Some(pad),
+            torch_dtype: "float32".into(),
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    /// Every parameter tensor the model has: Hugging Face name and shape.
+    pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let (d, hd) = (self.hidden_size, self.head_dim());
+        let (h, kv, i) = (self.num_attention_heads, self.kv_heads(), self.intermediate_size);
+        let mut out = vec![("model.embed_tokens.weight".to_string(), vec![self.vocab_size, d])];
+        for l in 0..self.num_hidden_layers {
+            let p = format!("model.layers.{l}");
+            out.push((format!("{p}.input_layernorm.weight"), vec![d]));
+            out.push((format!("{p}.self_attn.q_proj.weight"), vec![h * hd, d]));
+            out.push((format!("{p}.self_attn.k_proj.weight"), vec![kv * hd, d]));
+            out.push((format!("{p}.self_attn.v_proj.weight"), vec![kv * hd, d]));
+            if self.qkv_bias() {
+                out.push((format!("{p}.self_attn.q_proj.bias"), vec![h * hd]));
+                out.push((format!("{p}.self_attn.k_proj.bias"), vec![kv * hd]));
+                out.push((format!("{p}.self_attn.v_proj.bias"), vec![kv * hd]));
+            }
+            out.push((format!("{p}.self_attn.o_proj.weight"), vec![d, h * hd]));
+            out.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
+            out.push((format!("{p}.mlp.gate_proj.weight"), vec![i, d]));
+            out.push((format!("{p}.mlp.up_proj.weight"), vec![i, d]));
+            out.push((format!("{p}.mlp.down_proj.weight"), vec![d, i]));
+        }
+        out.push(("model.norm.weight".to_string(), vec![d]));
+        if !self.tie_word_embeddings {
+            out.push(("lm_head.weight".to_string(), vec![self.vocab_size, d]));
+        }
+        out
+    }
+}

@@ -1,0 +1,128 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::model::transformer::gather_logprobs;
+use crate::sampling::{generate, left_pad, SamplingConfig};
+use rand::SeedableRng as _;
+
+fn tiny_policy(tie: bool, model_type: &str) -> Policy {
+    let tok = Tok::char_level(crate::tasks::ALPHABET).unwrap();
+    let mut cfg = ModelConfig::tiny(tok.vocab_size(), 1, 2, 0);
+    cfg.hidden_size = 32;
+    cfg.intermediate_size = 48;
+    cfg.num_hidden_layers = 2;
+    cfg.tie_word_embeddings = tie;
+    cfg.model_type = model_type.into();
+    Policy::init(cfg, tok, 7, &Device::Cpu).unwrap()
+}
+
+fn prompts(p: &Policy) -> Vec<Vec<u32>> {
+    ["12+34=", "7*8=", "sort 5 2 9:"]
+        .iter()
+        .map(|s| p.tok.encode_prompt(s).unwrap())
+        .collect()
+}
+
+fn logits_of(model: &Transformer, prompts: &[Vec<u32>]) -> Vec<f32> {
+    let (ids, t, pad) = left_pad(prompts, 0);
+    let ids = Tensor::from_vec(ids, (prompts.len(), t), &Device::Cpu).unwrap();
+    model.forward_all(&ids, &pad).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+}
+
+#[test]
+fn every_parameter_receives_a_gradient() {
+    for (tie, ty) in [(true, "qwen2"), (false, "llama")] {
+        let p = tiny_policy(tie, ty);
+        let model = p.train_model().unwrap();
+        let pr = prompts(&p);
+        let (ids, t, pad) = left_pad(&pr, 0);
+        let ids_t = Tensor::from_vec(ids.clone(), (pr.len(), t), &Device::Cpu).unwrap();
+        let logits = model.forward_all(&ids_t, &pad).unwrap();
+        // Next-token loss on the real (unpadded) positions.
+        let targets: Vec<u32> = ids.iter().skip(1).chain(std::iter::once(&0)).copied().collect();
+        let targets = Tensor::from_vec(targets, (pr.len(), t), &Device::Cpu).unwrap();
+        let loss = gather_logprobs(&logits, &targets).unwrap().mean_all().unwrap().neg().unwrap();
+        let grads = loss.backward().unwrap();
+        for (name, var) in p.params() {
+            let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient"));
+            let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(norm > 0.0, "{name}: zero gradient ({ty})");
+        }
+    }
+}
+
+#[test]
+fn saved_folder_reloads_to_identical_logits() {
+    let p = tiny_policy(false, "qwen2");
+    let dir = tempfile::tempdir().unwrap();
+    p.save(dir.path()).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "generation_config.json"] {
+        assert!(dir.path().join(f).is_file(), "{f} written");
+    }
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["model_type"], "qwen2");
+    assert_eq!(cfg["num_key_value_heads"], 2);
+    let q = Policy::load(dir.path(), &Device::Cpu).unwrap();
+    let pr = prompts(&p);
+    let a = logits_of(&p.frozen_view().unwrap(), &pr);
+    let b = logits_of(&q.frozen_view().unwrap(), &pr);
+    assert_eq!(a, b, "bit-identical logits after save + load");
+}
+
+#[test]
+fn left_padding_does_not_change_a_rows_logits() {
+    let p = tiny_policy(true, "qwen2");
+    let m = p.frozen_view().unwrap();
+    let pr = prompts(&p);
+    let v = p.cfg.vocab_size;
+    let batch = logits_of(&m, &pr);
+    let t = pr.iter().map(Vec::len).max().unwrap();
+    for (r, prompt) in pr.iter().enumerate() {
+        let alone = logits_of(&m, std::slice::from_ref(prompt));
+        let pad = t - prompt.len();
+        let last_alone = &alone[(prompt.len() - 1) * v..prompt.len() * v];
+        let last_batch = &batch[(r * t + t - 1) * v..(r * t + t) * v];
+        for (a, b) in last_alone.iter().zip(last_batch) {
+            assert!((a - b).abs() < 1e-4, "row {r} (pad {pad}): {a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn kv_cache_generation_matches_full_recompute() {
+    let p = tiny_policy(true, "qwen2");
+    let m = p.frozen_view().unwrap();
+    let pr = prompts(&p);
+    for sampling in [SamplingConfig::greedy(), SamplingConfig::default()] {
+        let mut r1 = ChaCha8Rng::seed_from_u64(3);
+        let mut r2 = ChaCha8Rng::seed_from_u64(3);
+        let a = generate(&m, &pr, 12, 2, 0, &sampling, &mut r1, true).unwrap();
+        let b = generate(&m, &pr, 12, 2, 0, &sampling, &mut r2, false).unwrap();
+        assert_eq!(a, b);
+        assert!(a.iter().all(|c| !c.tokens.is_empty()));
+    }
+}
+
+#[test]
+fn bad_model_folders_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Policy::load(&dir.path().join("nope"), &Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("not a folder"), "{err}");
+    let err = Policy::load(dir.path(), &Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("config.json"), "{err}");
+    std::fs::write(dir.path().join("config.json"), "{\"model_type\": \"qwen2\"}").unwrap();
+    let err = Policy::load(dir.path(), &Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("config.json") && err.contains("vocab_size"), "{err}");
+    let p = tiny_policy(true, "qwen2");
+    p.save(dir.path()).unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), b"garbage").unwrap();
+    let err = Policy::load(dir.path(), &Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("model.safetensors") && err.contains("unreadable"), "{err}");
+    let mut cfg = p.cfg.clone();
+    cfg.num_attention_heads = 3;
+    std::fs::write(dir.path().join("config.json"), serde_json::to_string(&cfg).unwrap()).unwrap();
+    let err = Policy::load(dir.path(), &Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("num_attention_heads"), "{err}");
+}
