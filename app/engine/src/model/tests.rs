@@ -3,7 +3,6 @@
 use super::*;
 use crate::model::transformer::gather_logprobs;
 use crate::sampling::{generate, left_pad, SamplingConfig};
-use rand::SeedableRng as _;
 
 fn tiny_policy(tie: bool, model_type: &str) -> Policy {
     let tok = Tok::char_level(crate::tasks::ALPHABET).unwrap();
