@@ -1,1 +1,92 @@
-fn main(){}
+//! `rlvr-studio`: the RLVR Studio binary. Subcommands run the engine headless.
+
+mod bench;
+mod train;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Train language models with reinforcement learning from verifiable rewards.
+#[derive(Parser, Debug)]
+#[command(name = "rlvr-studio", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run a GRPO training run from a TOML config (e.g. app/presets/default.toml).
+    Train(train::TrainArgs),
+    /// Supervised warm start of the tiny embedded default policy (writes a model folder).
+    Pretrain(train::PretrainArgs),
+    /// Measure rollout and training throughput (tokens/s, GFLOP/s) of a model.
+    Bench(bench::BenchArgs),
+    /// Print a config with every key and its default value.
+    DefaultConfig,
+}
+
+/// Allocator and thread settings that must be in place before any tensor is made.
+fn tune_process(threads: usize) {
+    // Each candle op allocates its output; with glibc's default thresholds every mid-size buffer
+    // is mmapped and unmapped again, which cost ~35% of a training step here (page faults and TLB
+    // shootdowns, `shared/research/feasibility-candle.md`). Keep freed memory in the heap instead.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tunables; called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() && threads > 0 {
+        // SAFETY-relevant: set before the thread pool or any other thread starts.
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+}
+
+/// Threads for a model folder: 1 below 5 M parameters (candle's thread pool spin-waits, and
+/// ops this small do not split well), all cores above.
+fn threads_for_model(model_dir: &std::path::Path, configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    let params = std::fs::read_to_string(model_dir.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<rlvr_engine::model::ModelConfig>(&t).ok())
+        .map_or(0, |c| c.num_params());
+    rlvr_engine::trainer::auto_threads(params)
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Cmd::Train(args)) => train::train(args),
+        Some(Cmd::Pretrain(args)) => {
+            tune_process(1);
+            train::pretrain(args)
+        }
+        Some(Cmd::Bench(args)) => {
+            let model: PathBuf = args.model.clone().unwrap_or_else(bench::default_model);
+            tune_process(threads_for_model(&model, args.threads));
+            bench::bench(args)
+        }
+        Some(Cmd::DefaultConfig) => {
+            print!("{}", rlvr_engine::RunConfig::default().to_toml());
+            Ok(())
+        }
+        None => {
+            eprintln!(
+                "rlvr-studio: the desktop app is not built yet; run headless with\n  \
+                 rlvr-studio train app/presets/default.toml\n(see rlvr-studio --help)"
+            );
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

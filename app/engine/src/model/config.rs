@@ -227,3 +227,13 @@ impl ModelConfig {
         out
     }
 }
+
+impl ModelConfig {
+    /// Number of scalar parameters implied by the configuration.
+    pub fn num_params(&self) -> usize {
+        self.parameter_shapes()
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
+    }
+}

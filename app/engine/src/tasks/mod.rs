@@ -251,6 +251,23 @@ const MIN_PROBE_HITS: usize = 10;
 /// Rejections after which `next_train` gives up (unreachable once the probe has passed).
 const MAX_REJECTS: usize = 1_000_000;
 
+/// Share of every task's prompt space reserved for evaluation, in fifths.
+const EVAL_PARTITION_MOD: u64 = 5;
+
+/// Whether a prompt belongs to the evaluation partition: a fixed fifth of every task's prompt
+/// space (by a hash of the prompt text, independent of any seed). Held-out sets are drawn only
+/// from it and train streams never enter it, so no training stream of any seed — RL or the
+/// supervised warm start of the embedded policy — ever contains a held-out prompt of any seed.
+pub fn in_eval_partition(prompt: &str) -> bool {
+    // FNV-1a, 64 bit: stable across platforms and releases.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in prompt.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h % EVAL_PARTITION_MOD == 0
+}
+
 /// A fixed held-out set plus a deterministic, resumable train stream that never repeats a held-out prompt.
 pub struct TaskSplit {
     /// Held-out problems with distinct prompts (for evaluation).
@@ -270,7 +287,7 @@ impl TaskSplit {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ HELDOUT_SALT);
         let mut seen = HashSet::with_capacity(heldout_size);
         let mut heldout = Vec::with_capacity(heldout_size);
-        let max_attempts = 10_000 + 50 * heldout_size;
+        let max_attempts = 10_000 + 250 * heldout_size;
         let mut attempts = 0;
         while heldout.len() < heldout_size {
             if attempts == max_attempts {
@@ -283,7 +300,7 @@ impl TaskSplit {
             }
             attempts += 1;
             let p = task.generate(&mut rng);
-            if seen.insert(p.prompt.clone()) {
+            if in_eval_partition(&p.prompt) && seen.insert(p.prompt.clone()) {
                 heldout.push(p);
             }
         }
@@ -297,7 +314,7 @@ impl TaskSplit {
         if heldout_size > 0 {
             let mut probe = ChaCha8Rng::seed_from_u64(split.train_seed ^ HELDOUT_SALT);
             let hits = (0..PROBE_DRAWS)
-                .filter(|_| !split.seen.contains(&split.task.generate(&mut probe).prompt))
+                .filter(|_| !in_eval_partition(&split.task.generate(&mut probe).prompt))
                 .count();
             if hits < MIN_PROBE_HITS {
                 return Err(TaskError::NoTrainProblems {
@@ -324,7 +341,7 @@ impl TaskSplit {
         self.drawn += 1;
         let mut p = self.task.generate(&mut rng);
         for _ in 0..MAX_REJECTS {
-            if !self.seen.contains(&p.prompt) {
+            if !in_eval_partition(&p.prompt) && !self.seen.contains(&p.prompt) {
                 break;
             }
             p = self.task.generate(&mut rng);
@@ -421,7 +438,12 @@ mod tests {
 
     #[test]
     fn too_small_problem_space_errors() {
-        // 1-digit "+" has exactly 100 prompts.
+        // 1-digit "+" has exactly 100 prompts, of which a fixed fifth or so is reserved for evaluation.
+        let reserved = (0..10)
+            .flat_map(|a| (0..10).map(move |b| format!("{a}+{b}=")))
+            .filter(|p| in_eval_partition(p))
+            .count();
+        assert!((5..=40).contains(&reserved), "{reserved}");
         let err = TaskSplit::new(arith(1, "+"), 1, 500).err().unwrap();
         let msg = err.to_string();
         assert!(
@@ -429,23 +451,27 @@ mod tests {
             "{msg}"
         );
         assert!(
-            matches!(err, TaskError::HeldoutTooLarge { found: 100, .. }),
+            matches!(err, TaskError::HeldoutTooLarge { found, .. } if found == reserved),
             "{err:?}"
         );
-        // All 100 held out: nothing left to train on.
-        let err = TaskSplit::new(arith(1, "+"), 1, 100).err().unwrap();
-        assert!(
-            matches!(err, TaskError::NoTrainProblems { train_hits: 0, .. }),
-            "{err:?}"
-        );
-        // 50 held out leaves half the space for training.
-        let mut s = TaskSplit::new(arith(1, "+"), 1, 50).unwrap();
+        // The whole evaluation partition held out still leaves the rest for training.
+        let mut s = TaskSplit::new(arith(1, "+"), 1, reserved).unwrap();
         let held: HashSet<_> = s.heldout.iter().map(|p| p.prompt.clone()).collect();
-        assert!(draws(&mut s, 500).iter().all(|p| !held.contains(&p.prompt)));
+        let train = draws(&mut s, 500);
+        assert!(train.iter().all(|p| !held.contains(&p.prompt)));
+        assert!(train.iter().all(|p| !in_eval_partition(&p.prompt)));
         assert!(TaskSplit::new(arith(1, "+"), 1, 0)
             .unwrap()
             .heldout
             .is_empty());
+    }
+
+    #[test]
+    fn train_streams_of_any_seed_avoid_heldout_of_any_seed() {
+        let a = TaskSplit::new(arith(2, "+"), 1, 300).unwrap();
+        let mut b = TaskSplit::new(arith(2, "+"), 2, 300).unwrap();
+        let held: HashSet<_> = a.heldout.iter().map(|p| p.prompt.clone()).collect();
+        assert!(draws(&mut b, 3000).iter().all(|p| !held.contains(&p.prompt)));
     }
 
     #[test]

@@ -1,0 +1,381 @@
+//! The run configuration, read from TOML. Every knob has a default and a documented range;
+//! unknown keys and out-of-range values are errors naming the key, the value and what is allowed.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::algo::Aggregation;
+use crate::error::{EngineError, Result};
+use crate::optim::Schedule;
+use crate::sampling::SamplingConfig;
+use crate::tasks::TaskConfig;
+
+/// A whole training run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Run name (used for the default output folder). Default "run".
+    pub name: String,
+    /// Seed of everything random: held-out split, prompt stream, sampling. Default 0.
+    pub seed: u64,
+    /// Number of policy-update steps. 1..=1000000, default 200.
+    pub steps: usize,
+    /// Worker threads for tensor ops; 0 = automatic (1 below 5 M parameters, where a second
+    /// thread costs more in synchronisation than it gains). 0..=256, default 0.
+    pub threads: usize,
+    /// The policy model.
+    pub model: ModelSection,
+    /// The task (dataset) and its difficulty knobs.
+    pub task: TaskConfig,
+    /// How completions are sampled.
+    pub rollout: RolloutConfig,
+    /// Advantage estimator and policy loss.
+    pub algorithm: AlgorithmConfig,
+    /// Optimizer.
+    pub optim: OptimConfig,
+    /// Held-out evaluation.
+    pub eval: EvalConfig,
+    /// Where results go.
+    pub output: OutputConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            name: "run".into(),
+            seed: 0,
+            steps: 200,
+            threads: 0,
+            model: ModelSection::default(),
+            task: TaskConfig::default(),
+            rollout: RolloutConfig::default(),
+            algorithm: AlgorithmConfig::default(),
+            optim: OptimConfig::default(),
+            eval: EvalConfig::default(),
+            output: OutputConfig::default(),
+        }
+    }
+}
+
+/// `[model]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSection {
+    /// Hugging Face model folder (config.json, tokenizer.json, *.safetensors). A relative path is
+    /// resolved against the folder of the config file. Default: the embedded default policy
+    /// `app/assets/default-policy`.
+    pub path: PathBuf,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/default-policy")),
+        }
+    }
+}
+
+/// `[rollout]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RolloutConfig {
+    /// Prompts per step (B). 1..=1024, default 16.
+    pub prompts_per_step: usize,
+    /// Completions per prompt (G). 1..=256, default 8.
+    pub group_size: usize,
+    /// Longest completion in tokens; 0 = the task's longest answer + 2. 0..=4096, default 0.
+    pub max_new_tokens: usize,
+    /// Sampling temperature, 0..=5 (0 = greedy), default 1.
+    pub temperature: f32,
+    /// Top-k filter, 0 = off. Default 0.
+    pub top_k: usize,
+    /// Top-p (nucleus) filter in (0, 1], 1 = off. Default 1.
+    pub top_p: f32,
+    /// Min-p filter in [0, 1), 0 = off. Default 0.
+    pub min_p: f32,
+}
+
+impl Default for RolloutConfig {
+    fn default() -> Self {
+        let s = SamplingConfig::default();
+        Self {
+            prompts_per_step: 16,
+            group_size: 8,
+            max_new_tokens: 0,
+            temperature: s.temperature,
+            top_k: s.top_k,
+            top_p: s.top_p,
+            min_p: s.min_p,
+        }
+    }
+}
+
+impl RolloutConfig {
+    /// The sampler settings.
+    pub fn sampling(&self) -> SamplingConfig {
+        SamplingConfig {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+        }
+    }
+}
+
+/// `[algorithm]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlgorithmConfig {
+    /// Divide group-centred rewards by the group's standard deviation (GRPO). Default true.
+    pub scale_rewards: bool,
+    /// Lower clip range ε_low of the ratio. 0..=1, default 0.2.
+    pub epsilon_low: f64,
+    /// Upper clip range ε_high ("clip-higher" when above ε_low). 0..=10, default 0.2.
+    pub epsilon_high: f64,
+    /// KL coefficient β toward the frozen initial policy (k3 estimator); 0 = no reference model.
+    /// 0..=10, default 0.
+    pub kl_coef: f64,
+    /// Policy updates per batch (μ), each against the log-probs recorded before the first.
+    /// 1..=64, default 1.
+    pub inner_updates: usize,
+    /// Loss reduction: "seq_mean_token_mean" (GRPO) or "token_mean" (DAPO). Default GRPO.
+    pub aggregation: Aggregation,
+}
+
+impl Default for AlgorithmConfig {
+    fn default() -> Self {
+        Self {
+            scale_rewards: true,
+            epsilon_low: 0.2,
+            epsilon_high: 0.2,
+            kl_coef: 0.0,
+            inner_updates: 1,
+            aggregation: Aggregation::SeqMeanTokenMean,
+        }
+    }
+}
+
+/// `[optim]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimConfig {
+    /// Peak learning rate. (0, 1], default 1e-4 (1e-3 collapses the tiny default policy).
+    pub lr: f64,
+    /// AdamW β₁ in [0, 1), default 0.9.
+    pub beta1: f64,
+    /// AdamW β₂ in [0, 1), default 0.99.
+    pub beta2: f64,
+    /// AdamW ε > 0, default 1e-8.
+    pub eps: f64,
+    /// Decoupled weight decay, 0..=1, default 0.
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this value; 0 = off. Default 1.
+    pub grad_clip: f64,
+    /// "constant", "linear" or "cosine". Default constant.
+    pub schedule: Schedule,
+    /// Linear warm-up steps. Default 0.
+    pub warmup_steps: usize,
+    /// Final learning rate of linear/cosine decay as a fraction of `lr`, 0..=1, default 0.1.
+    pub min_lr_ratio: f64,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-4,
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            grad_clip: 1.0,
+            schedule: Schedule::Constant,
+            warmup_steps: 0,
+            min_lr_ratio: 0.1,
+        }
+    }
+}
+
+/// `[eval]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Evaluate every N steps (and at step 0 and the last step); 0 = only at start and end.
+    /// Default 25.
+    pub every: usize,
+    /// Held-out problems, disjoint from the training stream. 1..=100000, default 200.
+    pub heldout_size: usize,
+    /// Samples per held-out problem for pass@k; 0 = the group size. 0..=256, default 0.
+    pub samples: usize,
+    /// Sampling temperature for pass@k; default 1.
+    pub temperature: f32,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            every: 25,
+            heldout_size: 200,
+            samples: 0,
+            temperature: 1.0,
+        }
+    }
+}
+
+/// `[output]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Output folder (final policy in HF format, metrics.jsonl, config.toml); empty = `runs/<name>`
+    /// under the current directory. Default empty.
+    pub dir: PathBuf,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::new() }
+    }
+}
+
+fn check<T: PartialOrd + std::fmt::Display>(
+    key: &str,
+    v: T,
+    lo: T,
+    hi: T,
+    allowed: &str,
+) -> Result<()> {
+    if v < lo || v > hi || v != v {
+        return Err(EngineError::config(key, v, format!("expected {allowed}")));
+    }
+    Ok(())
+}
+
+impl RunConfig {
+    /// Reads a TOML file; relative model paths are resolved against the file's folder.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
+        let mut cfg = Self::from_toml(&text).map_err(|e| match e {
+            EngineError::ConfigFile { msg, .. } => EngineError::ConfigFile {
+                path: path.to_owned(),
+                msg,
+            },
+            other => other,
+        })?;
+        if cfg.model.path.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            cfg.model.path = base.join(&cfg.model.path);
+        }
+        Ok(cfg)
+    }
+
+    /// Parses TOML text (paths are left as written) and validates it.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let cfg: Self = toml::from_str(text).map_err(|e| EngineError::ConfigFile {
+            path: PathBuf::from("<config>"),
+            msg: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The TOML text of this configuration (every key, defaults included).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Checks every range. The error names the dotted key.
+    pub fn validate(&self) -> Result<()> {
+        check("steps", self.steps, 1, 1_000_000, "1..=1000000")?;
+        check("threads", self.threads, 0, 256, "0..=256 (0 = automatic)")?;
+        self.task.validate()?;
+        let r = &self.rollout;
+        check("rollout.prompts_per_step", r.prompts_per_step, 1, 1024, "1..=1024")?;
+        check("rollout.group_size", r.group_size, 1, 256, "1..=256")?;
+        check("rollout.max_new_tokens", r.max_new_tokens, 0, 4096, "0..=4096 (0 = from the task)")?;
+        r.sampling().validate("rollout")?;
+        let a = &self.algorithm;
+        check("algorithm.epsilon_low", a.epsilon_low, 0.0, 1.0, "0..=1")?;
+        check("algorithm.epsilon_high", a.epsilon_high, 0.0, 10.0, "0..=10")?;
+        check("algorithm.kl_coef", a.kl_coef, 0.0, 10.0, "0..=10")?;
+        check("algorithm.inner_updates", a.inner_updates, 1, 64, "1..=64")?;
+        let o = &self.optim;
+        if !(o.lr > 0.0 && o.lr <= 1.0) {
+            return Err(EngineError::config("optim.lr", o.lr, "expected a value in (0, 1]"));
+        }
+        check("optim.beta1", o.beta1, 0.0, 0.999_999, "[0, 1)")?;
+        check("optim.beta2", o.beta2, 0.0, 0.999_999_9, "[0, 1)")?;
+        if !(o.eps > 0.0 && o.eps < 1.0) {
+            return Err(EngineError::config("optim.eps", o.eps, "expected a value in (0, 1)"));
+        }
+        check("optim.weight_decay", o.weight_decay, 0.0, 1.0, "0..=1")?;
+        check("optim.grad_clip", o.grad_clip, 0.0, 1e6, "0..=1e6 (0 = off)")?;
+        check("optim.min_lr_ratio", o.min_lr_ratio, 0.0, 1.0, "0..=1")?;
+        check("optim.warmup_steps", o.warmup_steps, 0, self.steps, "0..=steps")?;
+        let e = &self.eval;
+        check("eval.heldout_size", e.heldout_size, 1, 100_000, "1..=100000")?;
+        check("eval.samples", e.samples, 0, 256, "0..=256 (0 = group size)")?;
+        check("eval.temperature", e.temperature, 0.0, 5.0, "0..=5")?;
+        Ok(())
+    }
+
+    /// Samples per held-out problem for pass@k.
+    pub fn eval_samples(&self) -> usize {
+        if self.eval.samples == 0 {
+            self.rollout.group_size
+        } else {
+            self.eval.samples
+        }
+    }
+
+    /// The output folder.
+    pub fn output_dir(&self) -> PathBuf {
+        if self.output.dir.as_os_str().is_empty() {
+            PathBuf::from("runs").join(&self.name)
+        } else {
+            self.output.dir.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn empty_config_is_the_default() {
+        assert_eq!(RunConfig::from_toml("").unwrap(), RunConfig::default());
+    }
+
+    #[test]
+    fn full_round_trip() {
+        let cfg = RunConfig::default();
+        assert_eq!(RunConfig::from_toml(&cfg.to_toml()).unwrap(), cfg);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = RunConfig::from_toml("[rollout]\ngroup_sise = 4\n").unwrap_err().to_string();
+        assert!(e.contains("group_sise"), "{e}");
+        let e = RunConfig::from_toml("stpes = 4\n").unwrap_err().to_string();
+        assert!(e.contains("stpes"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_named() {
+        for (toml, key) in [
+            ("[rollout]\ngroup_size = 0", "rollout.group_size"),
+            ("[optim]\nlr = 0.0", "optim.lr"),
+            ("[algorithm]\nepsilon_low = 1.5", "algorithm.epsilon_low"),
+            ("[rollout]\ntop_p = 1.5", "rollout.top_p"),
+            ("[task]\nname = \"arithmetic\"\nmax_digits = 9", "task.max_digits"),
+        ] {
+            let e = RunConfig::from_toml(toml).unwrap_err().to_string();
+            assert!(e.contains(key), "{toml}: {e}");
+        }
+        let e = RunConfig::from_toml("[algorithm]\naggregation = \"sum\"").unwrap_err().to_string();
+        assert!(e.contains("seq_mean_token_mean"), "{e}");
+        let e = RunConfig::from_toml("[task]\nname = \"chess\"").unwrap_err().to_string();
+        assert!(e.contains("chess"), "{e}");
+    }
+}

@@ -1,0 +1,201 @@
+//! Typed events the engine emits; the CLI, the store and the GUI are listeners on this stream.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Mean and standard deviation of a quantity over a batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MeanStd {
+    /// Mean.
+    pub mean: f64,
+    /// Population standard deviation.
+    pub std: f64,
+}
+
+impl MeanStd {
+    /// Of a slice (zeros when empty).
+    pub fn of(v: &[f32]) -> Self {
+        if v.is_empty() {
+            return Self::default();
+        }
+        let n = v.len() as f64;
+        let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+        Self { mean, std: var.sqrt() }
+    }
+}
+
+/// What one policy-update step measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    /// Updates done so far (1 after the first step).
+    pub step: usize,
+    /// Seconds since the run started.
+    pub elapsed_s: f64,
+    /// Mean total reward of the sampled completions.
+    pub reward_mean: f64,
+    /// Standard deviation of the total reward.
+    pub reward_std: f64,
+    /// Mean/std per reward component (by component name).
+    pub reward_components: BTreeMap<String, MeanStd>,
+    /// Fraction of sampled completions the verifier passed.
+    pub accuracy: f64,
+    /// Mean per-token entropy (nats) of the policy over completion tokens.
+    pub entropy: f64,
+    /// Mean per-token k3 KL to the reference policy (when a reference is used).
+    pub kl: Option<f64>,
+    /// Fraction of tokens whose ratio was clipped at 1 − ε_low (negative advantage).
+    pub clip_low_frac: f64,
+    /// Fraction of tokens whose ratio was clipped at 1 + ε_high (positive advantage).
+    pub clip_high_frac: f64,
+    /// Mean completion length in tokens.
+    pub response_len_mean: f64,
+    /// Longest completion in tokens.
+    pub response_len_max: usize,
+    /// Fraction of completions cut at the length limit (no end-of-sequence).
+    pub truncated_frac: f64,
+    /// Fraction of groups whose rewards were all equal (no learning signal).
+    pub zero_var_frac: f64,
+    /// Global gradient norm before clipping (mean over inner updates).
+    pub grad_norm: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Loss of the first inner update.
+    pub loss: f64,
+    /// Wall time of the step.
+    pub step_time_s: f64,
+    /// Of which sampling.
+    pub rollout_s: f64,
+    /// Of which the policy update(s).
+    pub update_s: f64,
+    /// Completion tokens sampled per second of step time.
+    pub tokens_per_s: f64,
+    /// Training tokens (prompt + completion, forward + backward) per second of update time.
+    pub train_tokens_per_s: f64,
+}
+
+/// Held-out evaluation results.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EvalMetrics {
+    /// Updates done when evaluated (0 = before training).
+    pub step: usize,
+    /// Seconds since the run started.
+    pub elapsed_s: f64,
+    /// Greedy-decoding accuracy (pass@1, greedy).
+    pub greedy_accuracy: f64,
+    /// Sampled pass@1 (mean fraction correct over the samples).
+    pub pass_at_1: f64,
+    /// Unbiased pass@k for k = 1, 2, 4, ... and the number of samples.
+    pub pass_at_k: BTreeMap<usize, f64>,
+    /// Mean verifier score of the sampled completions (partial credit).
+    pub mean_score: f64,
+    /// Held-out problems.
+    pub problems: usize,
+    /// Samples per problem.
+    pub samples: usize,
+    /// Wall time of the evaluation.
+    pub eval_time_s: f64,
+}
+
+/// One sampled completion with its reward breakdown.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleRecord {
+    /// Completion text (decoded, without end-of-sequence).
+    pub completion: String,
+    /// Total reward.
+    pub reward: f32,
+    /// Per-component rewards: (name, score, reason).
+    pub components: Vec<(String, f32, String)>,
+    /// Whether the verifier passed it.
+    pub passed: bool,
+    /// Advantage given to its tokens.
+    pub advantage: f32,
+    /// Length in tokens.
+    pub length: usize,
+    /// Cut at the length limit.
+    pub truncated: bool,
+}
+
+/// The G completions of one prompt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleGroup {
+    /// Prompt text.
+    pub prompt: String,
+    /// Reference answer.
+    pub answer: String,
+    /// The completions.
+    pub samples: Vec<SampleRecord>,
+}
+
+/// Static facts about a run, sent once at the start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// Run name.
+    pub name: String,
+    /// The fully resolved configuration as TOML.
+    pub config_toml: String,
+    /// Policy parameters.
+    pub params: usize,
+    /// Model folder.
+    pub model_path: PathBuf,
+    /// Task name.
+    pub task: String,
+    /// Longest completion in tokens.
+    pub max_new_tokens: usize,
+    /// Steps planned.
+    pub steps: usize,
+    /// Tensor threads in use.
+    pub threads: usize,
+}
+
+/// End-of-run summary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// Steps completed.
+    pub steps: usize,
+    /// Total wall time.
+    pub elapsed_s: f64,
+    /// Evaluation before training.
+    pub initial: Option<EvalMetrics>,
+    /// Last evaluation.
+    pub last: Option<EvalMetrics>,
+    /// Mean step time.
+    pub mean_step_s: f64,
+    /// Where the final policy was written, if it was.
+    pub policy_dir: Option<PathBuf>,
+    /// Whether the run was stopped before its last step.
+    pub stopped: bool,
+}
+
+/// Everything the engine tells its listeners.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EngineEvent {
+    /// The run is set up.
+    Started(RunInfo),
+    /// One update step finished.
+    Step(StepMetrics),
+    /// A held-out evaluation finished.
+    Eval(EvalMetrics),
+    /// The sampled groups of a step.
+    Samples {
+        /// Step the samples were drawn for (1-based, like [`StepMetrics::step`]).
+        step: usize,
+        /// The groups.
+        groups: Vec<SampleGroup>,
+    },
+    /// A human-readable note.
+    Log {
+        /// The text.
+        message: String,
+    },
+    /// The run ended normally or was stopped.
+    Done(RunSummary),
+    /// The run failed.
+    Failed {
+        /// The error, with its causes.
+        error: String,
+    },
+}

@@ -1,0 +1,191 @@
+//! `rlvr-studio bench`: rollout and training throughput of a policy on this machine.
+//!
+//! Prints sampled tokens/s (batched generation with the KV cache), training tokens/s (forward +
+//! backward + AdamW of a GRPO-shaped batch), the achieved GFLOP/s of the training step and of a
+//! large matmul (the CPU's practical peak with candle's gemm), so figures can be compared with
+//! other trainers on the same model and machine.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use clap::Args;
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+use rlvr_engine::batch::TrainBatch;
+use rlvr_engine::model::Policy;
+use rlvr_engine::optim::{AdamW, AdamWParams};
+use rlvr_engine::sampling::{generate, SamplingConfig};
+use serde::Serialize;
+
+/// Arguments of `bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Model folder (default: the embedded default policy).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Sequences per batch (prompts × group size).
+    #[arg(long, default_value_t = 128)]
+    pub rows: usize,
+    /// Prompt length in tokens.
+    #[arg(long, default_value_t = 8)]
+    pub prompt_len: usize,
+    /// Completion length in tokens.
+    #[arg(long, default_value_t = 8)]
+    pub completion_len: usize,
+    /// Timed repetitions (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub iters: usize,
+    /// Tensor threads (0 = automatic).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Print the figures as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The embedded default policy folder.
+pub fn default_model() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/default-policy"))
+}
+
+#[derive(Serialize)]
+struct Figures {
+    model: String,
+    params: usize,
+    threads: String,
+    rows: usize,
+    prompt_len: usize,
+    completion_len: usize,
+    rollout_tokens_per_s: f64,
+    rollout_s: f64,
+    train_step_s: f64,
+    train_tokens_per_s: f64,
+    train_gflops: f64,
+    forward_gflops: f64,
+    matmul_peak_gflops: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let dir = args.model.clone().unwrap_or_else(default_model);
+    let device = Device::Cpu;
+    let policy = Policy::load(&dir, &device)?;
+    let cfg = policy.cfg.clone();
+    let tok = policy.tok.clone();
+    let iters = args.iters.max(1);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let vocab = tok.vocab_size() as u32;
+    let first_real = 4u32.min(vocab.saturating_sub(1));
+    let rand_ids = |rng: &mut ChaCha8Rng, n: usize| -> Vec<u32> {
+        (0..n).map(|_| rng.random_range(first_real..vocab)).collect()
+    };
+
+    // Rollout: rows random prompts, sampling until the length limit (EOS is never forced).
+    let prompts: Vec<Vec<u32>> = (0..args.rows)
+        .map(|_| rand_ids(&mut rng, args.prompt_len))
+        .collect();
+    let view = policy.frozen_view()?;
+    let sampling = SamplingConfig::default();
+    let mut roll = Vec::new();
+    let mut roll_tokens = Vec::new();
+    for i in 0..=iters {
+        let t = Instant::now();
+        let out = generate(&view, &prompts, args.completion_len, u32::MAX, tok.pad, &sampling, &mut rng, true)?;
+        if i > 0 {
+            roll.push(t.elapsed().as_secs_f64());
+            roll_tokens.push(out.iter().map(|c| c.tokens.len()).sum::<usize>() as f64);
+        }
+    }
+    let rollout_s = median(roll);
+    let rollout_tokens = median(roll_tokens);
+
+    // Training: forward + backward + AdamW over prompt + completion.
+    let comps: Vec<Vec<u32>> = (0..args.rows)
+        .map(|_| rand_ids(&mut rng, args.completion_len))
+        .collect();
+    let pr: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+    let co: Vec<&[u32]> = comps.iter().map(Vec::as_slice).collect();
+    let batch = TrainBatch::new(&pr, &co, tok.pad, &device)?;
+    let mut opt = AdamW::new(
+        policy.params().iter().map(|(_, v)| v.clone()).collect(),
+        AdamWParams { beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.0 },
+    )?;
+    let mut train = Vec::new();
+    let mut fwd = Vec::new();
+    for i in 0..=iters {
+        let t = Instant::now();
+        let (_, logp) = batch.logprobs(&policy.frozen_view()?)?;
+        logp.sum_all()?.to_scalar::<f32>()?;
+        let f = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let model = policy.train_model()?;
+        let (_, logp) = batch.logprobs(&model)?;
+        let loss = ((logp * &batch.mask)?.sum_all()? * -1e-6)?;
+        let grads = loss.backward()?;
+        opt.step(&grads, 1e-7, 1.0)?;
+        if i > 0 {
+            train.push(t.elapsed().as_secs_f64());
+            fwd.push(f);
+        }
+    }
+    let train_s = median(train);
+    let fwd_s = median(fwd);
+    let seq = batch.tp + batch.l - 1;
+    let tokens = (batch.rows * seq) as f64;
+    // FLOPs of one forward: 2 · (non-embedding matmul weights) per token, attention scores and
+    // mixing (2 · 2 · seq · head_dim · heads per token and layer, halved by causality is not
+    // exploited here), the output head on completion positions. Training = 3 × forward.
+    let d = cfg.hidden_size as f64;
+    let per_layer = 2.0
+        * (d * (cfg.num_attention_heads * cfg.head_dim()) as f64 * 2.0
+            + d * (cfg.kv_heads() * cfg.head_dim()) as f64 * 2.0
+            + 3.0 * d * cfg.intermediate_size as f64);
+    let attn = 4.0 * seq as f64 * (cfg.num_attention_heads * cfg.head_dim()) as f64;
+    let head = 2.0 * d * cfg.vocab_size as f64 * (batch.rows * batch.l) as f64;
+    let fwd_flops = tokens * cfg.num_hidden_layers as f64 * (per_layer + attn) + head;
+    let train_flops = 3.0 * fwd_flops;
+
+    // Matmul peak with candle's gemm at the same thread setting.
+    let a = Tensor::randn(0f32, 1.0, (1024, 1024), &device)?;
+    let b = Tensor::randn(0f32, 1.0, (1024, 1024), &device)?;
+    let mut mm = Vec::new();
+    for _ in 0..=iters {
+        let t = Instant::now();
+        a.matmul(&b)?.sum_all()?.to_scalar::<f32>()?;
+        mm.push(t.elapsed().as_secs_f64());
+    }
+    let mm_s = median(mm);
+
+    let fig = Figures {
+        model: dir.display().to_string(),
+        params: policy.num_params(),
+        threads: std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into()),
+        rows: args.rows,
+        prompt_len: args.prompt_len,
+        completion_len: args.completion_len,
+        rollout_tokens_per_s: rollout_tokens / rollout_s.max(1e-12),
+        rollout_s,
+        train_step_s: train_s,
+        train_tokens_per_s: tokens / train_s.max(1e-12),
+        train_gflops: train_flops / train_s.max(1e-12) / 1e9,
+        forward_gflops: fwd_flops / fwd_s.max(1e-12) / 1e9,
+        matmul_peak_gflops: 2.0 * 1024f64.powi(3) / mm_s.max(1e-12) / 1e9,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&fig)?);
+    } else {
+        println!("model                {} ({} parameters, threads: {})", fig.model, fig.params, fig.threads);
+        println!("batch                {} rows x ({} prompt + {} completion) tokens", fig.rows, fig.prompt_len, fig.completion_len);
+        println!("rollout              {:>10.0} tokens/s  ({:.3} s per batch, KV cache)", fig.rollout_tokens_per_s, fig.rollout_s);
+        println!("training step        {:>10.0} tokens/s  ({:.3} s fwd+bwd+AdamW)", fig.train_tokens_per_s, fig.train_step_s);
+        println!("training step        {:>10.2} GFLOP/s", fig.train_gflops);
+        println!("forward only         {:>10.2} GFLOP/s", fig.forward_gflops);
+        println!("matmul 1024^3 peak   {:>10.2} GFLOP/s", fig.matmul_peak_gflops);
+    }
+    Ok(())
+}
