@@ -1,0 +1,161 @@
+//! End-to-end tests: the `rlvr-studio` binary driven as a user drives it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rlvr-studio"))
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn preset(name: &str) -> PathBuf {
+    repo().join("app/presets").join(name)
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}
+
+fn of_type<'a>(lines: &'a [serde_json::Value], t: &str) -> Vec<&'a serde_json::Value> {
+    lines.iter().filter(|v| v["type"] == t).collect()
+}
+
+/// The default preset, shortened, must raise held-out accuracy by a clear margin.
+#[test]
+fn default_preset_learns() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .arg("train")
+        .arg(preset("default.toml"))
+        .args(["--steps", "120", "--json", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let lines = json_lines(&out);
+    assert!(lines.iter().all(|v| v["type"].is_string() && v["elapsed_s"].is_number()));
+    let evals = of_type(&lines, "eval");
+    let steps = of_type(&lines, "step");
+    assert_eq!(steps.len(), 120);
+    for key in [
+        "reward_mean", "reward_std", "reward_components", "accuracy", "entropy", "clip_low_frac",
+        "clip_high_frac", "response_len_mean", "response_len_max", "truncated_frac",
+        "zero_var_frac", "grad_norm", "lr", "step_time_s", "tokens_per_s",
+    ] {
+        assert!(!steps[0][key].is_null(), "step line lacks {key}");
+    }
+    let first = evals.first().unwrap();
+    let last = evals.last().unwrap();
+    assert_eq!(first["step"], 0);
+    assert_eq!(last["step"], 120);
+    assert!(first["pass_at_k"]["8"].is_number() && first["greedy_accuracy"].is_number());
+    let p0 = first["pass_at_1"].as_f64().unwrap();
+    let p1 = last["pass_at_1"].as_f64().unwrap();
+    assert!(p1 - p0 >= 0.08, "held-out pass@1 went {p0:.3} -> {p1:.3}");
+    assert_eq!(of_type(&lines, "done").len(), 1);
+    // The output folder: resolved config, metrics, final policy in HF format.
+    for f in ["config.toml", "metrics.jsonl", "policy/config.json", "policy/model.safetensors", "policy/tokenizer.json"] {
+        assert!(dir.path().join(f).is_file(), "{f} missing");
+    }
+    let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().filter(|l| l.contains("\"type\":\"step\"")).count(), 120);
+}
+
+/// Same seed, same machine: identical metrics (timings aside); another seed differs.
+#[test]
+fn runs_are_deterministic_for_a_seed() {
+    let run = |seed: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = bin()
+            .arg("train")
+            .arg(preset("default.toml"))
+            .args(["--steps", "4", "--json", "--seed", seed, "--out"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        of_type(&json_lines(&out), "step")
+            .into_iter()
+            .map(|v| {
+                let mut v = v.clone();
+                let o = v.as_object_mut().unwrap();
+                o.retain(|k, _| !k.ends_with("_s") && !k.contains("per_s"));
+                v
+            })
+            .collect::<Vec<_>>()
+    };
+    let a = run("3");
+    assert_eq!(a, run("3"));
+    assert_ne!(a, run("4"));
+}
+
+fn expect_error(args: &[&str], needles: &[&str]) {
+    let out = bin().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert!(err.starts_with("error: "), "{args:?}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: {err:?} lacks {n:?}");
+    }
+}
+
+#[test]
+fn bad_inputs_give_one_clear_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let write = |name: &str, text: &str| {
+        let p = d.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let missing = d.join("nope.toml").to_string_lossy().into_owned();
+    expect_error(&["train", &missing], &["nope.toml"]);
+    let garbled = write("garbled.toml", "steps = [1,\n");
+    expect_error(&["train", &garbled], &["garbled.toml"]);
+    let unknown_key = write("key.toml", "[rollout]\ngroup_sise = 4\n");
+    expect_error(&["train", &unknown_key], &["key.toml", "group_sise"]);
+    let range = write("range.toml", "[optim]\nlr = 5.0\n");
+    expect_error(&["train", &range], &["optim.lr", "5"]);
+    let task = write("task.toml", "[task]\nname = \"chess\"\n");
+    expect_error(&["train", &task], &["task.toml", "chess"]);
+    // A model folder whose weights are garbage.
+    let model = d.join("model");
+    std::fs::create_dir(&model).unwrap();
+    let src = repo().join("app/assets/default-policy");
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(src.join(f), model.join(f)).unwrap();
+    }
+    std::fs::write(model.join("model.safetensors"), b"\x00\x01not safetensors").unwrap();
+    let cfg = write(
+        "badmodel.toml",
+        &format!("[model]\npath = {:?}\n", model.to_string_lossy()),
+    );
+    let out_dir = d.join("out").to_string_lossy().into_owned();
+    expect_error(&["train", &cfg, "--out", &out_dir], &["model.safetensors"]);
+    let empty = d.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let cfg = write("nomodel.toml", &format!("[model]\npath = {:?}\n", empty.to_string_lossy()));
+    expect_error(&["train", &cfg, "--out", &out_dir], &["config.json"]);
+}
+
+#[test]
+fn bench_prints_throughput() {
+    let out = bin()
+        .args(["bench", "--iters", "1", "--rows", "16", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for k in ["rollout_tokens_per_s", "train_tokens_per_s", "train_gflops", "matmul_peak_gflops"] {
+        assert!(v[k].as_f64().unwrap() > 0.0, "{k}");
+    }
+}
