@@ -38,16 +38,34 @@ fn default_preset_learns() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines = json_lines(&out);
-    assert!(lines.iter().all(|v| v["type"].is_string() && v["elapsed_s"].is_number()));
+    assert!(lines
+        .iter()
+        .all(|v| v["type"].is_string() && v["elapsed_s"].is_number()));
     let evals = of_type(&lines, "eval");
     let steps = of_type(&lines, "step");
     assert_eq!(steps.len(), 120);
     for key in [
-        "reward_mean", "reward_std", "reward_components", "accuracy", "entropy", "clip_low_frac",
-        "clip_high_frac", "response_len_mean", "response_len_max", "truncated_frac",
-        "zero_var_frac", "grad_norm", "lr", "step_time_s", "tokens_per_s",
+        "reward_mean",
+        "reward_std",
+        "reward_components",
+        "accuracy",
+        "entropy",
+        "clip_low_frac",
+        "clip_high_frac",
+        "response_len_mean",
+        "response_len_max",
+        "truncated_frac",
+        "zero_var_frac",
+        "grad_norm",
+        "lr",
+        "step_time_s",
+        "tokens_per_s",
     ] {
         assert!(!steps[0][key].is_null(), "step line lacks {key}");
     }
@@ -61,11 +79,23 @@ fn default_preset_learns() {
     assert!(p1 - p0 >= 0.08, "held-out pass@1 went {p0:.3} -> {p1:.3}");
     assert_eq!(of_type(&lines, "done").len(), 1);
     // The output folder: resolved config, metrics, final policy in HF format.
-    for f in ["config.toml", "metrics.jsonl", "policy/config.json", "policy/model.safetensors", "policy/tokenizer.json"] {
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "policy/config.json",
+        "policy/model.safetensors",
+        "policy/tokenizer.json",
+    ] {
         assert!(dir.path().join(f).is_file(), "{f} missing");
     }
     let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
-    assert_eq!(metrics.lines().filter(|l| l.contains("\"type\":\"step\"")).count(), 120);
+    assert_eq!(
+        metrics
+            .lines()
+            .filter(|l| l.contains("\"type\":\"step\""))
+            .count(),
+        120
+    );
 }
 
 /// Same seed, same machine: identical metrics (timings aside); another seed differs.
@@ -80,7 +110,11 @@ fn runs_are_deterministic_for_a_seed() {
             .arg(dir.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         of_type(&json_lines(&out), "step")
             .into_iter()
             .map(|v| {
@@ -143,7 +177,10 @@ fn bad_inputs_give_one_clear_error_line() {
     expect_error(&["train", &cfg, "--out", &out_dir], &["model.safetensors"]);
     let empty = d.join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let cfg = write("nomodel.toml", &format!("[model]\npath = {:?}\n", empty.to_string_lossy()));
+    let cfg = write(
+        "nomodel.toml",
+        &format!("[model]\npath = {:?}\n", empty.to_string_lossy()),
+    );
     expect_error(&["train", &cfg, "--out", &out_dir], &["config.json"]);
 }
 
@@ -153,9 +190,18 @@ fn bench_prints_throughput() {
         .args(["bench", "--iters", "1", "--rows", "16", "--json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for k in ["rollout_tokens_per_s", "train_tokens_per_s", "train_gflops", "matmul_peak_gflops"] {
+    for k in [
+        "rollout_tokens_per_s",
+        "train_tokens_per_s",
+        "train_gflops",
+        "matmul_peak_gflops",
+    ] {
         assert!(v[k].as_f64().unwrap() > 0.0, "{k}");
     }
 }

@@ -27,14 +27,16 @@ use crate::error::{EngineError, Result};
 /// With `scale` false the advantage is only mean-centred. A group whose rewards are all equal gets
 /// zero advantages. NaN or infinite rewards are an error.
 pub fn grpo_advantages(rewards: &[f32], group: usize, scale: bool) -> Result<Vec<f32>> {
-    if group == 0 || rewards.len() % group != 0 {
+    if group == 0 || !rewards.len().is_multiple_of(group) {
         return Err(EngineError::NonFinite(format!(
             "{} rewards do not form groups of {group}",
             rewards.len()
         )));
     }
     if let Some(bad) = rewards.iter().find(|r| !r.is_finite()) {
-        return Err(EngineError::NonFinite(format!("reward {bad} is not finite")));
+        return Err(EngineError::NonFinite(format!(
+            "reward {bad} is not finite"
+        )));
     }
     let mut out = Vec::with_capacity(rewards.len());
     for g in rewards.chunks_exact(group) {
@@ -169,7 +171,11 @@ mod tests {
     use candle_core::{Device, Var};
 
     fn t2(v: &[&[f32]]) -> Tensor {
-        Tensor::new(v.iter().map(|r| r.to_vec()).collect::<Vec<_>>(), &Device::Cpu).unwrap()
+        Tensor::new(
+            v.iter().map(|r| r.to_vec()).collect::<Vec<_>>(),
+            &Device::Cpu,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -183,7 +189,10 @@ mod tests {
         let c = grpo_advantages(&[1.0, 0.0], 2, false).unwrap();
         assert_eq!(c, vec![0.5, -0.5]);
         // a single sample per group carries no signal
-        assert_eq!(grpo_advantages(&[1.0, 0.0], 1, true).unwrap(), vec![0.0, 0.0]);
+        assert_eq!(
+            grpo_advantages(&[1.0, 0.0], 1, true).unwrap(),
+            vec![0.0, 0.0]
+        );
         assert!(grpo_advantages(&[1.0, f32::NAN], 2, true).is_err());
         assert!(grpo_advantages(&[1.0, 0.0, 1.0], 2, true).is_err());
     }
@@ -220,7 +229,10 @@ mod tests {
         assert!((g[1][0] + 0.25).abs() < 1e-6);
         // A = -1: row 1 (ratio 1.5 > 1) keeps its gradient, row 2 (0.5 < 0.8) is clipped
         let adv = Tensor::new(&[-1.0f32, -1.0], &Device::Cpu).unwrap();
-        let x = LossInputs { advantages: &adv, ..x };
+        let x = LossInputs {
+            advantages: &adv,
+            ..x
+        };
         let out = policy_loss(&x, &params).unwrap();
         let l = out.loss.to_scalar::<f32>().unwrap();
         assert!((l - (1.5 + 0.8) / 2.0).abs() < 1e-6, "{l}");

@@ -41,7 +41,12 @@ impl TrainBatch {
     ) -> Result<Self> {
         let rows = prompts.len();
         let tp = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
-        let l = completions.iter().map(|c| c.len()).max().unwrap_or(0).max(1);
+        let l = completions
+            .iter()
+            .map(|c| c.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
         let width = tp + l - 1;
         let mut ids = Vec::with_capacity(rows * width);
         let mut targets = Vec::with_capacity(rows * l);
@@ -81,7 +86,9 @@ impl TrainBatch {
     pub fn logprobs(&self, model: &Transformer) -> Result<(Tensor, Tensor)> {
         let d = model.config().hidden_size;
         let h = model.hidden(&self.ids, &self.pad, None)?;
-        let h = h.narrow(1, self.tp - 1, self.l)?.reshape((self.rows * self.l, d))?;
+        let h = h
+            .narrow(1, self.tp - 1, self.l)?
+            .reshape((self.rows * self.l, d))?;
         let logits = model.logits(&h)?;
         let logp = ops::token_logprob(&logits, &self.targets)?.reshape((self.rows, self.l))?;
         Ok((logits, logp))
@@ -101,7 +108,10 @@ mod tests {
         let c2: &[u32] = &[9, 9, 2];
         let b = TrainBatch::new(&[p1, p2], &[c1, c2], 0, &Device::Cpu).unwrap();
         assert_eq!((b.tp, b.l, b.rows), (3, 3, 2));
-        assert_eq!(b.ids.to_vec2::<u32>().unwrap(), vec![vec![1, 5, 6, 8, 2], vec![0, 1, 7, 9, 9]]);
+        assert_eq!(
+            b.ids.to_vec2::<u32>().unwrap(),
+            vec![vec![1, 5, 6, 8, 2], vec![0, 1, 7, 9, 9]]
+        );
         assert_eq!(b.targets.to_vec1::<u32>().unwrap(), vec![8, 2, 0, 9, 9, 2]);
         assert_eq!(b.mask_host, vec![1.0, 1.0, 0.0, 1.0, 1.0, 1.0]);
         assert_eq!(b.pad.pad_left, vec![0, 1]);

@@ -71,7 +71,10 @@ pub struct ModelSection {
 impl Default for ModelSection {
     fn default() -> Self {
         Self {
-            path: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/default-policy")),
+            path: PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../assets/default-policy"
+            )),
         }
     }
 }
@@ -233,7 +236,23 @@ pub struct OutputConfig {
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::new() }
+        Self {
+            dir: PathBuf::new(),
+        }
+    }
+}
+
+/// A TOML error as one line: `line L, column C: message`.
+pub fn toml_error_line(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim_end().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {col}: {msg}")
+        }
+        None => msg,
     }
 }
 
@@ -244,7 +263,10 @@ fn check<T: PartialOrd + std::fmt::Display>(
     hi: T,
     allowed: &str,
 ) -> Result<()> {
-    if v < lo || v > hi || v != v {
+    use std::cmp::Ordering::{Greater, Less};
+    let below = v.partial_cmp(&lo).is_none_or(|o| o == Less);
+    let above = v.partial_cmp(&hi).is_none_or(|o| o == Greater);
+    if below || above {
         return Err(EngineError::config(key, v, format!("expected {allowed}")));
     }
     Ok(())
@@ -254,12 +276,12 @@ impl RunConfig {
     /// Reads a TOML file; relative model paths are resolved against the file's folder.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
-        let mut cfg = Self::from_toml(&text).map_err(|e| match e {
-            EngineError::ConfigFile { msg, .. } => EngineError::ConfigFile {
-                path: path.to_owned(),
-                msg,
+        let mut cfg = Self::from_toml(&text).map_err(|e| EngineError::ConfigFile {
+            path: path.to_owned(),
+            msg: match e {
+                EngineError::ConfigFile { msg, .. } => msg,
+                other => other.to_string(),
             },
-            other => other,
         })?;
         if cfg.model.path.is_relative() {
             let base = path.parent().unwrap_or(Path::new("."));
@@ -272,7 +294,7 @@ impl RunConfig {
     pub fn from_toml(text: &str) -> Result<Self> {
         let cfg: Self = toml::from_str(text).map_err(|e| EngineError::ConfigFile {
             path: PathBuf::from("<config>"),
-            msg: e.to_string().trim_end().to_string(),
+            msg: toml_error_line(text, &e),
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -289,31 +311,81 @@ impl RunConfig {
         check("threads", self.threads, 0, 256, "0..=256 (0 = automatic)")?;
         self.task.validate()?;
         let r = &self.rollout;
-        check("rollout.prompts_per_step", r.prompts_per_step, 1, 1024, "1..=1024")?;
+        check(
+            "rollout.prompts_per_step",
+            r.prompts_per_step,
+            1,
+            1024,
+            "1..=1024",
+        )?;
         check("rollout.group_size", r.group_size, 1, 256, "1..=256")?;
-        check("rollout.max_new_tokens", r.max_new_tokens, 0, 4096, "0..=4096 (0 = from the task)")?;
+        check(
+            "rollout.max_new_tokens",
+            r.max_new_tokens,
+            0,
+            4096,
+            "0..=4096 (0 = from the task)",
+        )?;
         r.sampling().validate("rollout")?;
         let a = &self.algorithm;
         check("algorithm.epsilon_low", a.epsilon_low, 0.0, 1.0, "0..=1")?;
-        check("algorithm.epsilon_high", a.epsilon_high, 0.0, 10.0, "0..=10")?;
+        check(
+            "algorithm.epsilon_high",
+            a.epsilon_high,
+            0.0,
+            10.0,
+            "0..=10",
+        )?;
         check("algorithm.kl_coef", a.kl_coef, 0.0, 10.0, "0..=10")?;
         check("algorithm.inner_updates", a.inner_updates, 1, 64, "1..=64")?;
         let o = &self.optim;
         if !(o.lr > 0.0 && o.lr <= 1.0) {
-            return Err(EngineError::config("optim.lr", o.lr, "expected a value in (0, 1]"));
+            return Err(EngineError::config(
+                "optim.lr",
+                o.lr,
+                "expected a value in (0, 1]",
+            ));
         }
         check("optim.beta1", o.beta1, 0.0, 0.999_999, "[0, 1)")?;
         check("optim.beta2", o.beta2, 0.0, 0.999_999_9, "[0, 1)")?;
         if !(o.eps > 0.0 && o.eps < 1.0) {
-            return Err(EngineError::config("optim.eps", o.eps, "expected a value in (0, 1)"));
+            return Err(EngineError::config(
+                "optim.eps",
+                o.eps,
+                "expected a value in (0, 1)",
+            ));
         }
         check("optim.weight_decay", o.weight_decay, 0.0, 1.0, "0..=1")?;
-        check("optim.grad_clip", o.grad_clip, 0.0, 1e6, "0..=1e6 (0 = off)")?;
+        check(
+            "optim.grad_clip",
+            o.grad_clip,
+            0.0,
+            1e6,
+            "0..=1e6 (0 = off)",
+        )?;
         check("optim.min_lr_ratio", o.min_lr_ratio, 0.0, 1.0, "0..=1")?;
-        check("optim.warmup_steps", o.warmup_steps, 0, self.steps, "0..=steps")?;
+        check(
+            "optim.warmup_steps",
+            o.warmup_steps,
+            0,
+            self.steps,
+            "0..=steps",
+        )?;
         let e = &self.eval;
-        check("eval.heldout_size", e.heldout_size, 1, 100_000, "1..=100000")?;
-        check("eval.samples", e.samples, 0, 256, "0..=256 (0 = group size)")?;
+        check(
+            "eval.heldout_size",
+            e.heldout_size,
+            1,
+            100_000,
+            "1..=100000",
+        )?;
+        check(
+            "eval.samples",
+            e.samples,
+            0,
+            256,
+            "0..=256 (0 = group size)",
+        )?;
         check("eval.temperature", e.temperature, 0.0, 5.0, "0..=5")?;
         Ok(())
     }
@@ -355,7 +427,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let e = RunConfig::from_toml("[rollout]\ngroup_sise = 4\n").unwrap_err().to_string();
+        let e = RunConfig::from_toml("[rollout]\ngroup_sise = 4\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("group_sise"), "{e}");
         let e = RunConfig::from_toml("stpes = 4\n").unwrap_err().to_string();
         assert!(e.contains("stpes"), "{e}");
@@ -368,14 +442,21 @@ mod tests {
             ("[optim]\nlr = 0.0", "optim.lr"),
             ("[algorithm]\nepsilon_low = 1.5", "algorithm.epsilon_low"),
             ("[rollout]\ntop_p = 1.5", "rollout.top_p"),
-            ("[task]\nname = \"arithmetic\"\nmax_digits = 9", "task.max_digits"),
+            (
+                "[task]\nname = \"arithmetic\"\nmax_digits = 9",
+                "task.max_digits",
+            ),
         ] {
             let e = RunConfig::from_toml(toml).unwrap_err().to_string();
             assert!(e.contains(key), "{toml}: {e}");
         }
-        let e = RunConfig::from_toml("[algorithm]\naggregation = \"sum\"").unwrap_err().to_string();
+        let e = RunConfig::from_toml("[algorithm]\naggregation = \"sum\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("seq_mean_token_mean"), "{e}");
-        let e = RunConfig::from_toml("[task]\nname = \"chess\"").unwrap_err().to_string();
+        let e = RunConfig::from_toml("[task]\nname = \"chess\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("chess"), "{e}");
     }
 }

@@ -42,12 +42,12 @@ pub enum EngineError {
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     /// File system failure.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {err}", path.display())]
     Io {
         /// The path involved.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (kept out of the error chain: the message already shows it).
+        err: std::io::Error,
     },
     /// Rewards or losses became non-finite.
     #[error("numerical error: {0}")]
@@ -76,10 +76,10 @@ impl EngineError {
     }
 
     /// Shorthand for an I/O error on a path.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, err: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            err,
         }
     }
 }

@@ -23,7 +23,10 @@ impl MeanStd {
         let n = v.len() as f64;
         let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
         let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
-        Self { mean, std: var.sqrt() }
+        Self {
+            mean,
+            std: var.sqrt(),
+        }
     }
 }
 

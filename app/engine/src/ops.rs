@@ -14,8 +14,7 @@
 
 use candle_core::backend::BackendStorage as _;
 use candle_core::{
-    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout,
-    Result, Shape, Tensor, D,
+    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
 };
 
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
@@ -65,7 +64,10 @@ impl CustomOp2 for RmsNorm {
         let w = f32_slice(s2, l2, self.name())?;
         let d = last_dim(l1);
         if w.len() != d {
-            bail!("fused-rms-norm: weight has {} elements, hidden size is {d}", w.len())
+            bail!(
+                "fused-rms-norm: weight has {} elements, hidden size is {d}",
+                w.len()
+            )
         }
         let mut out = vec![0f32; x.len()];
         for (xr, yr) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
@@ -431,7 +433,10 @@ impl CustomOp2 for TokenLogProb {
         let v = last_dim(l1);
         let rows = logits.len() / v.max(1);
         if targets.len() != rows {
-            bail!("fused-token-logprob: {rows} rows of logits but {} targets", targets.len())
+            bail!(
+                "fused-token-logprob: {rows} rows of logits but {} targets",
+                targets.len()
+            )
         }
         let mut out = Vec::with_capacity(rows);
         for (row, &t) in logits.chunks_exact(v).zip(targets) {

@@ -39,7 +39,9 @@ pub fn learning_rate(
     match schedule {
         Schedule::Constant => base,
         Schedule::Linear => floor + (base - floor) * (1.0 - progress),
-        Schedule::Cosine => floor + (base - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+        Schedule::Cosine => {
+            floor + (base - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+        }
     }
 }
 
@@ -73,7 +75,13 @@ impl AdamW {
             .map(|v| v.as_tensor().zeros_like())
             .collect::<candle_core::Result<Vec<_>>>()?;
         let v = m.clone();
-        Ok(Self { vars, m, v, t: 0, params })
+        Ok(Self {
+            vars,
+            m,
+            v,
+            t: 0,
+            params,
+        })
     }
 
     /// Global L2 norm of the gradients of all variables.
@@ -148,7 +156,12 @@ mod tests {
     #[test]
     fn adamw_first_step_moves_by_lr_against_the_gradient() {
         let w = Var::new(&[1.0f32, -2.0], &Device::Cpu).unwrap();
-        let p = AdamWParams { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 };
+        let p = AdamWParams {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        };
         let mut opt = AdamW::new(vec![w.clone()], p).unwrap();
         // loss = 3*w0 - 0.5*w1 -> gradient (3, -0.5); first Adam step is lr * sign(g)
         let loss = (w.as_tensor() * &Tensor::new(&[3.0f32, -0.5], &Device::Cpu).unwrap())
@@ -159,7 +172,10 @@ mod tests {
         assert!((opt.grad_norm(&g).unwrap() - (9.25f64).sqrt()).abs() < 1e-6);
         opt.step(&g, 0.1, 1.0).unwrap();
         let v = w.as_tensor().to_vec1::<f32>().unwrap();
-        assert!((v[0] - 0.9).abs() < 1e-5 && (v[1] + 1.9).abs() < 1e-5, "{v:?}");
+        assert!(
+            (v[0] - 0.9).abs() < 1e-5 && (v[1] + 1.9).abs() < 1e-5,
+            "{v:?}"
+        );
         assert_eq!(clip_scale(4.0, 1.0), 0.25);
         assert_eq!(clip_scale(0.5, 1.0), 1.0);
         assert_eq!(clip_scale(4.0, 0.0), 1.0);

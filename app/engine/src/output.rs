@@ -17,7 +17,8 @@ pub fn event_json(ev: &EngineEvent, elapsed_s: f64) -> Option<serde_json::Value>
     }
     let mut v = serde_json::to_value(ev).ok()?;
     if let Some(obj) = v.as_object_mut() {
-        obj.entry("elapsed_s").or_insert(serde_json::json!(elapsed_s));
+        obj.entry("elapsed_s")
+            .or_insert(serde_json::json!(elapsed_s));
     }
     Some(v)
 }
@@ -55,7 +56,9 @@ impl RunDirWriter {
         let io = |e| EngineError::io(&self.path, e);
         writeln!(self.metrics, "{v}").map_err(io)?;
         if !matches!(ev, EngineEvent::Step(_)) {
-            self.metrics.flush().map_err(|e| EngineError::io(&self.path, e))?;
+            self.metrics
+                .flush()
+                .map_err(|e| EngineError::io(&self.path, e))?;
         }
         Ok(())
     }

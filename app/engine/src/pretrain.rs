@@ -113,10 +113,18 @@ pub fn pretrain(
     progress: &mut dyn FnMut(&PretrainProgress),
 ) -> Result<BTreeMap<String, f64>> {
     if cfg.tasks.is_empty() {
-        return Err(EngineError::config("tasks", "[]", "at least one [[tasks]] entry"));
+        return Err(EngineError::config(
+            "tasks",
+            "[]",
+            "at least one [[tasks]] entry",
+        ));
     }
     if cfg.steps == 0 || cfg.batch_size == 0 {
-        return Err(EngineError::config("steps", cfg.steps, "steps and batch_size must be positive"));
+        return Err(EngineError::config(
+            "steps",
+            cfg.steps,
+            "steps and batch_size must be positive",
+        ));
     }
     let t0 = Instant::now();
     let device = Device::Cpu;
@@ -174,11 +182,20 @@ pub fn pretrain(
         let loss = ((logp * &batch.mask)?.sum_all()? / -n_tok)?;
         let loss_v = loss.to_scalar::<f32>()? as f64;
         if !loss_v.is_finite() {
-            return Err(EngineError::NonFinite(format!("pretraining loss {loss_v} at step {step}")));
+            return Err(EngineError::NonFinite(format!(
+                "pretraining loss {loss_v} at step {step}"
+            )));
         }
         let grads = loss.backward()?;
         let norm = opt.grad_norm(&grads)?;
-        let lr = optim::learning_rate(cfg.lr, Schedule::Cosine, cfg.warmup_steps, 0.05, step, cfg.steps);
+        let lr = optim::learning_rate(
+            cfg.lr,
+            Schedule::Cosine,
+            cfg.warmup_steps,
+            0.05,
+            step,
+            cfg.steps,
+        );
         opt.step(&grads, lr, optim::clip_scale(norm, 1.0))?;
         let done = step + 1;
         let accuracy = if done % report_every == 0 || done == cfg.steps {
@@ -216,12 +233,24 @@ pub fn heldout_accuracy(policy: &Policy, splits: &[TaskSplit]) -> Result<BTreeMa
             .map(|p| tok.encode_prompt(&p.prompt))
             .collect::<Result<Vec<_>>>()?;
         let max_new = s.task().max_answer_chars() + 2;
-        let outs = generate(&view, &prompts, max_new, tok.eos, tok.pad, &SamplingConfig::greedy(), &mut rng, true)?;
+        let outs = generate(
+            &view,
+            &prompts,
+            max_new,
+            tok.eos,
+            tok.pad,
+            &SamplingConfig::greedy(),
+            &mut rng,
+            true,
+        )?;
         let mut ok = 0usize;
         for (p, c) in s.heldout.iter().zip(&outs) {
             ok += usize::from(s.task().verify(p, &tok.decode(&c.tokens)?).passed);
         }
-        out.insert(s.task().name().to_string(), ok as f64 / s.heldout.len().max(1) as f64);
+        out.insert(
+            s.task().name().to_string(),
+            ok as f64 / s.heldout.len().max(1) as f64,
+        );
     }
     Ok(out)
 }

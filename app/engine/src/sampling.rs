@@ -92,7 +92,13 @@ impl SamplingConfig {
             }
             if self.min_p > 0.0 {
                 let cut = self.min_p * top;
-                keep = keep.min(order.iter().take_while(|&&i| logits[i] >= cut).count().max(1));
+                keep = keep.min(
+                    order
+                        .iter()
+                        .take_while(|&&i| logits[i] >= cut)
+                        .count()
+                        .max(1),
+                );
             }
             if self.top_p < 1.0 {
                 let mut acc = 0.0;
@@ -213,7 +219,8 @@ pub fn generate(
             break;
         }
         if use_cache {
-            logits = model.forward_step(&Tensor::from_vec(next, (n, 1), device)?, &pad, &mut cache)?;
+            logits =
+                model.forward_step(&Tensor::from_vec(next, (n, 1), device)?, &pad, &mut cache)?;
         } else {
             let mut grown = Vec::with_capacity(n * (t + 1));
             for r in 0..n {
@@ -228,9 +235,19 @@ pub fn generate(
     Ok(out)
 }
 
-fn last_logits(model: &Transformer, seq: &[u32], n: usize, t: usize, pad: &Padding) -> Result<Tensor> {
+fn last_logits(
+    model: &Transformer,
+    seq: &[u32],
+    n: usize,
+    t: usize,
+    pad: &Padding,
+) -> Result<Tensor> {
     let ids = Tensor::from_vec(seq.to_vec(), (n, t), model.device())?;
-    Ok(model.forward_all(&ids, pad)?.narrow(1, t - 1, 1)?.squeeze(1)?.contiguous()?)
+    Ok(model
+        .forward_all(&ids, pad)?
+        .narrow(1, t - 1, 1)?
+        .squeeze(1)?
+        .contiguous()?)
 }
 
 #[cfg(test)]
@@ -263,19 +280,56 @@ mod tests {
         let base = SamplingConfig::default();
         let p = probs(&l, &base, 20_000);
         assert!((p[0] - 0.5).abs() < 0.02 && p[3] > 0.03);
-        let p = probs(&l, &SamplingConfig { top_k: 2, ..base.clone() }, 20_000);
+        let p = probs(
+            &l,
+            &SamplingConfig {
+                top_k: 2,
+                ..base.clone()
+            },
+            20_000,
+        );
         assert!(p[2] == 0.0 && p[3] == 0.0 && (p[0] - 0.625).abs() < 0.02);
-        let p = probs(&l, &SamplingConfig { top_p: 0.8, ..base.clone() }, 20_000);
-        assert!(p[2] == 0.0 && p[3] == 0.0, "top-p 0.8 keeps the two tokens reaching 0.8");
-        let p = probs(&l, &SamplingConfig { min_p: 0.25, ..base.clone() }, 20_000);
-        assert!(p[2] > 0.0 && p[3] == 0.0, "min-p 0.25 drops tokens below 0.125");
-        let p = probs(&l, &SamplingConfig { temperature: 0.1, ..base }, 2_000);
+        let p = probs(
+            &l,
+            &SamplingConfig {
+                top_p: 0.8,
+                ..base.clone()
+            },
+            20_000,
+        );
+        assert!(
+            p[2] == 0.0 && p[3] == 0.0,
+            "top-p 0.8 keeps the two tokens reaching 0.8"
+        );
+        let p = probs(
+            &l,
+            &SamplingConfig {
+                min_p: 0.25,
+                ..base.clone()
+            },
+            20_000,
+        );
+        assert!(
+            p[2] > 0.0 && p[3] == 0.0,
+            "min-p 0.25 drops tokens below 0.125"
+        );
+        let p = probs(
+            &l,
+            &SamplingConfig {
+                temperature: 0.1,
+                ..base
+            },
+            2_000,
+        );
         assert!(p[0] > 0.99, "low temperature concentrates on the mode");
     }
 
     #[test]
     fn bad_values_name_the_key() {
-        let c = SamplingConfig { top_p: 0.0, ..Default::default() };
+        let c = SamplingConfig {
+            top_p: 0.0,
+            ..Default::default()
+        };
         let e = c.validate("rollout").unwrap_err().to_string();
         assert!(e.contains("rollout.top_p"), "{e}");
     }

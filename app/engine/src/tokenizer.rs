@@ -62,19 +62,25 @@ impl Tok {
             vocab.entry(c.to_string()).or_insert(next);
         }
         let bpe = BPE::builder()
-            .vocab_and_merges(vocab.into_iter().collect::<tokenizers::models::bpe::Vocab>(), vec![])
+            .vocab_and_merges(
+                vocab
+                    .into_iter()
+                    .collect::<tokenizers::models::bpe::Vocab>(),
+                vec![],
+            )
             .unk_token(UNK.to_string())
             .build()
             .map_err(tok_err)?;
         let mut inner = Tokenizer::new(bpe);
         inner.with_decoder(Some(Fuse::new()));
-        inner.add_special_tokens(
-            specials
-                .iter()
-                .map(|s| AddedToken::from(*s, true))
-                .collect::<Vec<_>>(),
-        )
-        .map_err(tok_err)?;
+        inner
+            .add_special_tokens(
+                specials
+                    .iter()
+                    .map(|s| AddedToken::from(*s, true))
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(tok_err)?;
         Ok(Self {
             inner,
             bos: Some(1),
@@ -95,7 +101,15 @@ impl Tok {
             .map_err(|e| EngineError::model(path, format!("cannot read tokenizer: {e}")))?;
         let find = |names: &[&str]| names.iter().find_map(|n| inner.token_to_id(n));
         let eos = eos
-            .or_else(|| find(&[EOS, "</s>", "<|endoftext|>", "<|im_end|>", "<|end_of_text|>"]))
+            .or_else(|| {
+                find(&[
+                    EOS,
+                    "</s>",
+                    "<|endoftext|>",
+                    "<|im_end|>",
+                    "<|end_of_text|>",
+                ])
+            })
             .ok_or_else(|| {
                 EngineError::model(
                     path,
@@ -189,7 +203,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokenizer.json");
         std::fs::write(&path, "{not json").unwrap();
-        let err = Tok::from_file(&path, None, None, None).unwrap_err().to_string();
-        assert!(err.contains("tokenizer.json") && err.contains("cannot read tokenizer"), "{err}");
+        let err = Tok::from_file(&path, None, None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tokenizer.json") && err.contains("cannot read tokenizer"),
+            "{err}"
+        );
     }
 }

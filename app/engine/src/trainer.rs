@@ -184,7 +184,10 @@ impl Trainer {
     /// sampled groups.
     pub fn train_step(&mut self) -> Result<(StepMetrics, Vec<SampleGroup>)> {
         let t0 = Instant::now();
-        let (b, g) = (self.cfg.rollout.prompts_per_step, self.cfg.rollout.group_size);
+        let (b, g) = (
+            self.cfg.rollout.prompts_per_step,
+            self.cfg.rollout.group_size,
+        );
         let tok = self.policy.tok.clone();
         let problems: Vec<Problem> = (0..b).map(|_| self.split.next_train()).collect();
         let prompt_ids = problems
@@ -266,8 +269,15 @@ impl Trainer {
             clip_low_frac: upd.clip_low,
             clip_high_frac: upd.clip_high,
             response_len_mean: MeanStd::of(&lens).mean,
-            response_len_max: completions.iter().map(|c| c.tokens.len()).max().unwrap_or(0),
-            truncated_frac: frac(completions.iter().filter(|c| !c.finished).count(), rows.len()),
+            response_len_max: completions
+                .iter()
+                .map(|c| c.tokens.len())
+                .max()
+                .unwrap_or(0),
+            truncated_frac: frac(
+                completions.iter().filter(|c| !c.finished).count(),
+                rows.len(),
+            ),
             zero_var_frac: frac(zero_var, b),
             grad_norm: upd.grad_norm,
             lr,
@@ -365,7 +375,10 @@ impl Trainer {
             )?;
             let loss = out.loss.to_scalar::<f32>()? as f64;
             if !loss.is_finite() {
-                return Err(EngineError::NonFinite(format!("loss is {loss} at step {}", self.step + 1)));
+                return Err(EngineError::NonFinite(format!(
+                    "loss is {loss} at step {}",
+                    self.step + 1
+                )));
             }
             if it == 0 {
                 stats.loss = loss;
@@ -373,7 +386,10 @@ impl Trainer {
                 let ent = ops::row_entropy(&logits.detach().flatten_all()?.to_vec1::<f32>()?, v);
                 stats.entropy = masked_mean(&ent, &batch.mask_host);
                 if let Some(kl) = &out.kl {
-                    stats.kl = Some(masked_mean(&kl.flatten_all()?.to_vec1::<f32>()?, &batch.mask_host));
+                    stats.kl = Some(masked_mean(
+                        &kl.flatten_all()?.to_vec1::<f32>()?,
+                        &batch.mask_host,
+                    ));
                 }
             }
             // Clip statistics: tokens whose ratio left the trust region on the clipped side.
@@ -392,8 +408,11 @@ impl Trainer {
             let grads = out.loss.backward()?;
             let norm = self.opt.grad_norm(&grads)?;
             gn += norm;
-            self.opt
-                .step(&grads, lr, optim::clip_scale(norm, self.cfg.optim.grad_clip))?;
+            self.opt.step(
+                &grads,
+                lr,
+                optim::clip_scale(norm, self.cfg.optim.grad_clip),
+            )?;
         }
         let mu = a.inner_updates as f64;
         stats.grad_norm = gn / mu;
@@ -419,7 +438,16 @@ impl Trainer {
         let mut greedy_ok = 0usize;
         let chunk = EVAL_CHUNK;
         for (ci, ps) in prompts.chunks(chunk).enumerate() {
-            let outs = generate(&view, ps, self.max_new, tok.eos, tok.pad, &SamplingConfig::greedy(), &mut rng, true)?;
+            let outs = generate(
+                &view,
+                ps,
+                self.max_new,
+                tok.eos,
+                tok.pad,
+                &SamplingConfig::greedy(),
+                &mut rng,
+                true,
+            )?;
             for (j, c) in outs.iter().enumerate() {
                 greedy_ok += usize::from(self.verify(&heldout[ci * chunk + j], c)?.1.passed);
             }
@@ -438,7 +466,16 @@ impl Trainer {
         let mut score_sum = 0f64;
         for part in rows.chunks(chunk) {
             let ps: Vec<Vec<u32>> = part.iter().map(|(_, p)| (*p).clone()).collect();
-            let outs = generate(&view, &ps, self.max_new, tok.eos, tok.pad, &sampling, &mut rng, true)?;
+            let outs = generate(
+                &view,
+                &ps,
+                self.max_new,
+                tok.eos,
+                tok.pad,
+                &sampling,
+                &mut rng,
+                true,
+            )?;
             for ((i, _), c) in part.iter().zip(&outs) {
                 let v = self.verify(&heldout[*i], c)?.1;
                 correct[*i] += usize::from(v.passed);
@@ -455,7 +492,10 @@ impl Trainer {
         let pass_at_k = ks
             .iter()
             .map(|&kk| {
-                let s: f64 = correct.iter().filter_map(|&c| algo::pass_at_k(k, c, kk)).sum();
+                let s: f64 = correct
+                    .iter()
+                    .filter_map(|&c| algo::pass_at_k(k, c, kk))
+                    .sum();
                 (kk, s / n)
             })
             .collect::<BTreeMap<_, _>>();
@@ -538,7 +578,7 @@ impl Trainer {
             }
             let every = self.cfg.eval.every;
             let is_last = self.step == self.cfg.steps;
-            if eval_now || is_last || (every > 0 && self.step % every == 0) {
+            if eval_now || is_last || (every > 0 && self.step.is_multiple_of(every)) {
                 let e = self.evaluate()?;
                 sink(EngineEvent::Eval(e.clone()));
                 last = Some(e);

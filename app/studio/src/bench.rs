@@ -46,7 +46,10 @@ pub struct BenchArgs {
 
 /// The embedded default policy folder.
 pub fn default_model() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/default-policy"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../assets/default-policy"
+    ))
 }
 
 #[derive(Serialize)]
@@ -82,7 +85,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let vocab = tok.vocab_size() as u32;
     let first_real = 4u32.min(vocab.saturating_sub(1));
     let rand_ids = |rng: &mut ChaCha8Rng, n: usize| -> Vec<u32> {
-        (0..n).map(|_| rng.random_range(first_real..vocab)).collect()
+        (0..n)
+            .map(|_| rng.random_range(first_real..vocab))
+            .collect()
     };
 
     // Rollout: rows random prompts, sampling until the length limit (EOS is never forced).
@@ -95,7 +100,16 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let mut roll_tokens = Vec::new();
     for i in 0..=iters {
         let t = Instant::now();
-        let out = generate(&view, &prompts, args.completion_len, u32::MAX, tok.pad, &sampling, &mut rng, true)?;
+        let out = generate(
+            &view,
+            &prompts,
+            args.completion_len,
+            u32::MAX,
+            tok.pad,
+            &sampling,
+            &mut rng,
+            true,
+        )?;
         if i > 0 {
             roll.push(t.elapsed().as_secs_f64());
             roll_tokens.push(out.iter().map(|c| c.tokens.len()).sum::<usize>() as f64);
@@ -113,7 +127,12 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let batch = TrainBatch::new(&pr, &co, tok.pad, &device)?;
     let mut opt = AdamW::new(
         policy.params().iter().map(|(_, v)| v.clone()).collect(),
-        AdamWParams { beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.0 },
+        AdamWParams {
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        },
     )?;
     let mut train = Vec::new();
     let mut fwd = Vec::new();
@@ -179,13 +198,28 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&fig)?);
     } else {
-        println!("model                {} ({} parameters, threads: {})", fig.model, fig.params, fig.threads);
-        println!("batch                {} rows x ({} prompt + {} completion) tokens", fig.rows, fig.prompt_len, fig.completion_len);
-        println!("rollout              {:>10.0} tokens/s  ({:.3} s per batch, KV cache)", fig.rollout_tokens_per_s, fig.rollout_s);
-        println!("training step        {:>10.0} tokens/s  ({:.3} s fwd+bwd+AdamW)", fig.train_tokens_per_s, fig.train_step_s);
+        println!(
+            "model                {} ({} parameters, threads: {})",
+            fig.model, fig.params, fig.threads
+        );
+        println!(
+            "batch                {} rows x ({} prompt + {} completion) tokens",
+            fig.rows, fig.prompt_len, fig.completion_len
+        );
+        println!(
+            "rollout              {:>10.0} tokens/s  ({:.3} s per batch, KV cache)",
+            fig.rollout_tokens_per_s, fig.rollout_s
+        );
+        println!(
+            "training step        {:>10.0} tokens/s  ({:.3} s fwd+bwd+AdamW)",
+            fig.train_tokens_per_s, fig.train_step_s
+        );
         println!("training step        {:>10.2} GFLOP/s", fig.train_gflops);
         println!("forward only         {:>10.2} GFLOP/s", fig.forward_gflops);
-        println!("matmul 1024^3 peak   {:>10.2} GFLOP/s", fig.matmul_peak_gflops);
+        println!(
+            "matmul 1024^3 peak   {:>10.2} GFLOP/s",
+            fig.matmul_peak_gflops
+        );
     }
     Ok(())
 }

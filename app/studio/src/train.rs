@@ -81,15 +81,33 @@ fn fmt_eval(e: &EvalMetrics) -> String {
 fn summary_table(s: &RunSummary, out: &std::path::Path) -> String {
     let mut t = String::new();
     let row = |name: &str, a: String, b: String| format!("  {name:<22} {a:>10} {b:>10}\n");
-    t.push_str(&format!("\nrun finished: {} steps in {:.1} s ({:.2} s/step){}\n", s.steps, s.elapsed_s, s.mean_step_s, if s.stopped { ", stopped early" } else { "" }));
+    t.push_str(&format!(
+        "\nrun finished: {} steps in {:.1} s ({:.2} s/step){}\n",
+        s.steps,
+        s.elapsed_s,
+        s.mean_step_s,
+        if s.stopped { ", stopped early" } else { "" }
+    ));
     t.push_str(&row("held-out metric", "start".into(), "end".into()));
     if let (Some(a), Some(b)) = (&s.initial, &s.last) {
-        t.push_str(&row("greedy accuracy", format!("{:.3}", a.greedy_accuracy), format!("{:.3}", b.greedy_accuracy)));
+        t.push_str(&row(
+            "greedy accuracy",
+            format!("{:.3}", a.greedy_accuracy),
+            format!("{:.3}", b.greedy_accuracy),
+        ));
         for (k, v) in &a.pass_at_k {
             let end = b.pass_at_k.get(k).copied().unwrap_or(f64::NAN);
-            t.push_str(&row(&format!("pass@{k} (sampled)"), format!("{v:.3}"), format!("{end:.3}")));
+            t.push_str(&row(
+                &format!("pass@{k} (sampled)"),
+                format!("{v:.3}"),
+                format!("{end:.3}"),
+            ));
         }
-        t.push_str(&row("mean score", format!("{:.3}", a.mean_score), format!("{:.3}", b.mean_score)));
+        t.push_str(&row(
+            "mean score",
+            format!("{:.3}", a.mean_score),
+            format!("{:.3}", b.mean_score),
+        ));
     }
     t.push_str(&format!("  output: {}\n", out.display()));
     t
@@ -142,15 +160,18 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         }
         match &ev {
             EngineEvent::Started(info) if !args.json => {
-                say(&bar, format!(
-                    "run {:?}: task {}, {} parameters, {} steps, {} thread(s), model {}",
-                    info.name,
-                    info.task,
-                    info.params,
-                    info.steps,
-                    info.threads,
-                    info.model_path.display()
-                ));
+                say(
+                    &bar,
+                    format!(
+                        "run {:?}: task {}, {} parameters, {} steps, {} thread(s), model {}",
+                        info.name,
+                        info.task,
+                        info.params,
+                        info.steps,
+                        info.threads,
+                        info.model_path.display()
+                    ),
+                );
             }
             EngineEvent::Step(m) => {
                 bar.set_position(m.step as u64);
@@ -193,8 +214,10 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
     let mut cfg = match &args.config {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
-            toml::from_str::<PretrainConfig>(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {}", p.display(), e.to_string().trim_end()))?
+            toml::from_str::<PretrainConfig>(&text).map_err(|e| {
+                let line = rlvr_engine::config::toml_error_line(&text, &e);
+                anyhow::anyhow!("{}: {line}", p.display())
+            })?
         }
         None => PretrainConfig::default(),
     };
@@ -203,24 +226,32 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
     }
     let bar = ProgressBar::new(cfg.steps as u64);
     bar.set_style(
-        ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} | {msg} | ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "[{elapsed_precise}] {bar:30} {pos}/{len} | {msg} | ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let acc = rlvr_engine::pretrain::pretrain(&cfg, &args.out, &mut |p| {
         bar.set_position(p.step as u64);
         bar.set_message(format!("loss {:.3}", p.loss));
         if let Some(a) = &p.accuracy {
             let parts: Vec<String> = a.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
-            say(&bar, format!(
-                "step {:>4} | {:>6.1}s | loss {:.3} | greedy held-out accuracy: {}",
-                p.step,
-                p.elapsed_s,
-                p.loss,
-                parts.join(", ")
-            ));
+            say(
+                &bar,
+                format!(
+                    "step {:>4} | {:>6.1}s | loss {:.3} | greedy held-out accuracy: {}",
+                    p.step,
+                    p.elapsed_s,
+                    p.loss,
+                    parts.join(", ")
+                ),
+            );
         }
     })?;
     bar.finish_and_clear();
-    println!("policy written to {} (held-out accuracy {acc:?})", args.out.display());
+    println!(
+        "policy written to {} (held-out accuracy {acc:?})",
+        args.out.display()
+    );
     Ok(())
 }

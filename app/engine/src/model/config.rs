@@ -147,26 +147,26 @@ impl ModelConfig {
                 return Err(format!("{key} is 0: expected a positive integer"));
             }
         }
-        if self.num_attention_heads % self.kv_heads() != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
             return Err(format!(
                 "num_attention_heads ({}) must be a multiple of num_key_value_heads ({})",
                 self.num_attention_heads,
                 self.kv_heads()
             ));
         }
-        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(format!(
                 "hidden_size ({}) must be a multiple of num_attention_heads ({})",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if self.head_dim() % 2 != 0 || self.head_dim() == 0 {
+        if !self.head_dim().is_multiple_of(2) || self.head_dim() == 0 {
             return Err(format!(
                 "head dimension {} must be even and positive (rotary embeddings)",
                 self.head_dim()
             ));
         }
-        if !(self.rms_norm_eps > 0.0) || !(self.rope_theta > 0.0) {
+        if self.rms_norm_eps.is_nan() || self.rms_norm_eps <= 0.0 || self.rope_theta.is_nan() || self.rope_theta <= 0.0 {
             return Err("rms_norm_eps and rope_theta must be positive".into());
         }
         Ok(())
@@ -201,8 +201,15 @@ impl ModelConfig {
     /// Every parameter tensor the model has: Hugging Face name and shape.
     pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
         let (d, hd) = (self.hidden_size, self.head_dim());
-        let (h, kv, i) = (self.num_attention_heads, self.kv_heads(), self.intermediate_size);
-        let mut out = vec![("model.embed_tokens.weight".to_string(), vec![self.vocab_size, d])];
+        let (h, kv, i) = (
+            self.num_attention_heads,
+            self.kv_heads(),
+            self.intermediate_size,
+        );
+        let mut out = vec![(
+            "model.embed_tokens.weight".to_string(),
+            vec![self.vocab_size, d],
+        )];
         for l in 0..self.num_hidden_layers {
             let p = format!("model.layers.{l}");
             out.push((format!("{p}.input_layernorm.weight"), vec![d]));

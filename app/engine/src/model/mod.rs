@@ -86,7 +86,10 @@ impl Policy {
             .map_err(|e| EngineError::model(&cfg_path, format!("invalid model config: {e}")))?;
         cfg.validate()
             .map_err(|m| EngineError::model(&cfg_path, m))?;
-        let eos = cfg.eos_token_id.as_ref().and_then(|e| e.to_vec().first().copied());
+        let eos = cfg
+            .eos_token_id
+            .as_ref()
+            .and_then(|e| e.to_vec().first().copied());
         let tok = Tok::from_file(
             &dir.join("tokenizer.json"),
             cfg.bos_token_id,
@@ -153,8 +156,8 @@ impl Policy {
                 .map_err(|e| EngineError::model(&p, e.to_string()))?;
             std::fs::write(&p, text + "\n").map_err(|e| EngineError::io(&p, e))
         };
-        let cfg = serde_json::to_value(&self.cfg)
-            .map_err(|e| EngineError::model(dir, e.to_string()))?;
+        let cfg =
+            serde_json::to_value(&self.cfg).map_err(|e| EngineError::model(dir, e.to_string()))?;
         write_json("config.json", &cfg)?;
         write_json(
             "generation_config.json",

@@ -25,7 +25,13 @@ fn prompts(p: &Policy) -> Vec<Vec<u32>> {
 fn logits_of(model: &Transformer, prompts: &[Vec<u32>]) -> Vec<f32> {
     let (ids, t, pad) = left_pad(prompts, 0);
     let ids = Tensor::from_vec(ids, (prompts.len(), t), &Device::Cpu).unwrap();
-    model.forward_all(&ids, &pad).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    model
+        .forward_all(&ids, &pad)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
 }
 
 #[test]
@@ -38,13 +44,31 @@ fn every_parameter_receives_a_gradient() {
         let ids_t = Tensor::from_vec(ids.clone(), (pr.len(), t), &Device::Cpu).unwrap();
         let logits = model.forward_all(&ids_t, &pad).unwrap();
         // Next-token loss on the real (unpadded) positions.
-        let targets: Vec<u32> = ids.iter().skip(1).chain(std::iter::once(&0)).copied().collect();
+        let targets: Vec<u32> = ids
+            .iter()
+            .skip(1)
+            .chain(std::iter::once(&0))
+            .copied()
+            .collect();
         let targets = Tensor::from_vec(targets, (pr.len(), t), &Device::Cpu).unwrap();
-        let loss = gather_logprobs(&logits, &targets).unwrap().mean_all().unwrap().neg().unwrap();
+        let loss = gather_logprobs(&logits, &targets)
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .neg()
+            .unwrap();
         let grads = loss.backward().unwrap();
         for (name, var) in p.params() {
-            let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient"));
-            let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("{name}: no gradient"));
+            let norm = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(norm > 0.0, "{name}: zero gradient ({ty})");
         }
     }
@@ -55,7 +79,12 @@ fn saved_folder_reloads_to_identical_logits() {
     let p = tiny_policy(false, "qwen2");
     let dir = tempfile::tempdir().unwrap();
     p.save(dir.path()).unwrap();
-    for f in ["config.json", "model.safetensors", "tokenizer.json", "generation_config.json"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "generation_config.json",
+    ] {
         assert!(dir.path().join(f).is_file(), "{f} written");
     }
     let cfg: serde_json::Value =
@@ -107,21 +136,45 @@ fn kv_cache_generation_matches_full_recompute() {
 #[test]
 fn bad_model_folders_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let err = Policy::load(&dir.path().join("nope"), &Device::Cpu).unwrap_err().to_string();
+    let err = Policy::load(&dir.path().join("nope"), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not a folder"), "{err}");
-    let err = Policy::load(dir.path(), &Device::Cpu).unwrap_err().to_string();
+    let err = Policy::load(dir.path(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("config.json"), "{err}");
-    std::fs::write(dir.path().join("config.json"), "{\"model_type\": \"qwen2\"}").unwrap();
-    let err = Policy::load(dir.path(), &Device::Cpu).unwrap_err().to_string();
-    assert!(err.contains("config.json") && err.contains("vocab_size"), "{err}");
+    std::fs::write(
+        dir.path().join("config.json"),
+        "{\"model_type\": \"qwen2\"}",
+    )
+    .unwrap();
+    let err = Policy::load(dir.path(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("config.json") && err.contains("vocab_size"),
+        "{err}"
+    );
     let p = tiny_policy(true, "qwen2");
     p.save(dir.path()).unwrap();
     std::fs::write(dir.path().join("model.safetensors"), b"garbage").unwrap();
-    let err = Policy::load(dir.path(), &Device::Cpu).unwrap_err().to_string();
-    assert!(err.contains("model.safetensors") && err.contains("unreadable"), "{err}");
+    let err = Policy::load(dir.path(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model.safetensors") && err.contains("unreadable"),
+        "{err}"
+    );
     let mut cfg = p.cfg.clone();
     cfg.num_attention_heads = 3;
-    std::fs::write(dir.path().join("config.json"), serde_json::to_string(&cfg).unwrap()).unwrap();
-    let err = Policy::load(dir.path(), &Device::Cpu).unwrap_err().to_string();
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::to_string(&cfg).unwrap(),
+    )
+    .unwrap();
+    let err = Policy::load(dir.path(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("num_attention_heads"), "{err}");
 }

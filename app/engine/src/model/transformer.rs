@@ -108,7 +108,11 @@ impl Transformer {
         mut get: impl FnMut(&str, &[usize]) -> Result<Tensor>,
     ) -> Result<Self> {
         let (d, hd) = (cfg.hidden_size, cfg.head_dim());
-        let (h, kv, i) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.intermediate_size);
+        let (h, kv, i) = (
+            cfg.num_attention_heads,
+            cfg.kv_heads(),
+            cfg.intermediate_size,
+        );
         let mut lin = |name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear> {
             let w = get(&format!("{name}.weight"), &[out, inp])?;
             let b = if bias {
@@ -220,7 +224,10 @@ impl Transformer {
     ) -> Result<Tensor> {
         let (n, t) = ids.dims2()?;
         if pad.pad_left.len() != n {
-            candle_core::bail!("padding given for {} rows, batch has {n}", pad.pad_left.len())
+            candle_core::bail!(
+                "padding given for {} rows, batch has {n}",
+                pad.pad_left.len()
+            )
         }
         let offset = cache.as_ref().map_or(0, |c| c.len());
         let total = offset + t;
@@ -287,10 +294,7 @@ impl Transformer {
             };
             let scores = q.matmul(&k.t()?)?.broadcast_add(&mask)?;
             let att = ops::softmax_last_dim(&scores)?;
-            let y = att
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .reshape((n * t, h * hd))?;
+            let y = att.matmul(&v)?.transpose(1, 2)?.reshape((n * t, h * hd))?;
             x = (x + b.o.forward(&y)?)?;
             let xn = ops::rms_norm(&x, &b.post_norm, self.cfg.rms_norm_eps)?;
             let mlp = ops::swiglu(&b.gate.forward(&xn)?, &b.up.forward(&xn)?)?;

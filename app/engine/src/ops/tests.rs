@@ -6,10 +6,14 @@ use candle_core::{Device, Var};
 fn randn(shape: &[usize], seed: u64) -> Tensor {
     // Deterministic pseudo-random values without depending on candle's RNG.
     let n: usize = shape.iter().product();
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let data: Vec<f32> = (0..n)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
         })
         .collect();
@@ -35,7 +39,10 @@ fn check(
     fused: impl Fn(&[Tensor]) -> Result<Tensor>,
     composed: impl Fn(&[Tensor]) -> Result<Tensor>,
 ) {
-    let vars: Vec<Var> = inputs.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|t| Var::from_tensor(t).unwrap())
+        .collect();
     let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
     let yf = fused(&ts).unwrap();
     let yc = composed(&ts).unwrap();
@@ -50,7 +57,13 @@ fn check(
         let b = gc.get(v).expect("composed grad missing");
         let diff = max_abs_diff(a, b);
         assert!(diff < 1e-4, "gradient differs by {diff}");
-        let norm = a.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        let norm = a
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(norm > 0.0, "gradient is zero");
     }
 }
@@ -64,7 +77,8 @@ fn rms_norm_matches_composed() {
         |t| rms_norm(&t[0], &t[1], 1e-6),
         |t| {
             let ms = t[0].sqr()?.mean_keepdim(D::Minus1)?;
-            t[0].broadcast_div(&(ms + 1e-6)?.sqrt()?)?.broadcast_mul(&t[1])
+            t[0].broadcast_div(&(ms + 1e-6)?.sqrt()?)?
+                .broadcast_mul(&t[1])
         },
     );
 }
@@ -73,13 +87,21 @@ fn rms_norm_matches_composed() {
 fn swiglu_matches_composed() {
     let g = (randn(&[4, 6], 3) * 3.0).unwrap();
     let u = randn(&[4, 6], 4);
-    check(&[g, u], |t| swiglu(&t[0], &t[1]), |t| candle_nn::ops::silu(&t[0])?.mul(&t[1]));
+    check(
+        &[g, u],
+        |t| swiglu(&t[0], &t[1]),
+        |t| candle_nn::ops::silu(&t[0])?.mul(&t[1]),
+    );
 }
 
 #[test]
 fn softmax_matches_composed() {
     let x = (randn(&[2, 3, 7], 5) * 4.0).unwrap();
-    check(&[x], |t| softmax_last_dim(&t[0]), |t| candle_nn::ops::softmax(&t[0], D::Minus1));
+    check(
+        &[x],
+        |t| softmax_last_dim(&t[0]),
+        |t| candle_nn::ops::softmax(&t[0], D::Minus1),
+    );
 }
 
 #[test]
@@ -98,7 +120,7 @@ fn rope_matches_composed_and_is_a_rotation() {
     let sin = angles.sin().unwrap();
     let (c2, s2) = (cos.clone(), sin.clone());
     check(
-        &[x.clone()],
+        std::slice::from_ref(&x),
         move |t| rope(&t[0], &cos, &sin),
         move |t| {
             let (n, tt, _h, d) = t[0].dims4()?;

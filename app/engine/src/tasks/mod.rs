@@ -265,7 +265,7 @@ pub fn in_eval_partition(prompt: &str) -> bool {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    h % EVAL_PARTITION_MOD == 0
+    h.is_multiple_of(EVAL_PARTITION_MOD)
 }
 
 /// A fixed held-out set plus a deterministic, resumable train stream that never repeats a held-out prompt.
@@ -471,7 +471,9 @@ mod tests {
         let a = TaskSplit::new(arith(2, "+"), 1, 300).unwrap();
         let mut b = TaskSplit::new(arith(2, "+"), 2, 300).unwrap();
         let held: HashSet<_> = a.heldout.iter().map(|p| p.prompt.clone()).collect();
-        assert!(draws(&mut b, 3000).iter().all(|p| !held.contains(&p.prompt)));
+        assert!(draws(&mut b, 3000)
+            .iter()
+            .all(|p| !held.contains(&p.prompt)));
     }
 
     #[test]
