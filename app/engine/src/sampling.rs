@@ -128,6 +128,21 @@ impl SamplingConfig {
     }
 }
 
+/// `(log Σ exp x, entropy of softmax(x))` of one row of logits.
+fn log_sum_exp_entropy(row: &[f32]) -> (f32, f32) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    let mut dot = 0f32;
+    for &x in row {
+        let e = (x - max).exp();
+        sum += e;
+        dot += e * (x - max);
+    }
+    let lse = max + sum.ln();
+    // H = lse - E[x] = log(sum) - dot/sum (in shifted coordinates)
+    (lse, sum.ln() - dot / sum)
+}
+
 fn argmax(v: &[f32]) -> u32 {
     let mut best = (0usize, f32::NEG_INFINITY);
     for (i, &x) in v.iter().enumerate() {
@@ -145,6 +160,10 @@ pub struct Completion {
     pub tokens: Vec<u32>,
     /// Whether the completion ended with end-of-sequence (otherwise it hit the length limit).
     pub finished: bool,
+    /// Log-probability of each generated token under the model (temperature 1, no filters).
+    pub logprobs: Vec<f32>,
+    /// Entropy (nats) of the model's next-token distribution at each generated position.
+    pub entropies: Vec<f32>,
 }
 
 /// Left-pads prompts to a rectangle: ids `[n, t]` (row-major) and the padding description.
@@ -178,7 +197,9 @@ pub fn generate(
     let mut out: Vec<Completion> = vec![
         Completion {
             tokens: Vec::new(),
-            finished: false
+            finished: false,
+            logprobs: Vec::new(),
+            entropies: Vec::new(),
         };
         n
     ];
@@ -202,13 +223,19 @@ pub fn generate(
     for _step in 0..max_new {
         let mut flat = logits.flatten_all()?.to_vec1::<f32>()?;
         let mut next = Vec::with_capacity(n);
+        let mut raw = Vec::with_capacity(vocab);
         for (r, row) in flat.chunks_exact_mut(vocab).enumerate() {
             let c = &mut out[r];
             if c.finished {
                 next.push(pad_id);
                 continue;
             }
+            let (lse, entropy) = log_sum_exp_entropy(row);
+            raw.clear();
+            raw.extend_from_slice(row);
             let tok = sampling.sample(row, rng);
+            c.logprobs.push(raw[tok as usize] - lse);
+            c.entropies.push(entropy);
             c.tokens.push(tok);
             if tok == eos {
                 c.finished = true;

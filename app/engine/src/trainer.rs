@@ -17,7 +17,6 @@ use crate::events::{
     EngineEvent, EvalMetrics, MeanStd, RunInfo, RunSummary, SampleGroup, SampleRecord, StepMetrics,
 };
 use crate::model::{Policy, Transformer};
-use crate::ops;
 use crate::optim::{self, AdamW, AdamWParams};
 use crate::sampling::{generate, Completion, SamplingConfig};
 use crate::tasks::{Problem, TaskSplit, Verdict};
@@ -264,7 +263,13 @@ impl Trainer {
             reward_std: reward_ms.std,
             reward_components: components,
             accuracy: frac(verdicts.iter().filter(|v| v.passed).count(), verdicts.len()),
-            entropy: upd.entropy,
+            entropy: {
+                let all: Vec<f32> = completions
+                    .iter()
+                    .flat_map(|c| c.entropies.iter().copied())
+                    .collect();
+                MeanStd::of(&all).mean
+            },
             kl: upd.kl,
             clip_low_frac: upd.clip_low,
             clip_high_frac: upd.clip_high,
@@ -353,7 +358,7 @@ impl Trainer {
         let (mut clip_low, mut clip_high, mut gn) = (0usize, 0usize, 0f64);
         for it in 0..a.inner_updates {
             let model = self.policy.train_model()?;
-            let (logits, logp) = batch.logprobs(&model)?;
+            let (_logits, logp) = batch.logprobs(&model)?;
             let old = match &old_logp {
                 Some(o) => o.clone(),
                 None => {
@@ -382,9 +387,6 @@ impl Trainer {
             }
             if it == 0 {
                 stats.loss = loss;
-                let v = self.policy.cfg.vocab_size;
-                let ent = ops::row_entropy(&logits.detach().flatten_all()?.to_vec1::<f32>()?, v);
-                stats.entropy = masked_mean(&ent, &batch.mask_host);
                 if let Some(kl) = &out.kl {
                     stats.kl = Some(masked_mean(
                         &kl.flatten_all()?.to_vec1::<f32>()?,
@@ -555,7 +557,7 @@ impl Trainer {
                             paused = false;
                             step_budget = None;
                         }
-                        Some(Command::StepOnce) => step_budget = Some(1),
+                        Some(Command::StepOnce) => step_budget = Some(step_budget.unwrap_or(0) + 1),
                         Some(Command::Evaluate) => eval_now = true,
                     }
                 }
@@ -612,7 +614,6 @@ impl Trainer {
 #[derive(Default)]
 struct UpdateStats {
     loss: f64,
-    entropy: f64,
     kl: Option<f64>,
     clip_low: f64,
     clip_high: f64,
