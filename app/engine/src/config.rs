@@ -21,8 +21,9 @@ pub struct RunConfig {
     pub seed: u64,
     /// Number of policy-update steps. 1..=1000000, default 200.
     pub steps: usize,
-    /// Worker threads for tensor ops; 0 = automatic (1 below 5 M parameters, where a second
-    /// thread costs more in synchronisation than it gains). 0..=256, default 0.
+    /// CPU threads to use; 0 = all cores. Models under 5 M parameters use them as data-parallel
+    /// workers (each batch split across threads, each running tensor ops single-threaded);
+    /// larger models use them inside each tensor op. 0..=256, default 0.
     pub threads: usize,
     /// The policy model.
     pub model: ModelSection,

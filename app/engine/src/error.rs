@@ -52,6 +52,9 @@ pub enum EngineError {
     /// Rewards or losses became non-finite.
     #[error("numerical error: {0}")]
     NonFinite(String),
+    /// A worker thread failed or an internal invariant broke (a bug: please report it).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The run was stopped by a command.
     #[error("run stopped")]
     Stopped,

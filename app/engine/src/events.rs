@@ -149,8 +149,10 @@ pub struct RunInfo {
     pub max_new_tokens: usize,
     /// Steps planned.
     pub steps: usize,
-    /// Tensor threads in use.
+    /// Tensor threads per worker.
     pub threads: usize,
+    /// Data-parallel workers (threads splitting each batch).
+    pub workers: usize,
 }
 
 /// End-of-run summary.

@@ -12,6 +12,7 @@ pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod output;
+pub mod parallel;
 pub mod pretrain;
 pub mod sampling;
 pub mod tasks;

@@ -17,11 +17,9 @@ use crate::batch::TrainBatch;
 use crate::error::{EngineError, Result};
 use crate::model::{ModelConfig, Policy};
 use crate::optim::{self, AdamW, AdamWParams, Schedule};
-use crate::sampling::{generate, SamplingConfig};
+use crate::sampling::{generate, row_rngs, GenParams, SamplingConfig};
 use crate::tasks::{Problem, TaskConfig, TaskSplit, ALPHABET};
 use crate::tokenizer::Tok;
-use rand::SeedableRng as _;
-use rand_chacha::ChaCha8Rng;
 
 /// Architecture of the tiny model (Qwen2 layout).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -224,7 +222,6 @@ pub fn pretrain(
 pub fn heldout_accuracy(policy: &Policy, splits: &[TaskSplit]) -> Result<BTreeMap<String, f64>> {
     let view = policy.frozen_view()?;
     let tok = &policy.tok;
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut out = BTreeMap::new();
     for s in splits {
         let prompts = s
@@ -233,16 +230,15 @@ pub fn heldout_accuracy(policy: &Policy, splits: &[TaskSplit]) -> Result<BTreeMa
             .map(|p| tok.encode_prompt(&p.prompt))
             .collect::<Result<Vec<_>>>()?;
         let max_new = s.task().max_answer_chars() + 2;
-        let outs = generate(
-            &view,
-            &prompts,
+        let params = GenParams {
             max_new,
-            tok.eos,
-            tok.pad,
-            &SamplingConfig::greedy(),
-            &mut rng,
-            true,
-        )?;
+            eos: tok.eos,
+            pad: tok.pad,
+            sampling: SamplingConfig::greedy(),
+            use_cache: true,
+        };
+        let mut rngs = row_rngs(0, prompts.len());
+        let outs = generate(&view, &prompts, &params, &mut rngs)?;
         let mut ok = 0usize;
         for (p, c) in s.heldout.iter().zip(&outs) {
             ok += usize::from(s.task().verify(p, &tok.decode(&c.tokens)?).passed);

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use rand::SeedableRng as _;
+use rand::{RngCore as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 
 use crate::algo::{self, Aggregation, LossInputs, LossParams};
@@ -18,7 +18,7 @@ use crate::events::{
 };
 use crate::model::{Policy, Transformer};
 use crate::optim::{self, AdamW, AdamWParams};
-use crate::sampling::{generate, Completion, SamplingConfig};
+use crate::sampling::{generate_parallel, row_rngs, Completion, GenParams, SamplingConfig};
 use crate::tasks::{Problem, TaskSplit, Verdict};
 
 /// Commands a running trainer obeys between steps.
@@ -51,14 +51,41 @@ pub struct Trainer {
     max_new: usize,
     started: Instant,
     threads: usize,
+    workers: usize,
+    opt_vars: Vec<candle_core::Var>,
 }
 
-/// Picks the tensor thread count for a model size (see [`RunConfig::threads`]).
-pub fn auto_threads(params: usize) -> usize {
-    if params < 5_000_000 {
+/// Models below this size run one candle thread per worker and split the batch across workers;
+/// larger ones run a single worker whose ops use all cores.
+pub const SMALL_MODEL_PARAMS: usize = 5_000_000;
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(16))
+}
+
+/// Tensor threads per worker (see [`RunConfig::threads`]): 1 for small models (candle's pool
+/// spin-waits and ops this small do not split well: the cores go to data-parallel workers
+/// instead), `configured` or all cores for larger ones.
+pub fn auto_threads(params: usize, configured: usize) -> usize {
+    if params < SMALL_MODEL_PARAMS {
         1
+    } else if configured > 0 {
+        configured
     } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+        cores()
+    }
+}
+
+/// Data-parallel workers (rollout and update shards): all cores for small models (each worker
+/// single-threaded), 1 for large ones. `threads > 0` in the config sets the worker count for
+/// small models.
+pub fn auto_workers(params: usize, configured: usize) -> usize {
+    if params >= SMALL_MODEL_PARAMS {
+        1
+    } else if configured > 0 {
+        configured
+    } else {
+        cores()
     }
 }
 
@@ -110,8 +137,10 @@ impl Trainer {
             None
         };
         let o = &cfg.optim;
+        let opt_vars: Vec<candle_core::Var> =
+            policy.params().iter().map(|(_, v)| v.clone()).collect();
         let opt = AdamW::new(
-            policy.params().iter().map(|(_, v)| v.clone()).collect(),
+            opt_vars.clone(),
             AdamWParams {
                 beta1: o.beta1,
                 beta2: o.beta2,
@@ -119,11 +148,8 @@ impl Trainer {
                 weight_decay: o.weight_decay,
             },
         )?;
-        let threads = if cfg.threads == 0 {
-            auto_threads(policy.num_params())
-        } else {
-            cfg.threads
-        };
+        let threads = auto_threads(policy.num_params(), cfg.threads);
+        let workers = auto_workers(policy.num_params(), cfg.threads);
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         rng.set_stream(1);
         Ok(Self {
@@ -137,6 +163,8 @@ impl Trainer {
             max_new,
             started: Instant::now(),
             threads,
+            workers,
+            opt_vars,
         })
     }
 
@@ -155,6 +183,17 @@ impl Trainer {
         self.step
     }
 
+    /// Generation settings of this run with the given sampler.
+    fn gen_params(&self, sampling: SamplingConfig) -> GenParams {
+        GenParams {
+            max_new: self.max_new,
+            eos: self.policy.tok.eos,
+            pad: self.policy.tok.pad,
+            sampling,
+            use_cache: true,
+        }
+    }
+
     /// Static facts for the `Started` event.
     pub fn info(&self) -> RunInfo {
         RunInfo {
@@ -166,6 +205,7 @@ impl Trainer {
             max_new_tokens: self.max_new,
             steps: self.cfg.steps,
             threads: self.threads,
+            workers: self.workers,
         }
     }
 
@@ -198,16 +238,9 @@ impl Trainer {
             .flat_map(|p| std::iter::repeat_n(p.clone(), g))
             .collect();
         let view = self.policy.frozen_view()?;
-        let completions = generate(
-            &view,
-            &rows,
-            self.max_new,
-            tok.eos,
-            tok.pad,
-            &self.cfg.rollout.sampling(),
-            &mut self.rng,
-            true,
-        )?;
+        let mut rngs = row_rngs(self.rng.next_u64(), rows.len());
+        let params = self.gen_params(self.cfg.rollout.sampling());
+        let completions = generate_parallel(&view, &rows, &params, &mut rngs, self.workers)?;
         let rollout_s = t0.elapsed().as_secs_f64();
 
         // Rewards.
@@ -319,7 +352,10 @@ impl Trainer {
         Ok((metrics, groups))
     }
 
-    /// μ clipped policy-gradient updates on the selected rows.
+    /// μ clipped policy-gradient updates on the selected rows, data-parallel over the workers:
+    /// each worker computes the loss of its shard of rows (normalised by the whole batch's
+    /// divisor, so the shard losses add up to the batch loss) and its gradients; the gradients are
+    /// summed before clipping and the AdamW step.
     fn update(
         &mut self,
         rows: &[Vec<u32>],
@@ -330,21 +366,30 @@ impl Trainer {
         lr: f64,
     ) -> Result<UpdateStats> {
         let device = self.policy.device().clone();
-        let prompts: Vec<&[u32]> = selected.iter().map(|&i| rows[i].as_slice()).collect();
-        let comps: Vec<&[u32]> = selected
-            .iter()
-            .map(|&i| completions[i].tokens.as_slice())
-            .collect();
-        let batch = TrainBatch::new(&prompts, &comps, self.policy.tok.pad, &device)?;
-        let adv_t = Tensor::from_vec(
-            selected.iter().map(|&i| adv[i]).collect::<Vec<f32>>(),
-            selected.len(),
-            &device,
-        )?;
-        let ref_logp = match &self.reference {
-            Some(r) => Some(batch.logprobs(r)?.1),
-            None => None,
-        };
+        let pad = self.policy.tok.pad;
+        let mut shards = Vec::new();
+        for range in crate::parallel::shard_ranges(selected.len(), self.workers) {
+            let part = &selected[range];
+            let prompts: Vec<&[u32]> = part.iter().map(|&i| rows[i].as_slice()).collect();
+            let comps: Vec<&[u32]> = part
+                .iter()
+                .map(|&i| completions[i].tokens.as_slice())
+                .collect();
+            let batch = TrainBatch::new(&prompts, &comps, pad, &device)?;
+            let adv_host: Vec<f32> = part.iter().map(|&i| adv[i]).collect();
+            let advantages = Tensor::from_vec(adv_host.clone(), part.len(), &device)?;
+            let ref_logp = match &self.reference {
+                Some(r) => Some(batch.logprobs(r)?.1),
+                None => None,
+            };
+            shards.push(Shard {
+                batch,
+                advantages,
+                adv_host,
+                ref_logp,
+                old_logp: None,
+            });
+        }
         let a = &self.cfg.algorithm;
         let params = LossParams {
             epsilon_low: a.epsilon_low,
@@ -353,32 +398,26 @@ impl Trainer {
             aggregation: a.aggregation,
         };
         let mut stats = UpdateStats::default();
-        let n_tok = batch.completion_tokens().max(1) as f64;
-        let mut old_logp: Option<Tensor> = None;
+        let n_tok: usize = shards.iter().map(|s| s.batch.completion_tokens()).sum();
         let (mut clip_low, mut clip_high, mut gn) = (0usize, 0usize, 0f64);
         for it in 0..a.inner_updates {
             let model = self.policy.train_model()?;
-            let (_logits, logp) = batch.logprobs(&model)?;
-            let old = match &old_logp {
-                Some(o) => o.clone(),
-                None => {
-                    let o = logp.detach();
-                    old_logp = Some(o.clone());
-                    o
+            let outs = crate::parallel::scoped_map(&mut shards, "update", |shard| {
+                shard.step(&model, &params, normaliser)
+            })?;
+            let (mut loss, mut kl_sum, mut kl_n) = (0f64, 0f64, 0usize);
+            let mut stores = Vec::with_capacity(outs.len());
+            for out in outs {
+                loss += out.loss;
+                clip_low += out.clip_low;
+                clip_high += out.clip_high;
+                if let Some((s, n)) = out.kl {
+                    kl_sum += s;
+                    kl_n += n;
                 }
-            };
-            let out = algo::policy_loss(
-                &LossInputs {
-                    logp: &logp,
-                    old_logp: &old,
-                    ref_logp: ref_logp.as_ref(),
-                    advantages: &adv_t,
-                    mask: &batch.mask,
-                    normaliser,
-                },
-                &params,
-            )?;
-            let loss = out.loss.to_scalar::<f32>()? as f64;
+                stores.push(out.grads);
+            }
+            let grads = crate::parallel::sum_grads(&self.opt_vars, stores)?;
             if !loss.is_finite() {
                 return Err(EngineError::NonFinite(format!(
                     "loss is {loss} at step {}",
@@ -387,27 +426,13 @@ impl Trainer {
             }
             if it == 0 {
                 stats.loss = loss;
-                if let Some(kl) = &out.kl {
-                    stats.kl = Some(masked_mean(
-                        &kl.flatten_all()?.to_vec1::<f32>()?,
-                        &batch.mask_host,
-                    ));
+                if self.reference.is_some() {
+                    stats.kl = Some(kl_sum / kl_n.max(1) as f64);
                 }
             }
-            // Clip statistics: tokens whose ratio left the trust region on the clipped side.
-            let ratio = out.ratio.flatten_all()?.to_vec1::<f32>()?;
-            for (j, (&r, &m)) in ratio.iter().zip(&batch.mask_host).enumerate() {
-                if m == 0.0 {
-                    continue;
-                }
-                let av = adv[selected[j / batch.l]];
-                if av < 0.0 && (r as f64) < 1.0 - a.epsilon_low {
-                    clip_low += 1;
-                } else if av > 0.0 && (r as f64) > 1.0 + a.epsilon_high {
-                    clip_high += 1;
-                }
-            }
-            let grads = out.loss.backward()?;
+            let Some(grads) = grads else {
+                break;
+            };
             let norm = self.opt.grad_norm(&grads)?;
             gn += norm;
             self.opt.step(
@@ -417,10 +442,15 @@ impl Trainer {
             )?;
         }
         let mu = a.inner_updates as f64;
+        let denom = (n_tok.max(1) as f64) * mu;
         stats.grad_norm = gn / mu;
-        stats.clip_low = clip_low as f64 / (n_tok * mu);
-        stats.clip_high = clip_high as f64 / (n_tok * mu);
-        stats.train_tokens = batch.rows * (batch.tp + batch.l - 1) * a.inner_updates;
+        stats.clip_low = clip_low as f64 / denom;
+        stats.clip_high = clip_high as f64 / denom;
+        stats.train_tokens = shards
+            .iter()
+            .map(|s| s.batch.rows * (s.batch.tp + s.batch.l - 1))
+            .sum::<usize>()
+            * a.inner_updates;
         Ok(stats)
     }
 
@@ -437,28 +467,20 @@ impl Trainer {
         // Evaluation has its own random stream so it never shifts the training stream.
         let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed ^ 0x00e7_a100_0000_0000);
         rng.set_stream(self.step as u64 + 2);
+        let greedy = self.gen_params(SamplingConfig::greedy());
+        let sampled = self.gen_params(SamplingConfig {
+            temperature: self.cfg.eval.temperature,
+            ..self.cfg.rollout.sampling()
+        });
         let mut greedy_ok = 0usize;
-        let chunk = EVAL_CHUNK;
-        for (ci, ps) in prompts.chunks(chunk).enumerate() {
-            let outs = generate(
-                &view,
-                ps,
-                self.max_new,
-                tok.eos,
-                tok.pad,
-                &SamplingConfig::greedy(),
-                &mut rng,
-                true,
-            )?;
+        for (ci, ps) in prompts.chunks(EVAL_CHUNK).enumerate() {
+            let mut rngs = row_rngs(0, ps.len());
+            let outs = generate_parallel(&view, ps, &greedy, &mut rngs, self.workers)?;
             for (j, c) in outs.iter().enumerate() {
-                greedy_ok += usize::from(self.verify(&heldout[ci * chunk + j], c)?.1.passed);
+                greedy_ok += usize::from(self.verify(&heldout[ci * EVAL_CHUNK + j], c)?.1.passed);
             }
         }
         let k = self.cfg.eval_samples();
-        let sampling = SamplingConfig {
-            temperature: self.cfg.eval.temperature,
-            ..self.cfg.rollout.sampling()
-        };
         let rows: Vec<(usize, &Vec<u32>)> = prompts
             .iter()
             .enumerate()
@@ -466,22 +488,14 @@ impl Trainer {
             .collect();
         let mut correct = vec![0usize; prompts.len()];
         let mut score_sum = 0f64;
-        for part in rows.chunks(chunk) {
+        for part in rows.chunks(EVAL_CHUNK) {
             let ps: Vec<Vec<u32>> = part.iter().map(|(_, p)| (*p).clone()).collect();
-            let outs = generate(
-                &view,
-                &ps,
-                self.max_new,
-                tok.eos,
-                tok.pad,
-                &sampling,
-                &mut rng,
-                true,
-            )?;
+            let mut rngs = row_rngs(rng.next_u64(), ps.len());
+            let outs = generate_parallel(&view, &ps, &sampled, &mut rngs, self.workers)?;
             for ((i, _), c) in part.iter().zip(&outs) {
                 let v = self.verify(&heldout[*i], c)?.1;
                 correct[*i] += usize::from(v.passed);
-                score_sum += v.score as f64;
+                score_sum += f64::from(v.score);
             }
         }
         let n = prompts.len().max(1) as f64;
@@ -611,6 +625,85 @@ impl Trainer {
     }
 }
 
+/// One worker's share of the update batch.
+struct Shard {
+    batch: TrainBatch,
+    advantages: Tensor,
+    adv_host: Vec<f32>,
+    ref_logp: Option<Tensor>,
+    old_logp: Option<Tensor>,
+}
+
+/// What one worker computed for one inner update.
+struct ShardOut {
+    loss: f64,
+    grads: candle_core::backprop::GradStore,
+    clip_low: usize,
+    clip_high: usize,
+    /// (sum of per-token KL, tokens)
+    kl: Option<(f64, usize)>,
+}
+
+impl Shard {
+    /// Loss and gradients of this shard; the first call records the old log-probs.
+    fn step(&mut self, model: &Transformer, p: &LossParams, normaliser: f64) -> Result<ShardOut> {
+        let (_logits, logp) = self.batch.logprobs(model)?;
+        let old = match &self.old_logp {
+            Some(o) => o.clone(),
+            None => {
+                let o = logp.detach();
+                self.old_logp = Some(o.clone());
+                o
+            }
+        };
+        let out = algo::policy_loss(
+            &LossInputs {
+                logp: &logp,
+                old_logp: &old,
+                ref_logp: self.ref_logp.as_ref(),
+                advantages: &self.advantages,
+                mask: &self.batch.mask,
+                normaliser,
+            },
+            p,
+        )?;
+        let loss = out.loss.to_scalar::<f32>()? as f64;
+        let ratio = out.ratio.flatten_all()?.to_vec1::<f32>()?;
+        let (mut clip_low, mut clip_high) = (0, 0);
+        for (j, (&r, &m)) in ratio.iter().zip(&self.batch.mask_host).enumerate() {
+            if m == 0.0 {
+                continue;
+            }
+            let av = self.adv_host[j / self.batch.l];
+            if av < 0.0 && f64::from(r) < 1.0 - p.epsilon_low {
+                clip_low += 1;
+            } else if av > 0.0 && f64::from(r) > 1.0 + p.epsilon_high {
+                clip_high += 1;
+            }
+        }
+        let kl = match &out.kl {
+            Some(kl) => {
+                let v = kl.flatten_all()?.to_vec1::<f32>()?;
+                let s: f64 = v
+                    .iter()
+                    .zip(&self.batch.mask_host)
+                    .map(|(k, m)| f64::from(k * m))
+                    .sum();
+                Some((s, self.batch.completion_tokens()))
+            }
+            None => None,
+        };
+        let grads = out.loss.backward()?;
+        Ok(ShardOut {
+            loss,
+            grads,
+            clip_low,
+            clip_high,
+            kl,
+        })
+    }
+}
+
 #[derive(Default)]
 struct UpdateStats {
     loss: f64,
@@ -626,19 +719,6 @@ fn frac(a: usize, b: usize) -> f64 {
         0.0
     } else {
         a as f64 / b as f64
-    }
-}
-
-fn masked_mean(v: &[f32], mask: &[f32]) -> f64 {
-    let (mut s, mut n) = (0f64, 0f64);
-    for (&x, &m) in v.iter().zip(mask) {
-        s += (x * m) as f64;
-        n += m as f64;
-    }
-    if n == 0.0 {
-        0.0
-    } else {
-        s / n
     }
 }
 

@@ -15,7 +15,8 @@ use rand_chacha::ChaCha8Rng;
 use rlvr_engine::batch::TrainBatch;
 use rlvr_engine::model::Policy;
 use rlvr_engine::optim::{AdamW, AdamWParams};
-use rlvr_engine::sampling::{generate, SamplingConfig};
+use rlvr_engine::parallel::{scoped_map, shard_ranges, sum_grads};
+use rlvr_engine::sampling::{generate, generate_parallel, row_rngs, GenParams, SamplingConfig};
 use serde::Serialize;
 
 /// Arguments of `bench`.
@@ -95,21 +96,20 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         .map(|_| rand_ids(&mut rng, args.prompt_len))
         .collect();
     let view = policy.frozen_view()?;
-    let sampling = SamplingConfig::default();
+    let workers = rlvr_engine::trainer::auto_workers(policy.num_params(), args.threads);
+    let params = GenParams {
+        max_new: args.completion_len,
+        eos: u32::MAX,
+        pad: tok.pad,
+        sampling: SamplingConfig::default(),
+        use_cache: true,
+    };
     let mut roll = Vec::new();
     let mut roll_tokens = Vec::new();
     for i in 0..=iters {
         let t = Instant::now();
-        let out = generate(
-            &view,
-            &prompts,
-            args.completion_len,
-            u32::MAX,
-            tok.pad,
-            &sampling,
-            &mut rng,
-            true,
-        )?;
+        let mut rngs = row_rngs(i as u64, prompts.len());
+        let out = generate_parallel(&view, &prompts, &params, &mut rngs, workers)?;
         if i > 0 {
             roll.push(t.elapsed().as_secs_f64());
             roll_tokens.push(out.iter().map(|c| c.tokens.len()).sum::<usize>() as f64);
@@ -118,15 +118,20 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let rollout_s = median(roll);
     let rollout_tokens = median(roll_tokens);
 
-    // Training: forward + backward + AdamW over prompt + completion.
+    // Training: forward + backward + AdamW over prompt + completion, rows split across the
+    // workers as the trainer does.
     let comps: Vec<Vec<u32>> = (0..args.rows)
         .map(|_| rand_ids(&mut rng, args.completion_len))
         .collect();
-    let pr: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
-    let co: Vec<&[u32]> = comps.iter().map(Vec::as_slice).collect();
-    let batch = TrainBatch::new(&pr, &co, tok.pad, &device)?;
+    let mut shards = Vec::new();
+    for r in shard_ranges(args.rows, workers) {
+        let pr: Vec<&[u32]> = prompts[r.clone()].iter().map(Vec::as_slice).collect();
+        let co: Vec<&[u32]> = comps[r].iter().map(Vec::as_slice).collect();
+        shards.push(TrainBatch::new(&pr, &co, tok.pad, &device)?);
+    }
+    let vars: Vec<_> = policy.params().iter().map(|(_, v)| v.clone()).collect();
     let mut opt = AdamW::new(
-        policy.params().iter().map(|(_, v)| v.clone()).collect(),
+        vars.clone(),
         AdamWParams {
             beta1: 0.9,
             beta2: 0.99,
@@ -138,15 +143,23 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let mut fwd = Vec::new();
     for i in 0..=iters {
         let t = Instant::now();
-        let (_, logp) = batch.logprobs(&policy.frozen_view()?)?;
-        logp.sum_all()?.to_scalar::<f32>()?;
+        let frozen = policy.frozen_view()?;
+        scoped_map(&mut shards, "bench-fwd", |b| {
+            Ok(b.logprobs(&frozen)?.1.sum_all()?.to_scalar::<f32>()?)
+        })?;
         let f = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let model = policy.train_model()?;
-        let (_, logp) = batch.logprobs(&model)?;
-        let loss = ((logp * &batch.mask)?.sum_all()? * -1e-6)?;
-        let grads = loss.backward()?;
-        opt.step(&grads, 1e-7, 1.0)?;
+        let stores = scoped_map(&mut shards, "bench-train", |b| {
+            let (_, logp) = b.logprobs(&model)?;
+            Ok((logp * &b.mask)?
+                .sum_all()?
+                .affine(-1e-6, 0.0)?
+                .backward()?)
+        })?;
+        if let Some(grads) = sum_grads(&vars, stores)? {
+            opt.step(&grads, 1e-7, 1.0)?;
+        }
         if i > 0 {
             train.push(t.elapsed().as_secs_f64());
             fwd.push(f);
@@ -154,8 +167,8 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     let train_s = median(train);
     let fwd_s = median(fwd);
-    let seq = batch.tp + batch.l - 1;
-    let tokens = (batch.rows * seq) as f64;
+    let seq = args.prompt_len + args.completion_len - 1;
+    let tokens = (args.rows * seq) as f64;
     // FLOPs of one forward: 2 · (non-embedding matmul weights) per token, attention scores and
     // mixing (2 · 2 · seq · head_dim · heads per token and layer, halved by causality is not
     // exploited here), the output head on completion positions. Training = 3 × forward.
@@ -165,7 +178,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             + d * (cfg.kv_heads() * cfg.head_dim()) as f64 * 2.0
             + 3.0 * d * cfg.intermediate_size as f64);
     let attn = 4.0 * seq as f64 * (cfg.num_attention_heads * cfg.head_dim()) as f64;
-    let head = 2.0 * d * cfg.vocab_size as f64 * (batch.rows * batch.l) as f64;
+    let head = 2.0 * d * cfg.vocab_size as f64 * (args.rows * args.completion_len) as f64;
     let fwd_flops = tokens * cfg.num_hidden_layers as f64 * (per_layer + attn) + head;
     let train_flops = 3.0 * fwd_flops;
 
@@ -183,7 +196,10 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let fig = Figures {
         model: dir.display().to_string(),
         params: policy.num_params(),
-        threads: std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into()),
+        threads: format!(
+            "{workers} worker(s) x {} tensor thread(s)",
+            std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into())
+        ),
         rows: args.rows,
         prompt_len: args.prompt_len,
         completion_len: args.completion_len,
@@ -199,7 +215,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&fig)?);
     } else {
         println!(
-            "model                {} ({} parameters, threads: {})",
+            "model                {} ({} parameters, {})",
             fig.model, fig.params, fig.threads
         );
         println!(
@@ -220,6 +236,77 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             "matmul 1024^3 peak   {:>10.2} GFLOP/s",
             fig.matmul_peak_gflops
         );
+    }
+    Ok(())
+}
+
+/// Arguments of `generate`.
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Model folder (default: the embedded default policy).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Prompt text (repeatable).
+    #[arg(long = "prompt", required = true)]
+    pub prompts: Vec<String>,
+    /// Longest completion in tokens.
+    #[arg(long, default_value_t = 16)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Serialize)]
+struct Generated<'a> {
+    prompt: &'a str,
+    completion: String,
+    tokens: Vec<u32>,
+    logprobs: Vec<f32>,
+    finished: bool,
+}
+
+/// `rlvr-studio generate`: one JSON line per prompt.
+pub fn generate_cmd(args: GenerateArgs) -> anyhow::Result<()> {
+    let dir = args.model.clone().unwrap_or_else(default_model);
+    let policy = Policy::load(&dir, &Device::Cpu)?;
+    let tok = &policy.tok;
+    let sampling = SamplingConfig {
+        temperature: args.temperature,
+        ..SamplingConfig::default()
+    };
+    sampling.validate("--temperature")?;
+    let prompts = args
+        .prompts
+        .iter()
+        .map(|p| tok.encode_prompt(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let view = policy.frozen_view()?;
+    let params = GenParams {
+        max_new: args.max_new_tokens,
+        eos: tok.eos,
+        pad: tok.pad,
+        sampling,
+        use_cache: true,
+    };
+    let outs = generate(
+        &view,
+        &prompts,
+        &params,
+        &mut row_rngs(args.seed, prompts.len()),
+    )?;
+    for (p, c) in args.prompts.iter().zip(outs) {
+        let line = Generated {
+            prompt: p,
+            completion: tok.decode(&c.tokens)?,
+            tokens: c.tokens,
+            logprobs: c.logprobs,
+            finished: c.finished,
+        };
+        println!("{}", serde_json::to_string(&line)?);
     }
     Ok(())
 }

@@ -25,6 +25,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Print a config with every key and its default value.
     DefaultConfig,
+    /// Complete prompts with a model and print each completion with its per-token log-probs.
+    Generate(bench::GenerateArgs),
 }
 
 /// Allocator and thread settings that must be in place before any tensor is made.
@@ -47,14 +49,11 @@ fn tune_process(threads: usize) {
 /// Threads for a model folder: 1 below 5 M parameters (candle's thread pool spin-waits, and
 /// ops this small do not split well), all cores above.
 fn threads_for_model(model_dir: &std::path::Path, configured: usize) -> usize {
-    if configured > 0 {
-        return configured;
-    }
     let params = std::fs::read_to_string(model_dir.join("config.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<rlvr_engine::model::ModelConfig>(&t).ok())
         .map_or(0, |c| c.num_params());
-    rlvr_engine::trainer::auto_threads(params)
+    rlvr_engine::trainer::auto_threads(params, configured)
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,6 +68,10 @@ fn main() -> std::process::ExitCode {
             let model: PathBuf = args.model.clone().unwrap_or_else(bench::default_model);
             tune_process(threads_for_model(&model, args.threads));
             bench::bench(args)
+        }
+        Some(Cmd::Generate(args)) => {
+            tune_process(1);
+            bench::generate_cmd(args)
         }
         Some(Cmd::DefaultConfig) => {
             print!("{}", rlvr_engine::RunConfig::default().to_toml());

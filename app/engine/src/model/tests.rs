@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::model::transformer::gather_logprobs;
-use crate::sampling::{generate, left_pad, SamplingConfig};
+use crate::sampling::{generate, generate_parallel, left_pad, row_rngs, GenParams, SamplingConfig};
 
 fn tiny_policy(tie: bool, model_type: &str) -> Policy {
     let tok = Tok::char_level(crate::tasks::ALPHABET).unwrap();
@@ -124,10 +124,20 @@ fn kv_cache_generation_matches_full_recompute() {
     let m = p.frozen_view().unwrap();
     let pr = prompts(&p);
     for sampling in [SamplingConfig::greedy(), SamplingConfig::default()] {
-        let mut r1 = ChaCha8Rng::seed_from_u64(3);
-        let mut r2 = ChaCha8Rng::seed_from_u64(3);
-        let a = generate(&m, &pr, 12, 2, 0, &sampling, &mut r1, true).unwrap();
-        let b = generate(&m, &pr, 12, 2, 0, &sampling, &mut r2, false).unwrap();
+        let params = |use_cache| GenParams {
+            max_new: 12,
+            eos: 2,
+            pad: 0,
+            sampling: sampling.clone(),
+            use_cache,
+        };
+        let a = generate(&m, &pr, &params(true), &mut row_rngs(3, pr.len())).unwrap();
+        let b = generate(&m, &pr, &params(false), &mut row_rngs(3, pr.len())).unwrap();
+        // Splitting rows across workers does not change what each row samples.
+        let c = generate_parallel(&m, &pr, &params(true), &mut row_rngs(3, pr.len()), 2).unwrap();
+        for (x, y) in a.iter().zip(&c) {
+            assert_eq!((&x.tokens, x.finished), (&y.tokens, y.finished));
+        }
         for (x, y) in a.iter().zip(&b) {
             assert_eq!((&x.tokens, x.finished), (&y.tokens, y.finished));
             for (p, q) in x.logprobs.iter().zip(&y.logprobs) {
@@ -191,18 +201,14 @@ fn rollout_logprobs_match_the_training_forward() {
     let p = tiny_policy(true, "qwen2");
     let m = p.frozen_view().unwrap();
     let pr = prompts(&p);
-    let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let outs = generate(
-        &m,
-        &pr,
-        10,
-        2,
-        0,
-        &SamplingConfig::default(),
-        &mut rng,
-        true,
-    )
-    .unwrap();
+    let params = GenParams {
+        max_new: 10,
+        eos: 2,
+        pad: 0,
+        sampling: SamplingConfig::default(),
+        use_cache: true,
+    };
+    let outs = generate(&m, &pr, &params, &mut row_rngs(5, pr.len())).unwrap();
     let prs: Vec<&[u32]> = pr.iter().map(Vec::as_slice).collect();
     let cs: Vec<&[u32]> = outs.iter().map(|c| c.tokens.as_slice()).collect();
     let batch = crate::batch::TrainBatch::new(&prs, &cs, 0, &Device::Cpu).unwrap();
