@@ -205,3 +205,55 @@ fn bench_prints_throughput() {
         assert!(v[k].as_f64().unwrap() > 0.0, "{k}");
     }
 }
+
+/// Every shipped preset parses, loads its model and trains.
+#[test]
+fn every_preset_runs() {
+    for entry in std::fs::read_dir(repo().join("app/presets")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "pretrain.toml" {
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = bin()
+            .arg("train")
+            .arg(&path)
+            .args(["--steps", "2", "--json", "--out"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let lines = json_lines(&out);
+        assert_eq!(of_type(&lines, "step").len(), 2, "{name}");
+        let kl = &of_type(&lines, "step")[1]["kl"];
+        assert_eq!(kl.is_number(), name.contains("kl"), "{name}: kl = {kl}");
+    }
+}
+
+/// `pretrain` writes a loadable model folder, bit-for-bit reproducibly.
+#[test]
+fn pretrain_is_reproducible() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |sub: &str| {
+        let out_dir = dir.path().join(sub);
+        let out = bin()
+            .args(["pretrain", "--steps", "3", "--config"])
+            .arg(preset("pretrain.toml"))
+            .arg("--out")
+            .arg(&out_dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::read(out_dir.join("model.safetensors")).unwrap()
+    };
+    assert_eq!(run("a"), run("b"));
+    let out = bin()
+        .args(["generate", "--prompt", "1 2 3>6:", "--model"])
+        .arg(dir.path().join("a"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["prompt"], "1 2 3>6:");
+}
