@@ -223,7 +223,11 @@ fn every_preset_runs() {
             .arg(dir.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let lines = json_lines(&out);
         assert_eq!(of_type(&lines, "step").len(), 2, "{name}");
         let kl = &of_type(&lines, "step")[1]["kl"];
@@ -244,7 +248,11 @@ fn pretrain_is_reproducible() {
             .arg(&out_dir)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::read(out_dir.join("model.safetensors")).unwrap()
     };
     assert_eq!(run("a"), run("b"));
@@ -253,7 +261,11 @@ fn pretrain_is_reproducible() {
         .arg(dir.path().join("a"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["prompt"], "1 2 3>6:");
 }
