@@ -23,6 +23,26 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// `rlvr-studio train PRESET --json --out OUT EXTRA...`: asserts success, returns the JSON lines.
+fn train_json(preset: &Path, out_dir: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    let out = bin()
+        .arg("train")
+        .arg(preset)
+        .arg("--json")
+        .arg("--out")
+        .arg(out_dir)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        preset.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_lines(&out)
+}
+
 fn of_type<'a>(lines: &'a [serde_json::Value], t: &str) -> Vec<&'a serde_json::Value> {
     lines.iter().filter(|v| v["type"] == t).collect()
 }
@@ -31,19 +51,7 @@ fn of_type<'a>(lines: &'a [serde_json::Value], t: &str) -> Vec<&'a serde_json::V
 #[test]
 fn default_preset_learns() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bin()
-        .arg("train")
-        .arg(preset("default.toml"))
-        .args(["--steps", "120", "--json", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines = json_lines(&out);
+    let lines = train_json(&preset("default.toml"), dir.path(), &["--steps", "120"]);
     assert!(lines
         .iter()
         .all(|v| v["type"].is_string() && v["elapsed_s"].is_number()));
@@ -103,19 +111,12 @@ fn default_preset_learns() {
 fn runs_are_deterministic_for_a_seed() {
     let run = |seed: &str| {
         let dir = tempfile::tempdir().unwrap();
-        let out = bin()
-            .arg("train")
-            .arg(preset("default.toml"))
-            .args(["--steps", "4", "--json", "--seed", seed, "--out"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let lines = train_json(
+            &preset("default.toml"),
+            dir.path(),
+            &["--steps", "4", "--seed", seed],
         );
-        of_type(&json_lines(&out), "step")
+        of_type(&lines, "step")
             .into_iter()
             .map(|v| {
                 let mut v = v.clone();
@@ -216,19 +217,7 @@ fn every_preset_runs() {
             continue;
         }
         let dir = tempfile::tempdir().unwrap();
-        let out = bin()
-            .arg("train")
-            .arg(&path)
-            .args(["--steps", "2", "--json", "--out"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let lines = json_lines(&out);
+        let lines = train_json(&path, dir.path(), &["--steps", "2"]);
         assert_eq!(of_type(&lines, "step").len(), 2, "{name}");
         let kl = &of_type(&lines, "step")[1]["kl"];
         assert_eq!(kl.is_number(), name.contains("kl"), "{name}: kl = {kl}");

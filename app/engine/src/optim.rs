@@ -58,6 +58,18 @@ pub struct AdamWParams {
     pub weight_decay: f64,
 }
 
+impl Default for AdamWParams {
+    /// β = (0.9, 0.99), ε = 1e-8, no weight decay.
+    fn default() -> Self {
+        Self {
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+}
+
 /// The optimizer and its state.
 pub struct AdamW {
     vars: Vec<Var>,

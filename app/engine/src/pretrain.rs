@@ -143,12 +143,7 @@ pub fn pretrain(
         .collect::<Result<Vec<_>>>()?;
     let mut opt = AdamW::new(
         policy.params().iter().map(|(_, v)| v.clone()).collect(),
-        AdamWParams {
-            beta1: 0.9,
-            beta2: 0.99,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        },
+        AdamWParams::default(),
     )?;
     let report_every = (cfg.steps / 10).max(1);
     let mut last_acc = BTreeMap::new();

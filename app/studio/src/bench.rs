@@ -130,15 +130,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         shards.push(TrainBatch::new(&pr, &co, tok.pad, &device)?);
     }
     let vars: Vec<_> = policy.params().iter().map(|(_, v)| v.clone()).collect();
-    let mut opt = AdamW::new(
-        vars.clone(),
-        AdamWParams {
-            beta1: 0.9,
-            beta2: 0.99,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        },
-    )?;
+    let mut opt = AdamW::new(vars.clone(), AdamWParams::default())?;
     let mut train = Vec::new();
     let mut fwd = Vec::new();
     for i in 0..=iters {

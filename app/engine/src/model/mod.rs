@@ -45,6 +45,21 @@ fn normal(rng: &mut ChaCha8Rng) -> f32 {
 }
 
 impl Policy {
+    fn from_params(
+        cfg: ModelConfig,
+        tok: Tok,
+        mut params: Vec<(String, Var)>,
+        device: &Device,
+    ) -> Self {
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        Self {
+            cfg,
+            tok,
+            params,
+            device: device.clone(),
+        }
+    }
+
     /// A freshly initialised policy: weights N(0, 0.02), norms 1, biases 0.
     pub fn init(cfg: ModelConfig, tok: Tok, seed: u64, device: &Device) -> Result<Self> {
         cfg.validate()
@@ -63,13 +78,7 @@ impl Policy {
             let t = Tensor::from_vec(data, shape, device)?;
             params.push((name, Var::from_tensor(&t)?));
         }
-        params.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(Self {
-            cfg,
-            tok,
-            params,
-            device: device.clone(),
-        })
+        Ok(Self::from_params(cfg, tok, params, device))
     }
 
     /// Loads a Hugging Face model folder. Every problem names the file and what was expected.
@@ -137,13 +146,7 @@ impl Policy {
             }
             params.push((name, Var::from_tensor(&t.to_dtype(DType::F32)?)?));
         }
-        params.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(Self {
-            cfg,
-            tok,
-            params,
-            device: device.clone(),
-        })
+        Ok(Self::from_params(cfg, tok, params, device))
     }
 
     /// Writes the folder: `config.json`, `generation_config.json`, `model.safetensors` (with the
