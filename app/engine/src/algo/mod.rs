@@ -18,6 +18,9 @@
 //! KL_t = exp(log π_ref − log π) − (log π_ref − log π) − 1        (Schulman's k3 estimator)
 //! ```
 
+pub mod advantage;
+pub mod params;
+
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
