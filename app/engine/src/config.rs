@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::algo::Aggregation;
+use std::collections::BTreeMap;
+
+use crate::algo::advantage::{self, EstimatorInfo};
+use crate::algo::params::{ParamValue, Params};
+use crate::algo::{Aggregation, KlEstimator, RatioLevel};
 use crate::error::{EngineError, Result};
 use crate::optim::Schedule;
 use crate::sampling::SamplingConfig;
@@ -33,6 +37,8 @@ pub struct RunConfig {
     pub rollout: RolloutConfig,
     /// Advantage estimator and policy loss.
     pub algorithm: AlgorithmConfig,
+    /// Reward noise and corrections.
+    pub rewards: RewardConfig,
     /// Optimizer.
     pub optim: OptimConfig,
     /// Held-out evaluation.
@@ -52,6 +58,7 @@ impl Default for RunConfig {
             task: TaskConfig::default(),
             rollout: RolloutConfig::default(),
             algorithm: AlgorithmConfig::default(),
+            rewards: RewardConfig::default(),
             optim: OptimConfig::default(),
             eval: EvalConfig::default(),
             output: OutputConfig::default(),
@@ -127,37 +134,188 @@ impl RolloutConfig {
     }
 }
 
-/// `[algorithm]`.
+/// `[algorithm]`: advantage estimator + policy loss pieces.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlgorithmConfig {
-    /// Divide group-centred rewards by the group's standard deviation (GRPO). Default true.
-    pub scale_rewards: bool,
+    /// Advantage estimator by name: grpo, dr_grpo, rloo, reinforce_pp, passk, qae, w_reinforce
+    /// (see `rlvr_engine::algo::advantage::ESTIMATORS`). Default "grpo".
+    pub advantage: String,
+    /// The estimator's parameters (checked against its specs), e.g. `{ k = 4 }` for passk.
+    pub advantage_params: BTreeMap<String, ParamValue>,
+    /// Groups whose rewards are all equal carry no signal: "keep" them, or "resample" (DAPO's
+    /// dynamic sampling: draw more prompts until the batch is full of informative groups, at most
+    /// `resample_rounds` extra rollouts). Default "keep".
+    pub zero_variance: ZeroVariance,
+    /// Extra rollout rounds for `zero_variance = "resample"`. 1..=16, default 3.
+    pub resample_rounds: usize,
+    /// "token" ratio (PPO/GRPO) or "sequence" ratio (GSPO). Default "token".
+    pub ratio: RatioLevel,
     /// Lower clip range ε_low of the ratio. 0..=1, default 0.2.
     pub epsilon_low: f64,
     /// Upper clip range ε_high ("clip-higher" when above ε_low). 0..=10, default 0.2.
     pub epsilon_high: f64,
-    /// KL coefficient β toward the frozen initial policy (k3 estimator); 0 = no reference model.
-    /// 0..=10, default 0.
+    /// Dual-clip constant c (bounds the loss of negative-advantage tokens at c·|A|); 0 = off,
+    /// otherwise 1..=100. Default 0.
+    pub dual_clip: f64,
+    /// KL estimator toward the reference policy: "k1", "k2" or "k3". Default "k3".
+    pub kl: KlEstimator,
+    /// KL coefficient β; 0 = no reference model. 0..=10, default 0.
     pub kl_coef: f64,
+    /// Reset the reference policy (and the optimizer moments) to the current policy every N steps
+    /// (ProRL); 0 = never. Default 0.
+    pub reference_reset_every: usize,
+    /// Entropy bonus coefficient α (maximises the policy's entropy). 0..=1, default 0.
+    pub entropy_coef: f64,
+    /// Policy gradient only on this fraction of highest-entropy tokens (0.2 = the 80/20 rule's
+    /// forking tokens); 1 = all tokens. (0, 1], default 1.
+    pub top_entropy_fraction: f64,
+    /// Lp-Reg coefficient: KL from a proxy (the policy with tokens below `lp_reg_min_p` × the top
+    /// probability removed and renormalised) on low-probability sampled tokens with negative
+    /// advantage. 0..=10, default 0.
+    pub lp_reg_coef: f64,
+    /// Lp-Reg noise threshold relative to the top probability. [0, 1), default 0.02.
+    pub lp_reg_min_p: f64,
+    /// Lp-Reg protects sampled tokens in this lowest fraction of log-probs. (0, 1], default 0.2.
+    pub lp_reg_low_fraction: f64,
     /// Policy updates per batch (μ), each against the log-probs recorded before the first.
     /// 1..=64, default 1.
     pub inner_updates: usize,
-    /// Loss reduction: "seq_mean_token_mean" (GRPO) or "token_mean" (DAPO). Default GRPO.
+    /// Loss reduction: "grpo", "bnpo", "dr_grpo" or "dapo". Default "grpo".
     pub aggregation: Aggregation,
+    /// Completions cut at the length limit: "none", "mask" (no gradient from them) or "soft"
+    /// (DAPO's soft overlong penalty as a reward component). Default "none".
+    pub overlong: Overlong,
+    /// Window (tokens before the limit) of the soft overlong penalty. 1..=4096, default 4.
+    pub overlong_window: usize,
+}
+
+/// What to do with zero-variance groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZeroVariance {
+    /// Keep them (they add nothing to the policy gradient).
+    Keep,
+    /// Replace them with informative groups (DAPO dynamic sampling).
+    Resample,
+}
+
+/// Treatment of truncated completions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlong {
+    /// Nothing special.
+    None,
+    /// Exclude them from the loss.
+    Mask,
+    /// DAPO soft overlong punishment: a length penalty growing linearly to -1 over the last
+    /// `overlong_window` tokens before the limit.
+    Soft,
 }
 
 impl Default for AlgorithmConfig {
     fn default() -> Self {
         Self {
-            scale_rewards: true,
+            advantage: "grpo".into(),
+            advantage_params: BTreeMap::new(),
+            zero_variance: ZeroVariance::Keep,
+            resample_rounds: 3,
+            ratio: RatioLevel::Token,
             epsilon_low: 0.2,
             epsilon_high: 0.2,
+            dual_clip: 0.0,
+            kl: KlEstimator::K3,
             kl_coef: 0.0,
+            reference_reset_every: 0,
+            entropy_coef: 0.0,
+            top_entropy_fraction: 1.0,
+            lp_reg_coef: 0.0,
+            lp_reg_min_p: 0.02,
+            lp_reg_low_fraction: 0.2,
             inner_updates: 1,
-            aggregation: Aggregation::SeqMeanTokenMean,
+            aggregation: Aggregation::Grpo,
+            overlong: Overlong::None,
+            overlong_window: 4,
         }
     }
+}
+
+impl AlgorithmConfig {
+    /// The estimator and its checked parameters.
+    pub fn estimator(&self) -> Result<(&'static EstimatorInfo, Params)> {
+        let info = advantage::find(&self.advantage).ok_or_else(|| {
+            let names: Vec<&str> = advantage::ESTIMATORS.iter().map(|e| e.name).collect();
+            EngineError::config(
+                "algorithm.advantage",
+                format!("{:?}", self.advantage),
+                format!("expected one of {}", names.join(", ")),
+            )
+        })?;
+        let params = Params::resolve(
+            "algorithm.advantage_params",
+            info.params,
+            &self.advantage_params,
+        )?;
+        Ok((info, params))
+    }
+}
+
+/// `[rewards]`: reward noise (to demonstrate imperfect verifiers) and its corrections.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RewardConfig {
+    /// Probability that a passed completion is reported as failed (false negative). [0, 1),
+    /// default 0.
+    pub flip_false_negative: f64,
+    /// Probability that a failed completion is reported as passed (false positive). [0, 1),
+    /// default 0.
+    pub flip_false_positive: f64,
+    /// Correction applied to the observed (binary) reward: "none", "backward" or "forward"
+    /// (*Reinforcement Learning with Verifiable yet Noisy Rewards under Imperfect Verifiers*).
+    /// Default "none".
+    pub correction: NoiseCorrection,
+    /// False-negative rate the correction assumes; negative = use `flip_false_negative`.
+    /// Default -1.
+    pub assumed_false_negative: f64,
+    /// False-positive rate the correction assumes; negative = use `flip_false_positive`.
+    /// Default -1.
+    pub assumed_false_positive: f64,
+}
+
+impl Default for RewardConfig {
+    fn default() -> Self {
+        Self {
+            flip_false_negative: 0.0,
+            flip_false_positive: 0.0,
+            correction: NoiseCorrection::None,
+            assumed_false_negative: -1.0,
+            assumed_false_positive: -1.0,
+        }
+    }
+}
+
+impl RewardConfig {
+    /// (false-negative, false-positive) rates the correction uses.
+    pub fn assumed_rates(&self) -> (f64, f64) {
+        let pick = |a: f64, b: f64| if a < 0.0 { b } else { a };
+        (
+            pick(self.assumed_false_negative, self.flip_false_negative),
+            pick(self.assumed_false_positive, self.flip_false_positive),
+        )
+    }
+}
+
+/// Noisy-reward correction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoiseCorrection {
+    /// Use the observed reward.
+    None,
+    /// Unbiased de-biasing of the binary reward: `(r̃ − ρ_fp) / (1 − ρ_fn − ρ_fp)`.
+    Backward,
+    /// Observed failures are credited with their posterior probability of being a hidden pass,
+    /// from the false-negative rate and the group's observed pass rate.
+    Forward,
 }
 
 /// `[optim]`.
@@ -339,6 +497,93 @@ impl RunConfig {
         )?;
         check("algorithm.kl_coef", a.kl_coef, 0.0, 10.0, "0..=10")?;
         check("algorithm.inner_updates", a.inner_updates, 1, 64, "1..=64")?;
+        a.estimator()?;
+        check(
+            "algorithm.resample_rounds",
+            a.resample_rounds,
+            1,
+            16,
+            "1..=16",
+        )?;
+        if a.dual_clip != 0.0 {
+            check(
+                "algorithm.dual_clip",
+                a.dual_clip,
+                1.0,
+                100.0,
+                "0 (off) or 1..=100",
+            )?;
+        }
+        check(
+            "algorithm.reference_reset_every",
+            a.reference_reset_every,
+            0,
+            1_000_000,
+            "0 (never) or a step count",
+        )?;
+        check("algorithm.entropy_coef", a.entropy_coef, 0.0, 1.0, "0..=1")?;
+        if !(a.top_entropy_fraction > 0.0 && a.top_entropy_fraction <= 1.0) {
+            return Err(EngineError::config(
+                "algorithm.top_entropy_fraction",
+                a.top_entropy_fraction,
+                "expected a value in (0, 1]",
+            ));
+        }
+        check("algorithm.lp_reg_coef", a.lp_reg_coef, 0.0, 10.0, "0..=10")?;
+        check(
+            "algorithm.lp_reg_min_p",
+            a.lp_reg_min_p,
+            0.0,
+            0.999,
+            "[0, 1)",
+        )?;
+        if !(a.lp_reg_low_fraction > 0.0 && a.lp_reg_low_fraction <= 1.0) {
+            return Err(EngineError::config(
+                "algorithm.lp_reg_low_fraction",
+                a.lp_reg_low_fraction,
+                "expected a value in (0, 1]",
+            ));
+        }
+        check(
+            "algorithm.overlong_window",
+            a.overlong_window,
+            1,
+            4096,
+            "1..=4096",
+        )?;
+        let rw = &self.rewards;
+        check(
+            "rewards.flip_false_negative",
+            rw.flip_false_negative,
+            0.0,
+            0.999,
+            "[0, 1)",
+        )?;
+        check(
+            "rewards.flip_false_positive",
+            rw.flip_false_positive,
+            0.0,
+            0.999,
+            "[0, 1)",
+        )?;
+        let (fnr, fpr) = rw.assumed_rates();
+        if rw.correction != NoiseCorrection::None && fnr + fpr >= 1.0 {
+            return Err(EngineError::config(
+                "rewards.assumed_false_negative",
+                fnr,
+                format!(
+                    "false-negative + false-positive rates must stay below 1 (got {})",
+                    fnr + fpr
+                ),
+            ));
+        }
+        if fnr > 0.999 || fpr > 0.999 {
+            return Err(EngineError::config(
+                "rewards.assumed_false_negative",
+                fnr.max(fpr),
+                "expected rates below 1",
+            ));
+        }
         let o = &self.optim;
         if !(o.lr > 0.0 && o.lr <= 1.0) {
             return Err(EngineError::config(

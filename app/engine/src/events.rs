@@ -45,8 +45,20 @@ pub struct StepMetrics {
     pub reward_components: BTreeMap<String, MeanStd>,
     /// Fraction of sampled completions the verifier passed.
     pub accuracy: f64,
+    /// Fraction of completions the (possibly noisy) reward reported as passed.
+    pub observed_accuracy: f64,
     /// Mean per-token entropy (nats) of the policy over completion tokens.
     pub entropy: f64,
+    /// Mean entropy of the 20% highest-entropy tokens ("forking" tokens).
+    pub entropy_top20: f64,
+    /// Mean entropy of the other 80% of tokens.
+    pub entropy_rest: f64,
+    /// Mean probability of the most likely token at each sampled position (concentration).
+    pub top1_prob: f64,
+    /// Fraction of sampled tokens that received a non-zero advantage (and weight).
+    pub nonzero_adv_frac: f64,
+    /// Mean number of distinct completions per group (answer diversity).
+    pub distinct_answers: f64,
     /// Mean per-token k3 KL to the reference policy (when a reference is used).
     pub kl: Option<f64>,
     /// Fraction of tokens whose ratio was clipped at 1 − ε_low (negative advantage).

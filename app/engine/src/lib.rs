@@ -14,6 +14,7 @@ pub mod optim;
 pub mod output;
 pub mod parallel;
 pub mod pretrain;
+pub mod rewards;
 pub mod sampling;
 pub mod tasks;
 pub mod tokenizer;

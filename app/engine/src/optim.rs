@@ -135,6 +135,16 @@ impl AdamW {
         Ok(())
     }
 
+    /// Zeroes the moment estimates and the step count (used when the reference policy is reset).
+    pub fn reset_moments(&mut self) -> Result<()> {
+        for (m, v) in self.m.iter_mut().zip(self.v.iter_mut()) {
+            *m = m.zeros_like()?;
+            *v = v.zeros_like()?;
+        }
+        self.t = 0;
+        Ok(())
+    }
+
     /// Number of updates taken.
     pub fn steps_taken(&self) -> usize {
         self.t

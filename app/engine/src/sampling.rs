@@ -128,8 +128,8 @@ impl SamplingConfig {
     }
 }
 
-/// `(log Σ exp x, entropy of softmax(x))` of one row of logits.
-fn log_sum_exp_entropy(row: &[f32]) -> (f32, f32) {
+/// `(log Σ exp x, entropy of softmax(x), max x)` of one row of logits.
+fn log_sum_exp_entropy(row: &[f32]) -> (f32, f32, f32) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f32;
     let mut dot = 0f32;
@@ -140,7 +140,7 @@ fn log_sum_exp_entropy(row: &[f32]) -> (f32, f32) {
     }
     let lse = max + sum.ln();
     // H = lse - E[x] = log(sum) - dot/sum (in shifted coordinates)
-    (lse, sum.ln() - dot / sum)
+    (lse, sum.ln() - dot / sum, max)
 }
 
 fn argmax(v: &[f32]) -> u32 {
@@ -164,6 +164,8 @@ pub struct Completion {
     pub logprobs: Vec<f32>,
     /// Entropy (nats) of the model's next-token distribution at each generated position.
     pub entropies: Vec<f32>,
+    /// Probability of the most likely token at each generated position.
+    pub top_probs: Vec<f32>,
 }
 
 /// Left-pads prompts to a rectangle: ids `[n, t]` (row-major) and the padding description.
@@ -261,6 +263,7 @@ pub fn generate(
             finished: false,
             logprobs: Vec::new(),
             entropies: Vec::new(),
+            top_probs: Vec::new(),
         };
         n
     ];
@@ -291,7 +294,8 @@ pub fn generate(
                 next.push(pad_id);
                 continue;
             }
-            let (lse, entropy) = log_sum_exp_entropy(row);
+            let (lse, entropy, max) = log_sum_exp_entropy(row);
+            c.top_probs.push((max - lse).exp());
             raw.clear();
             raw.extend_from_slice(row);
             let tok = sampling.sample(row, &mut rngs[r]);

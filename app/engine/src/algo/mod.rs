@@ -1,81 +1,76 @@
-//! Advantage estimation, the clipped policy-gradient loss and the pass@k estimator.
+//! The algorithm family: advantage estimators ([`advantage`]) and the policy loss (here), both
+//! chosen by name in the run config.
 //!
-//! GRPO as introduced in *DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open
-//! Language Models* (Shao et al., 2024): for a group of G completions of one prompt with rewards
-//! r₁..r_G, every token of completion i gets the advantage
-//!
-//! ```text
-//! Âᵢ = (rᵢ − mean(r)) / (std(r) + ε)          (std with Bessel's correction, as TRL does)
-//! ```
-//!
-//! and the policy minimises the PPO-clip token loss (*Proximal Policy Optimization Algorithms*,
-//! Schulman et al., 2017) with separate lower and upper clip ranges (DAPO's "clip-higher", *DAPO:
-//! An Open-Source LLM Reinforcement Learning System at Scale*):
+//! The loss is the PPO-clip token loss (*Proximal Policy Optimization Algorithms*, Schulman et
+//! al., 2017) as GRPO uses it (*DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open
+//! Language Models*), with the variants of the RLVR literature as options:
 //!
 //! ```text
-//! ρ = exp(log π(o_t) − log π_old(o_t))
-//! ℓ_t = −min(ρ Â, clip(ρ, 1 − ε_low, 1 + ε_high) Â) + β · KL_t
-//! KL_t = exp(log π_ref − log π) − (log π_ref − log π) − 1        (Schulman's k3 estimator)
+//! ρ_t = exp(log π(o_t) − log π_old(o_t))                       ratio = "token"
+//! ρ_t = exp(mean_t [log π(o_t) − log π_old(o_t)])              ratio = "sequence" (GSPO)
+//! obj_t = min(ρ_t Â_t, clip(ρ_t, 1 − ε_low, 1 + ε_high) Â_t)      ε_high > ε_low: DAPO clip-higher
+//! obj_t = max(obj_t, c · Â_t)  where Â_t < 0                    dual_clip = c (Dual-clip PPO)
+//! ℓ_t = −w_t · obj_t + β · KL_t − α · H_t + γ · LpReg_t
+//! KL_t: k1 = −d, k2 = d²/2, k3 = e^d − d − 1 with d = log π_ref − log π   (Schulman's estimators)
 //! ```
+//!
+//! where `w_t` are token weights (the 80/20 high-entropy token selection of *Beyond the 80/20
+//! Rule*, the overlong mask of DAPO), `H_t` the policy's entropy at the position (entropy bonus)
+//! and `LpReg_t` the Lp-Reg term (KL from a filtered, renormalised proxy of the policy,
+//! *Low-probability Tokens Sustain Exploration in RLVR*). Reductions ([`Aggregation`]):
+//! `grpo` = mean over each sequence's tokens then over sequences; `bnpo` = mean over the tokens of
+//! the sequences being updated; `dr_grpo` = token sum / (sequences · max completion length)
+//! (*Understanding R1-Zero-Like Training*); `dapo` = mean over all sampled tokens.
 
 pub mod advantage;
 pub mod params;
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 
-/// Group-normalised (GRPO) advantages for `rewards` laid out as consecutive groups of `group`.
-/// With `scale` false the advantage is only mean-centred. A group whose rewards are all equal gets
-/// zero advantages. NaN or infinite rewards are an error.
-pub fn grpo_advantages(rewards: &[f32], group: usize, scale: bool) -> Result<Vec<f32>> {
-    if group == 0 || !rewards.len().is_multiple_of(group) {
-        return Err(EngineError::NonFinite(format!(
-            "{} rewards do not form groups of {group}",
-            rewards.len()
-        )));
-    }
-    if let Some(bad) = rewards.iter().find(|r| !r.is_finite()) {
-        return Err(EngineError::NonFinite(format!(
-            "reward {bad} is not finite"
-        )));
-    }
-    let mut out = Vec::with_capacity(rewards.len());
-    for g in rewards.chunks_exact(group) {
-        let n = g.len() as f32;
-        let mean = g.iter().sum::<f32>() / n;
-        let var = if g.len() > 1 {
-            g.iter().map(|r| (r - mean).powi(2)).sum::<f32>() / (n - 1.0)
-        } else {
-            0.0
-        };
-        let std = var.sqrt();
-        for r in g {
-            let centred = r - mean;
-            out.push(if std == 0.0 {
-                0.0
-            } else if scale {
-                centred / (std + 1e-4)
-            } else {
-                centred
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// How per-token losses are reduced to one number.
+/// How per-token losses are reduced to one number (the divisor is computed by the trainer,
+/// see [`LossInputs::normaliser`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Aggregation {
-    /// GRPO: mean over each sequence's tokens, then mean over sequences.
-    SeqMeanTokenMean,
-    /// DAPO: mean over all tokens of the batch (long completions weigh more).
-    TokenMean,
+    /// Sequence-mean of token-means, divided by the number of sequences (GRPO).
+    #[serde(alias = "seq_mean_token_mean")]
+    Grpo,
+    /// Token sum divided by the tokens of the sequences being updated.
+    Bnpo,
+    /// Token sum divided by sequences × max completion length (Dr. GRPO).
+    DrGrpo,
+    /// Token sum divided by all sampled tokens (DAPO).
+    #[serde(alias = "token_mean")]
+    Dapo,
 }
 
-/// Inputs of the policy loss, all `[rows, len]` except `advantages: [rows]`.
+/// Whether the importance ratio is per token or per sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RatioLevel {
+    /// One ratio per token (PPO, GRPO).
+    Token,
+    /// One ratio per sequence, the geometric mean of its token ratios (GSPO: *Group Sequence
+    /// Policy Optimization*).
+    Sequence,
+}
+
+/// Estimator of the reverse KL to the reference policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KlEstimator {
+    /// `log π − log π_ref` (unbiased, can be negative).
+    K1,
+    /// `(log π_ref − log π)² / 2`.
+    K2,
+    /// `e^d − d − 1`, d = `log π_ref − log π` (unbiased, non-negative).
+    K3,
+}
+
+/// Inputs of the policy loss, all `[rows, len]`.
 pub struct LossInputs<'a> {
     /// Current log-probs (differentiable).
     pub logp: &'a Tensor,
@@ -83,13 +78,19 @@ pub struct LossInputs<'a> {
     pub old_logp: &'a Tensor,
     /// Log-probs under the frozen reference policy, when a KL penalty is used.
     pub ref_logp: Option<&'a Tensor>,
-    /// Per-sequence advantages.
+    /// Per-token advantages.
     pub advantages: &'a Tensor,
     /// 1 for completion tokens that count, 0 for padding.
     pub mask: &'a Tensor,
-    /// Divisor standing for the whole batch: the number of sequences (`SeqMeanTokenMean`) or of
-    /// tokens (`TokenMean`). Rows with zero advantage and no KL term contribute exactly zero and
-    /// may be left out of `rows`, as long as this divisor still counts them.
+    /// Extra weight of each token's policy-gradient term (token selection); `None` = 1.
+    pub pg_weight: Option<&'a Tensor>,
+    /// Differentiable per-token entropy, when an entropy bonus is used.
+    pub entropy: Option<&'a Tensor>,
+    /// Differentiable per-token Lp-Reg penalty (already restricted to the tokens it protects).
+    pub lp_reg: Option<&'a Tensor>,
+    /// Divisor standing for the whole batch (see [`Aggregation`]). Rows with zero advantage and
+    /// no other term contribute exactly zero and may be left out, as long as this still counts
+    /// them.
     pub normaliser: f64,
 }
 
@@ -100,47 +101,98 @@ pub struct LossParams {
     pub epsilon_low: f64,
     /// Upper clip range ε_high.
     pub epsilon_high: f64,
+    /// Dual-clip constant c (> 1), 0 = off.
+    pub dual_clip: f64,
+    /// Token or sequence ratio.
+    pub ratio: RatioLevel,
+    /// KL estimator (with `kl_coef`); `None` = no KL term.
+    pub kl: Option<KlEstimator>,
     /// KL coefficient β.
     pub kl_coef: f64,
+    /// Entropy bonus α.
+    pub entropy_coef: f64,
+    /// Lp-Reg coefficient.
+    pub lp_reg_coef: f64,
     /// Token reduction.
     pub aggregation: Aggregation,
+}
+
+impl Default for LossParams {
+    fn default() -> Self {
+        Self {
+            epsilon_low: 0.2,
+            epsilon_high: 0.2,
+            dual_clip: 0.0,
+            ratio: RatioLevel::Token,
+            kl: None,
+            kl_coef: 0.0,
+            entropy_coef: 0.0,
+            lp_reg_coef: 0.0,
+            aggregation: Aggregation::Grpo,
+        }
+    }
 }
 
 /// The loss and the per-token quantities for metrics.
 pub struct LossOutput {
     /// Scalar loss to differentiate.
     pub loss: Tensor,
-    /// Per-token k3 KL (no gradient), when a reference was given.
+    /// Per-token KL (no gradient), when a reference was given.
     pub kl: Option<Tensor>,
     /// Per-token ratio ρ (no gradient).
     pub ratio: Tensor,
 }
 
-/// The clipped policy-gradient loss with optional k3 KL penalty.
+/// The clipped policy-gradient loss with its optional terms.
 pub fn policy_loss(x: &LossInputs<'_>, p: &LossParams) -> Result<LossOutput> {
-    let ratio = (x.logp - x.old_logp)?.exp()?;
-    let adv = x.advantages.unsqueeze(1)?;
-    let unclipped = ratio.broadcast_mul(&adv)?;
-    let clipped = ratio
-        .clamp(1.0 - p.epsilon_low, 1.0 + p.epsilon_high)?
-        .broadcast_mul(&adv)?;
-    let mut per_token = unclipped.minimum(&clipped)?.neg()?;
+    let log_ratio = (x.logp - x.old_logp)?;
+    let ratio = match p.ratio {
+        RatioLevel::Token => log_ratio.exp()?,
+        RatioLevel::Sequence => {
+            let lens = x.mask.sum_keepdim(1)?.clamp(1.0, f64::INFINITY)?;
+            let seq = (log_ratio * x.mask)?.sum_keepdim(1)?.div(&lens)?.exp()?;
+            seq.broadcast_as(x.logp.shape())?.contiguous()?
+        }
+    };
+    let adv = x.advantages;
+    let unclipped = (&ratio * adv)?;
+    let clipped = (ratio.clamp(1.0 - p.epsilon_low, 1.0 + p.epsilon_high)? * adv)?;
+    let mut obj = unclipped.minimum(&clipped)?;
+    if p.dual_clip > 0.0 {
+        let floor = (adv * p.dual_clip)?;
+        let negative = adv.lt(0.0)?;
+        obj = negative.where_cond(&obj.maximum(&floor)?, &obj)?;
+    }
+    let mut per_token = obj.neg()?;
+    if let Some(w) = x.pg_weight {
+        per_token = (per_token * w)?;
+    }
     let mut kl_out = None;
-    if let Some(r) = x.ref_logp {
+    if let (Some(r), Some(est)) = (x.ref_logp, p.kl) {
         let d = (r - x.logp)?;
-        let kl = ((d.exp()? - &d)? - 1.0)?;
+        let kl = match est {
+            KlEstimator::K1 => d.neg()?,
+            KlEstimator::K2 => (d.sqr()? * 0.5)?,
+            KlEstimator::K3 => ((d.exp()? - &d)? - 1.0)?,
+        };
         if p.kl_coef != 0.0 {
             per_token = (per_token + (&kl * p.kl_coef)?)?;
         }
         kl_out = Some(kl.detach());
     }
+    if let (Some(h), true) = (x.entropy, p.entropy_coef != 0.0) {
+        per_token = (per_token - (h * p.entropy_coef)?)?;
+    }
+    if let (Some(lp), true) = (x.lp_reg, p.lp_reg_coef != 0.0) {
+        per_token = (per_token + (lp * p.lp_reg_coef)?)?;
+    }
     let masked = (per_token * x.mask)?;
     let loss = match p.aggregation {
-        Aggregation::SeqMeanTokenMean => {
+        Aggregation::Grpo => {
             let lens = x.mask.sum(1)?.clamp(1.0, f64::INFINITY)?;
             (masked.sum(1)? / lens)?.sum_all()?
         }
-        Aggregation::TokenMean => masked.sum_all()?,
+        Aggregation::Bnpo | Aggregation::DrGrpo | Aggregation::Dapo => masked.sum_all()?,
     };
     let loss = (loss / x.normaliser.max(1.0))?;
     Ok(LossOutput {
@@ -148,6 +200,16 @@ pub fn policy_loss(x: &LossInputs<'_>, p: &LossParams) -> Result<LossOutput> {
         kl: kl_out,
         ratio: ratio.detach(),
     })
+}
+
+/// `[rows]` sequence advantages broadcast to `[rows, len]`.
+pub fn broadcast_advantages(adv: &Tensor, len: usize) -> Result<Tensor> {
+    let rows = adv.dim(0)?;
+    Ok(adv
+        .to_dtype(DType::F32)?
+        .reshape((rows, 1))?
+        .broadcast_as((rows, len))?
+        .contiguous()?)
 }
 
 /// Unbiased pass@k estimator of *Evaluating Large Language Models Trained on Code* (Chen et al.,
@@ -168,127 +230,4 @@ pub fn pass_at_k(n: usize, c: usize, k: usize) -> Option<f64> {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use candle_core::{Device, Var};
-
-    fn t2(v: &[&[f32]]) -> Tensor {
-        Tensor::new(
-            v.iter().map(|r| r.to_vec()).collect::<Vec<_>>(),
-            &Device::Cpu,
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn grpo_advantages_by_hand() {
-        // group 1: rewards 1,0,0,1 -> mean .5, sample std sqrt(1/3)=0.57735
-        let a = grpo_advantages(&[1.0, 0.0, 0.0, 1.0, 0.3, 0.3, 0.3, 0.3], 4, true).unwrap();
-        let s = 0.5 / (0.577_350_3 + 1e-4);
-        for (x, y) in a.iter().zip([s, -s, -s, s, 0.0, 0.0, 0.0, 0.0]) {
-            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
-        }
-        let c = grpo_advantages(&[1.0, 0.0], 2, false).unwrap();
-        assert_eq!(c, vec![0.5, -0.5]);
-        // a single sample per group carries no signal
-        assert_eq!(
-            grpo_advantages(&[1.0, 0.0], 1, true).unwrap(),
-            vec![0.0, 0.0]
-        );
-        assert!(grpo_advantages(&[1.0, f32::NAN], 2, true).is_err());
-        assert!(grpo_advantages(&[1.0, 0.0, 1.0], 2, true).is_err());
-    }
-
-    #[test]
-    fn clipping_by_hand() {
-        // Two one-token sequences. old logp = 0; new logp = ln 1.5 (ratio 1.5) and ln 0.5.
-        let logp = Var::from_tensor(&t2(&[&[1.5f32.ln()], &[0.5f32.ln()]])).unwrap();
-        let old = t2(&[&[0.0], &[0.0]]);
-        let mask = t2(&[&[1.0], &[1.0]]);
-        let params = LossParams {
-            epsilon_low: 0.2,
-            epsilon_high: 0.28,
-            kl_coef: 0.0,
-            aggregation: Aggregation::SeqMeanTokenMean,
-        };
-        // A = +1 for both: row 1 clipped at 1.28 (no gradient), row 2 unclipped (0.5)
-        let adv = Tensor::new(&[1.0f32, 1.0], &Device::Cpu).unwrap();
-        let x = LossInputs {
-            logp: logp.as_tensor(),
-            old_logp: &old,
-            ref_logp: None,
-            advantages: &adv,
-            mask: &mask,
-            normaliser: 2.0,
-        };
-        let out = policy_loss(&x, &params).unwrap();
-        let l = out.loss.to_scalar::<f32>().unwrap();
-        assert!((l - (-(1.28 + 0.5) / 2.0)).abs() < 1e-6, "{l}");
-        let g = out.loss.backward().unwrap();
-        let g = g.get(logp.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
-        // d/dlogp of -ratio*A/2 = -ratio/2 where unclipped; 0 where clipped
-        assert_eq!(g[0][0], 0.0);
-        assert!((g[1][0] + 0.25).abs() < 1e-6);
-        // A = -1: row 1 (ratio 1.5 > 1) keeps its gradient, row 2 (0.5 < 0.8) is clipped
-        let adv = Tensor::new(&[-1.0f32, -1.0], &Device::Cpu).unwrap();
-        let x = LossInputs {
-            advantages: &adv,
-            ..x
-        };
-        let out = policy_loss(&x, &params).unwrap();
-        let l = out.loss.to_scalar::<f32>().unwrap();
-        assert!((l - (1.5 + 0.8) / 2.0).abs() < 1e-6, "{l}");
-        let g = out.loss.backward().unwrap();
-        let g = g.get(logp.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
-        assert!((g[0][0] - 0.75).abs() < 1e-6 && g[1][0] == 0.0);
-    }
-
-    #[test]
-    fn k3_kl_and_aggregations_by_hand() {
-        // logp = [-1, -2 | -1, pad], ref = [-1.5, -1 | -1, 0]
-        let logp = t2(&[&[-1.0, -2.0], &[-1.0, 0.0]]);
-        let reff = t2(&[&[-1.5, -1.0], &[-1.0, 0.0]]);
-        let mask = t2(&[&[1.0, 1.0], &[1.0, 0.0]]);
-        let adv = Tensor::new(&[0.0f32, 0.0], &Device::Cpu).unwrap();
-        let k3 = |d: f32| d.exp() - d - 1.0;
-        let (a, b) = (k3(-0.5), k3(1.0));
-        for (agg, norm, expect) in [
-            (Aggregation::SeqMeanTokenMean, 2.0, ((a + b) / 2.0) / 2.0),
-            (Aggregation::TokenMean, 3.0, (a + b) / 3.0),
-        ] {
-            let x = LossInputs {
-                logp: &logp,
-                old_logp: &logp,
-                ref_logp: Some(&reff),
-                advantages: &adv,
-                mask: &mask,
-                normaliser: norm,
-            };
-            let p = LossParams {
-                epsilon_low: 0.2,
-                epsilon_high: 0.2,
-                kl_coef: 1.0,
-                aggregation: agg,
-            };
-            let out = policy_loss(&x, &p).unwrap();
-            let l = out.loss.to_scalar::<f32>().unwrap();
-            assert!((l - expect).abs() < 1e-6, "{agg:?}: {l} vs {expect}");
-            let kl = out.kl.unwrap().to_vec2::<f32>().unwrap();
-            assert!((kl[0][0] - a).abs() < 1e-6 && kl[1][0] == 0.0);
-        }
-    }
-
-    #[test]
-    fn pass_at_k_by_hand() {
-        assert_eq!(pass_at_k(4, 0, 1), Some(0.0));
-        assert_eq!(pass_at_k(4, 4, 2), Some(1.0));
-        assert!((pass_at_k(4, 1, 1).unwrap() - 0.25).abs() < 1e-12);
-        // 1 - C(3,2)/C(4,2) = 1 - 3/6
-        assert!((pass_at_k(4, 1, 2).unwrap() - 0.5).abs() < 1e-12);
-        // 1 - C(6,3)/C(8,3) = 1 - 20/56
-        assert!((pass_at_k(8, 2, 3).unwrap() - (1.0 - 20.0 / 56.0)).abs() < 1e-12);
-        assert_eq!(pass_at_k(4, 3, 2), Some(1.0));
-        assert_eq!(pass_at_k(4, 1, 5), None);
-    }
-}
+mod tests;

@@ -1,23 +1,23 @@
 //! The GRPO trainer: rollout → verification → group advantages → clipped policy-gradient updates,
 //! with held-out evaluation, typed events, and a command channel when run on its own thread.
+//! The step itself (rollout, rewards, advantages, update) lives in [`step`].
+
+mod step;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rand::{RngCore as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 
-use crate::algo::{self, Aggregation, LossInputs, LossParams};
-use crate::batch::TrainBatch;
+use crate::algo::{self, advantage::AdvantageEstimator};
 use crate::config::RunConfig;
 use crate::error::{EngineError, Result};
-use crate::events::{
-    EngineEvent, EvalMetrics, MeanStd, RunInfo, RunSummary, SampleGroup, SampleRecord, StepMetrics,
-};
+use crate::events::{EngineEvent, EvalMetrics, RunInfo, RunSummary};
 use crate::model::{Policy, Transformer};
-use crate::optim::{self, AdamW, AdamWParams};
+use crate::optim::{AdamW, AdamWParams};
 use crate::sampling::{generate_parallel, row_rngs, Completion, GenParams, SamplingConfig};
 use crate::tasks::{Problem, TaskSplit, Verdict};
 
@@ -53,6 +53,8 @@ pub struct Trainer {
     threads: usize,
     workers: usize,
     opt_vars: Vec<candle_core::Var>,
+    estimator: Box<dyn AdvantageEstimator>,
+    noise_rng: ChaCha8Rng,
 }
 
 /// Models below this size run one candle thread per worker and split the batch across workers;
@@ -152,6 +154,10 @@ impl Trainer {
         let workers = auto_workers(policy.num_params(), cfg.threads);
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         rng.set_stream(1);
+        let mut noise_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        noise_rng.set_stream(3);
+        let (info, params) = cfg.algorithm.estimator()?;
+        let estimator = (info.build)(&params);
         Ok(Self {
             cfg,
             policy,
@@ -165,6 +171,8 @@ impl Trainer {
             threads,
             workers,
             opt_vars,
+            estimator,
+            noise_rng,
         })
     }
 
@@ -217,241 +225,6 @@ impl Trainer {
         let text = self.policy.tok.decode(&completion.tokens)?;
         let verdict = self.split.task().verify(problem, &text);
         Ok((text, verdict))
-    }
-
-    /// One GRPO step: sample, score, compute advantages, update. Returns the metrics and the
-    /// sampled groups.
-    pub fn train_step(&mut self) -> Result<(StepMetrics, Vec<SampleGroup>)> {
-        let t0 = Instant::now();
-        let (b, g) = (
-            self.cfg.rollout.prompts_per_step,
-            self.cfg.rollout.group_size,
-        );
-        let tok = self.policy.tok.clone();
-        let problems: Vec<Problem> = (0..b).map(|_| self.split.next_train()).collect();
-        let prompt_ids = problems
-            .iter()
-            .map(|p| tok.encode_prompt(&p.prompt))
-            .collect::<Result<Vec<_>>>()?;
-        let rows: Vec<Vec<u32>> = prompt_ids
-            .iter()
-            .flat_map(|p| std::iter::repeat_n(p.clone(), g))
-            .collect();
-        let view = self.policy.frozen_view()?;
-        let mut rngs = row_rngs(self.rng.next_u64(), rows.len());
-        let params = self.gen_params(self.cfg.rollout.sampling());
-        let completions = generate_parallel(&view, &rows, &params, &mut rngs, self.workers)?;
-        let rollout_s = t0.elapsed().as_secs_f64();
-
-        // Rewards.
-        let mut texts = Vec::with_capacity(rows.len());
-        let mut verdicts = Vec::with_capacity(rows.len());
-        for (i, c) in completions.iter().enumerate() {
-            let (text, v) = self.verify(&problems[i / g], c)?;
-            texts.push(text);
-            verdicts.push(v);
-        }
-        let rewards: Vec<f32> = verdicts.iter().map(|v| v.score).collect();
-        let adv = algo::grpo_advantages(&rewards, g, self.cfg.algorithm.scale_rewards)?;
-        let zero_var = rewards
-            .chunks_exact(g)
-            .filter(|grp| grp.iter().all(|&r| r == grp[0]))
-            .count();
-
-        // Update on the rows that carry a gradient (all of them when a KL term is used).
-        let t1 = Instant::now();
-        let selected: Vec<usize> = (0..rows.len())
-            .filter(|&i| !completions[i].tokens.is_empty())
-            .filter(|&i| self.reference.is_some() || adv[i] != 0.0)
-            .collect();
-        let total_tokens: usize = completions.iter().map(|c| c.tokens.len()).sum();
-        let normaliser = match self.cfg.algorithm.aggregation {
-            Aggregation::SeqMeanTokenMean => rows.len() as f64,
-            Aggregation::TokenMean => total_tokens as f64,
-        };
-        let lr = optim::learning_rate(
-            self.cfg.optim.lr,
-            self.cfg.optim.schedule,
-            self.cfg.optim.warmup_steps,
-            self.cfg.optim.min_lr_ratio,
-            self.step,
-            self.cfg.steps,
-        );
-        let mut upd = UpdateStats::default();
-        if !selected.is_empty() {
-            upd = self.update(&rows, &completions, &adv, &selected, normaliser, lr)?;
-        }
-        let update_s = t1.elapsed().as_secs_f64();
-        self.step += 1;
-
-        let lens: Vec<f32> = completions.iter().map(|c| c.tokens.len() as f32).collect();
-        let reward_ms = MeanStd::of(&rewards);
-        let mut components = BTreeMap::new();
-        components.insert(self.cfg.task.name().to_string(), reward_ms);
-        let step_time_s = t0.elapsed().as_secs_f64();
-        let metrics = StepMetrics {
-            step: self.step,
-            elapsed_s: self.elapsed(),
-            reward_mean: reward_ms.mean,
-            reward_std: reward_ms.std,
-            reward_components: components,
-            accuracy: frac(verdicts.iter().filter(|v| v.passed).count(), verdicts.len()),
-            entropy: {
-                let all: Vec<f32> = completions
-                    .iter()
-                    .flat_map(|c| c.entropies.iter().copied())
-                    .collect();
-                MeanStd::of(&all).mean
-            },
-            kl: upd.kl,
-            clip_low_frac: upd.clip_low,
-            clip_high_frac: upd.clip_high,
-            response_len_mean: MeanStd::of(&lens).mean,
-            response_len_max: completions
-                .iter()
-                .map(|c| c.tokens.len())
-                .max()
-                .unwrap_or(0),
-            truncated_frac: frac(
-                completions.iter().filter(|c| !c.finished).count(),
-                rows.len(),
-            ),
-            zero_var_frac: frac(zero_var, b),
-            grad_norm: upd.grad_norm,
-            lr,
-            loss: upd.loss,
-            step_time_s,
-            rollout_s,
-            update_s,
-            tokens_per_s: total_tokens as f64 / step_time_s.max(1e-9),
-            train_tokens_per_s: upd.train_tokens as f64 / update_s.max(1e-9),
-        };
-        let groups = problems
-            .iter()
-            .enumerate()
-            .map(|(p, prob)| SampleGroup {
-                prompt: prob.prompt.clone(),
-                answer: prob.answer.clone(),
-                samples: (p * g..(p + 1) * g)
-                    .map(|i| SampleRecord {
-                        completion: texts[i].clone(),
-                        reward: rewards[i],
-                        components: vec![(
-                            self.cfg.task.name().to_string(),
-                            verdicts[i].score,
-                            verdicts[i].reason.clone(),
-                        )],
-                        passed: verdicts[i].passed,
-                        advantage: adv[i],
-                        length: completions[i].tokens.len(),
-                        truncated: !completions[i].finished,
-                    })
-                    .collect(),
-            })
-            .collect();
-        Ok((metrics, groups))
-    }
-
-    /// μ clipped policy-gradient updates on the selected rows, data-parallel over the workers:
-    /// each worker computes the loss of its shard of rows (normalised by the whole batch's
-    /// divisor, so the shard losses add up to the batch loss) and its gradients; the gradients are
-    /// summed before clipping and the AdamW step.
-    fn update(
-        &mut self,
-        rows: &[Vec<u32>],
-        completions: &[Completion],
-        adv: &[f32],
-        selected: &[usize],
-        normaliser: f64,
-        lr: f64,
-    ) -> Result<UpdateStats> {
-        let device = self.policy.device().clone();
-        let pad = self.policy.tok.pad;
-        let mut shards = Vec::new();
-        for range in crate::parallel::shard_ranges(selected.len(), self.workers) {
-            let part = &selected[range];
-            let prompts: Vec<&[u32]> = part.iter().map(|&i| rows[i].as_slice()).collect();
-            let comps: Vec<&[u32]> = part
-                .iter()
-                .map(|&i| completions[i].tokens.as_slice())
-                .collect();
-            let batch = TrainBatch::new(&prompts, &comps, pad, &device)?;
-            let adv_host: Vec<f32> = part.iter().map(|&i| adv[i]).collect();
-            let advantages = Tensor::from_vec(adv_host.clone(), part.len(), &device)?;
-            let ref_logp = match &self.reference {
-                Some(r) => Some(batch.logprobs(r)?.1),
-                None => None,
-            };
-            shards.push(Shard {
-                batch,
-                advantages,
-                adv_host,
-                ref_logp,
-                old_logp: None,
-            });
-        }
-        let a = &self.cfg.algorithm;
-        let params = LossParams {
-            epsilon_low: a.epsilon_low,
-            epsilon_high: a.epsilon_high,
-            kl_coef: a.kl_coef,
-            aggregation: a.aggregation,
-        };
-        let mut stats = UpdateStats::default();
-        let n_tok: usize = shards.iter().map(|s| s.batch.completion_tokens()).sum();
-        let (mut clip_low, mut clip_high, mut gn) = (0usize, 0usize, 0f64);
-        for it in 0..a.inner_updates {
-            let model = self.policy.train_model()?;
-            let outs = crate::parallel::scoped_map(&mut shards, "update", |shard| {
-                shard.step(&model, &params, normaliser)
-            })?;
-            let (mut loss, mut kl_sum, mut kl_n) = (0f64, 0f64, 0usize);
-            let mut stores = Vec::with_capacity(outs.len());
-            for out in outs {
-                loss += out.loss;
-                clip_low += out.clip_low;
-                clip_high += out.clip_high;
-                if let Some((s, n)) = out.kl {
-                    kl_sum += s;
-                    kl_n += n;
-                }
-                stores.push(out.grads);
-            }
-            let grads = crate::parallel::sum_grads(&self.opt_vars, stores)?;
-            if !loss.is_finite() {
-                return Err(EngineError::NonFinite(format!(
-                    "loss is {loss} at step {}",
-                    self.step + 1
-                )));
-            }
-            if it == 0 {
-                stats.loss = loss;
-                if self.reference.is_some() {
-                    stats.kl = Some(kl_sum / kl_n.max(1) as f64);
-                }
-            }
-            let Some(grads) = grads else {
-                break;
-            };
-            let norm = self.opt.grad_norm(&grads)?;
-            gn += norm;
-            self.opt.step(
-                &grads,
-                lr,
-                optim::clip_scale(norm, self.cfg.optim.grad_clip),
-            )?;
-        }
-        let mu = a.inner_updates as f64;
-        let denom = (n_tok.max(1) as f64) * mu;
-        stats.grad_norm = gn / mu;
-        stats.clip_low = clip_low as f64 / denom;
-        stats.clip_high = clip_high as f64 / denom;
-        stats.train_tokens = shards
-            .iter()
-            .map(|s| s.batch.rows * (s.batch.tp + s.batch.l - 1))
-            .sum::<usize>()
-            * a.inner_updates;
-        Ok(stats)
     }
 
     /// Held-out evaluation: greedy accuracy, sampled pass@1 and unbiased pass@k.
@@ -625,96 +398,7 @@ impl Trainer {
     }
 }
 
-/// One worker's share of the update batch.
-struct Shard {
-    batch: TrainBatch,
-    advantages: Tensor,
-    adv_host: Vec<f32>,
-    ref_logp: Option<Tensor>,
-    old_logp: Option<Tensor>,
-}
-
-/// What one worker computed for one inner update.
-struct ShardOut {
-    loss: f64,
-    grads: candle_core::backprop::GradStore,
-    clip_low: usize,
-    clip_high: usize,
-    /// (sum of per-token KL, tokens)
-    kl: Option<(f64, usize)>,
-}
-
-impl Shard {
-    /// Loss and gradients of this shard; the first call records the old log-probs.
-    fn step(&mut self, model: &Transformer, p: &LossParams, normaliser: f64) -> Result<ShardOut> {
-        let (_logits, logp) = self.batch.logprobs(model)?;
-        let old = match &self.old_logp {
-            Some(o) => o.clone(),
-            None => {
-                let o = logp.detach();
-                self.old_logp = Some(o.clone());
-                o
-            }
-        };
-        let out = algo::policy_loss(
-            &LossInputs {
-                logp: &logp,
-                old_logp: &old,
-                ref_logp: self.ref_logp.as_ref(),
-                advantages: &self.advantages,
-                mask: &self.batch.mask,
-                normaliser,
-            },
-            p,
-        )?;
-        let loss = out.loss.to_scalar::<f32>()? as f64;
-        let ratio = out.ratio.flatten_all()?.to_vec1::<f32>()?;
-        let (mut clip_low, mut clip_high) = (0, 0);
-        for (j, (&r, &m)) in ratio.iter().zip(&self.batch.mask_host).enumerate() {
-            if m == 0.0 {
-                continue;
-            }
-            let av = self.adv_host[j / self.batch.l];
-            if av < 0.0 && f64::from(r) < 1.0 - p.epsilon_low {
-                clip_low += 1;
-            } else if av > 0.0 && f64::from(r) > 1.0 + p.epsilon_high {
-                clip_high += 1;
-            }
-        }
-        let kl = match &out.kl {
-            Some(kl) => {
-                let v = kl.flatten_all()?.to_vec1::<f32>()?;
-                let s: f64 = v
-                    .iter()
-                    .zip(&self.batch.mask_host)
-                    .map(|(k, m)| f64::from(k * m))
-                    .sum();
-                Some((s, self.batch.completion_tokens()))
-            }
-            None => None,
-        };
-        let grads = out.loss.backward()?;
-        Ok(ShardOut {
-            loss,
-            grads,
-            clip_low,
-            clip_high,
-            kl,
-        })
-    }
-}
-
-#[derive(Default)]
-struct UpdateStats {
-    loss: f64,
-    kl: Option<f64>,
-    clip_low: f64,
-    clip_high: f64,
-    grad_norm: f64,
-    train_tokens: usize,
-}
-
-fn frac(a: usize, b: usize) -> f64 {
+pub(crate) fn frac(a: usize, b: usize) -> f64 {
     if b == 0 {
         0.0
     } else {
