@@ -220,7 +220,20 @@ fn every_preset_runs() {
         let lines = train_json(&path, dir.path(), &["--steps", "2"]);
         assert_eq!(of_type(&lines, "step").len(), 2, "{name}");
         let kl = &of_type(&lines, "step")[1]["kl"];
-        assert_eq!(kl.is_number(), name.contains("kl"), "{name}: kl = {kl}");
+        let cfg = rlvr_engine::RunConfig::from_file(&path).unwrap();
+        assert_eq!(
+            kl.is_number(),
+            cfg.algorithm.kl_coef > 0.0,
+            "{name}: kl = {kl}"
+        );
+        for key in [
+            "entropy_top20",
+            "top1_prob",
+            "nonzero_adv_frac",
+            "distinct_answers",
+        ] {
+            assert!(of_type(&lines, "step")[1][key].is_number(), "{name}: {key}");
+        }
     }
 }
 

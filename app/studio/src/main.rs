@@ -1,6 +1,7 @@
 //! `rlvr-studio`: the RLVR Studio binary. Subcommands run the engine headless.
 
 mod bench;
+mod compare;
 mod train;
 
 use std::path::PathBuf;
@@ -19,6 +20,8 @@ struct Cli {
 enum Cmd {
     /// Run a GRPO training run from a TOML config (e.g. app/presets/default.toml).
     Train(train::TrainArgs),
+    /// Run several presets on the same seed and print a comparison table.
+    Compare(compare::CompareArgs),
     /// Supervised warm start of the tiny embedded default policy (writes a model folder).
     Pretrain(train::PretrainArgs),
     /// Measure rollout and training throughput (tokens/s, GFLOP/s) of a model.
@@ -68,6 +71,15 @@ fn main() -> std::process::ExitCode {
             let model: PathBuf = args.model.clone().unwrap_or_else(bench::default_model);
             tune_process(threads_for_model(&model, args.threads));
             bench::bench(args)
+        }
+        Some(Cmd::Compare(args)) => {
+            if let Some(first) = args.presets.first() {
+                let model = rlvr_engine::RunConfig::from_file(first)
+                    .map(|c| c.model.path)
+                    .unwrap_or_default();
+                tune_process(threads_for_model(&model, 0));
+            }
+            compare::compare(args)
         }
         Some(Cmd::Generate(args)) => {
             tune_process(1);
