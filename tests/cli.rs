@@ -271,3 +271,38 @@ fn pretrain_is_reproducible() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["prompt"], "1 2 3>6:");
 }
+
+#[test]
+fn compare_prints_one_row_per_preset() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .arg("compare")
+        .arg(preset("grpo.toml"))
+        .arg(preset("nsr.toml"))
+        .args(["--steps", "2", "--json", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = json_lines(&out);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[0]["name"].as_str(), rows[1]["name"].as_str()),
+        (Some("grpo"), Some("nsr"))
+    );
+    for r in &rows {
+        for k in [
+            "pass_at_1",
+            "pass_at_g",
+            "mean_entropy",
+            "mean_length",
+            "wall_s",
+        ] {
+            assert!(r[k].is_number(), "{k}");
+        }
+    }
+}

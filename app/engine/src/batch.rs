@@ -82,13 +82,17 @@ impl TrainBatch {
         self.mask_host.iter().filter(|&&m| m > 0.0).count()
     }
 
-    /// Logits at the completion positions `[rows * l, vocab]` and their log-probs `[rows, l]`.
-    pub fn logprobs(&self, model: &Transformer) -> Result<(Tensor, Tensor)> {
+    /// Final hidden states at the positions that predict the completion tokens `[rows * l, d]`.
+    pub fn completion_hidden(&self, model: &Transformer) -> Result<Tensor> {
         let d = model.config().hidden_size;
         let h = model.hidden(&self.ids, &self.pad, None)?;
-        let h = h
-            .narrow(1, self.tp - 1, self.l)?
-            .reshape((self.rows * self.l, d))?;
+        Ok(h.narrow(1, self.tp - 1, self.l)?
+            .reshape((self.rows * self.l, d))?)
+    }
+
+    /// Logits at the completion positions `[rows * l, vocab]` and their log-probs `[rows, l]`.
+    pub fn logprobs(&self, model: &Transformer) -> Result<(Tensor, Tensor)> {
+        let h = self.completion_hidden(model)?;
         let logits = model.logits(&h)?;
         let logp = ops::token_logprob(&logits, &self.targets)?.reshape((self.rows, self.l))?;
         Ok((logits, logp))

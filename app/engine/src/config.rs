@@ -162,6 +162,17 @@ pub struct AlgorithmConfig {
     pub kl: KlEstimator,
     /// KL coefficient β; 0 = no reference model. 0..=10, default 0.
     pub kl_coef: f64,
+    /// Mass-covering divergence to the initial policy, computed on a rehearsal set of completions
+    /// sampled from it before training (no online reference model): "none", "forward_kl" or "js"
+    /// (*The Choice of Divergence: A Neglected Key to Mitigating Diversity Collapse in RLVR*,
+    /// DPH-RL). Default "none".
+    pub divergence: Divergence,
+    /// Coefficient of the divergence term. 0..=10, default 0.1.
+    pub divergence_coef: f64,
+    /// Completions in the rehearsal set. 1..=65536, default 512.
+    pub rehearsal_size: usize,
+    /// Rehearsal completions per step. 1..=4096, default 64.
+    pub rehearsal_batch: usize,
     /// Reset the reference policy (and the optimizer moments) to the current policy every N steps
     /// (ProRL); 0 = never. Default 0.
     pub reference_reset_every: usize,
@@ -188,6 +199,18 @@ pub struct AlgorithmConfig {
     pub overlong: Overlong,
     /// Window (tokens before the limit) of the soft overlong penalty. 1..=4096, default 4.
     pub overlong_window: usize,
+}
+
+/// DPH-RL divergence toward the initial policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Divergence {
+    /// No divergence term.
+    None,
+    /// Forward KL(π₀ ‖ π): generator f(u) = −log u on samples of π₀.
+    ForwardKl,
+    /// Jensen-Shannon: generator f(u) = ½[u log u − (u + 1) log((u + 1)/2)].
+    Js,
 }
 
 /// What to do with zero-variance groups.
@@ -227,6 +250,10 @@ impl Default for AlgorithmConfig {
             kl: KlEstimator::K3,
             kl_coef: 0.0,
             reference_reset_every: 0,
+            divergence: Divergence::None,
+            divergence_coef: 0.1,
+            rehearsal_size: 512,
+            rehearsal_batch: 64,
             entropy_coef: 0.0,
             top_entropy_fraction: 1.0,
             lp_reg_coef: 0.0,
@@ -522,6 +549,27 @@ impl RunConfig {
             "0 (never) or a step count",
         )?;
         check("algorithm.entropy_coef", a.entropy_coef, 0.0, 1.0, "0..=1")?;
+        check(
+            "algorithm.divergence_coef",
+            a.divergence_coef,
+            0.0,
+            10.0,
+            "0..=10",
+        )?;
+        check(
+            "algorithm.rehearsal_size",
+            a.rehearsal_size,
+            1,
+            65_536,
+            "1..=65536",
+        )?;
+        check(
+            "algorithm.rehearsal_batch",
+            a.rehearsal_batch,
+            1,
+            4096,
+            "1..=4096",
+        )?;
         if !(a.top_entropy_fraction > 0.0 && a.top_entropy_fraction <= 1.0) {
             return Err(EngineError::config(
                 "algorithm.top_entropy_fraction",

@@ -61,6 +61,10 @@ pub struct StepMetrics {
     pub distinct_answers: f64,
     /// Mean per-token k3 KL to the reference policy (when a reference is used).
     pub kl: Option<f64>,
+    /// PPO value-head loss (mean squared error to the GAE returns), when a critic is used.
+    pub value_loss: Option<f64>,
+    /// DPH-RL divergence to the initial policy on the rehearsal batch (when used).
+    pub divergence: Option<f64>,
     /// Fraction of tokens whose ratio was clipped at 1 − ε_low (negative advantage).
     pub clip_low_frac: f64,
     /// Fraction of tokens whose ratio was clipped at 1 + ε_high (positive advantage).

@@ -96,3 +96,111 @@ fn setup_errors_arrive_as_failed_events() {
     }
     assert!(h.thread.join().unwrap().is_err());
 }
+
+/// The default policy on countdown: partly competent, so groups carry signal.
+fn default_policy_run(extra: &str) -> RunConfig {
+    let base = format!(
+        "steps = 5\n[task]\nname = \"countdown\"\n[rollout]\nprompts_per_step = 8\ngroup_size = 8\n[eval]\nheldout_size = 8\n{extra}"
+    );
+    let mut run = RunConfig::from_toml(&base).unwrap();
+    run.model.path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/default-policy");
+    run
+}
+
+#[test]
+fn dynamic_sampling_fills_the_batch_with_informative_groups() {
+    let mut t = rlvr_engine::Trainer::new(default_policy_run(
+        "[algorithm]\nzero_variance = \"resample\"\nresample_rounds = 16\n",
+    ))
+    .unwrap();
+    for _ in 0..2 {
+        let (m, groups) = t.train_step().unwrap();
+        assert_eq!(groups.len(), 8);
+        for g in &groups {
+            let r0 = g.samples[0].reward;
+            assert!(
+                g.samples.iter().any(|s| s.reward != r0),
+                "zero-variance group kept: {g:?}"
+            );
+        }
+        assert!(m.nonzero_adv_frac > 0.0);
+    }
+}
+
+#[test]
+fn injected_noise_flips_observed_rewards() {
+    let mut t = rlvr_engine::Trainer::new(default_policy_run(
+        "[rewards]\nflip_false_negative = 0.5\nflip_false_positive = 0.0\n",
+    ))
+    .unwrap();
+    let (mut true_acc, mut observed) = (0.0, 0.0);
+    let mut flipped = 0;
+    for _ in 0..3 {
+        let (m, groups) = t.train_step().unwrap();
+        true_acc += m.accuracy;
+        observed += m.observed_accuracy;
+        flipped += groups
+            .iter()
+            .flat_map(|g| &g.samples)
+            .filter(|s| s.components[0].2.contains("flipped"))
+            .count();
+    }
+    assert!(
+        true_acc > 0.3,
+        "the default policy solves some countdown problems"
+    );
+    assert!(
+        observed < true_acc * 0.8,
+        "half the passes are hidden: {observed} vs {true_acc}"
+    );
+    assert!(flipped > 0);
+}
+
+#[test]
+fn token_selection_and_overlong_mask_limit_the_gradient() {
+    // The 80/20 rule: only the top fifth of tokens by entropy carry a gradient.
+    let mut t = rlvr_engine::Trainer::new(default_policy_run(
+        "[algorithm]\ntop_entropy_fraction = 0.2\n",
+    ))
+    .unwrap();
+    let (m, _) = t.train_step().unwrap();
+    assert!(m.nonzero_adv_frac <= 0.3, "{}", m.nonzero_adv_frac);
+    // Countdown answers are longer than 3 tokens: every completion is truncated and masked.
+    let mut t = rlvr_engine::Trainer::new(default_policy_run(
+        "[rollout]\nmax_new_tokens = 3\n[algorithm]\noverlong = \"mask\"\n",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (m, _) = t.train_step().unwrap();
+    assert_eq!(m.truncated_frac, 1.0);
+    assert_eq!(m.nonzero_adv_frac, 0.0);
+    assert_eq!(m.grad_norm, 0.0);
+}
+
+#[test]
+fn every_algorithm_option_trains_one_step() {
+    for extra in [
+        "[algorithm]\nadvantage = \"rloo\"\naggregation = \"bnpo\"\n",
+        "[algorithm]\nadvantage = \"passk\"\nadvantage_params = { k = 2 }\ndual_clip = 3.0\n",
+        "[algorithm]\nratio = \"sequence\"\ninner_updates = 2\nepsilon_low = 0.0003\nepsilon_high = 0.0004\n",
+        "[algorithm]\nkl = \"k2\"\nkl_coef = 0.1\nreference_reset_every = 1\n",
+        "[algorithm]\nentropy_coef = 0.01\nlp_reg_coef = 1.0\n",
+        "[algorithm]\noverlong = \"soft\"\naggregation = \"dr_grpo\"\n",
+        "[rewards]\nflip_false_negative = 0.2\nflip_false_positive = 0.1\ncorrection = \"forward\"\n",
+        "[algorithm]\nadvantage = \"ppo\"\ninner_updates = 2\n",
+        "[algorithm]\ndivergence = \"js\"\nrehearsal_size = 16\nrehearsal_batch = 8\n",
+        "[algorithm]\ndivergence = \"forward_kl\"\nrehearsal_size = 16\nrehearsal_batch = 8\n",
+    ] {
+        let mut t = rlvr_engine::Trainer::new(default_policy_run(extra)).unwrap();
+        for _ in 0..2 {
+            let (m, _) = t.train_step().unwrap_or_else(|e| panic!("{extra}: {e}"));
+            assert!(m.loss.is_finite() && m.grad_norm.is_finite(), "{extra}");
+            if extra.contains("ppo") {
+                assert!(m.value_loss.is_some_and(f64::is_finite), "{extra}");
+            }
+            if extra.contains("divergence") {
+                assert!(m.divergence.is_some_and(f64::is_finite), "{extra}");
+            }
+        }
+    }
+}

@@ -55,6 +55,60 @@ impl GroupRewards<'_> {
 pub trait AdvantageEstimator: Send + Sync {
     /// One advantage per completion.
     fn advantages(&self, b: &GroupRewards<'_>) -> Result<Vec<f32>>;
+
+    /// Estimators that need a learned value function (PPO) return its settings; the trainer then
+    /// computes per-token advantages with [`gae`] instead of calling `advantages`.
+    fn critic(&self) -> Option<CriticParams> {
+        None
+    }
+}
+
+/// Settings of PPO's critic and of GAE.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CriticParams {
+    /// Discount γ.
+    pub gamma: f32,
+    /// GAE λ.
+    pub lambda: f32,
+    /// Learning rate of the value head.
+    pub value_lr: f64,
+}
+
+/// Generalised advantage estimation (*High-Dimensional Continuous Control Using Generalized
+/// Advantage Estimation*) for one completion whose only reward arrives with its last token:
+/// `δ_t = r_t + γ V_{t+1} − V_t` (V after the last token is 0), `A_t = Σ_l (γλ)^l δ_{t+l}`;
+/// returns `(advantages, returns = A + V)`.
+pub fn gae(values: &[f32], reward: f32, gamma: f32, lambda: f32) -> (Vec<f32>, Vec<f32>) {
+    let n = values.len();
+    let mut adv = vec![0f32; n];
+    let mut next_adv = 0f32;
+    for t in (0..n).rev() {
+        let r = if t + 1 == n { reward } else { 0.0 };
+        let next_v = values.get(t + 1).copied().unwrap_or(0.0);
+        let delta = r + gamma * next_v - values[t];
+        next_adv = delta + gamma * lambda * next_adv;
+        adv[t] = next_adv;
+    }
+    let returns = adv.iter().zip(values).map(|(a, v)| a + v).collect();
+    (adv, returns)
+}
+
+/// PPO: advantages from a learned value function (see [`CriticParams`]).
+pub struct Ppo {
+    /// Critic settings.
+    pub critic: CriticParams,
+}
+
+impl AdvantageEstimator for Ppo {
+    fn advantages(&self, _b: &GroupRewards<'_>) -> Result<Vec<f32>> {
+        Err(EngineError::Internal(
+            "PPO advantages need the critic: use gae()".into(),
+        ))
+    }
+
+    fn critic(&self) -> Option<CriticParams> {
+        Some(self.critic)
+    }
 }
 
 /// A registered estimator: name, documentation, parameters and constructor.
@@ -115,6 +169,24 @@ pub static ESTIMATORS: &[EstimatorInfo] = &[
             ParamSpec::bool("scale", true, "divide by the group standard deviation"),
         ],
         build: |p| Box::new(Quantile { k: p.f("quantile") as f32, scale: p.b("scale") }),
+    },
+    EstimatorInfo {
+        name: "ppo",
+        summary: "PPO: per-token GAE advantages from a learned value head on the policy's (detached) final hidden states (Proximal Policy Optimization Algorithms)",
+        params: &[
+            ParamSpec::float("gamma", 1.0, 0.0, 1.0, "discount factor"),
+            ParamSpec::float("lambda", 0.95, 0.0, 1.0, "GAE lambda"),
+            ParamSpec::float("value_lr", 1e-3, 1e-6, 1.0, "learning rate of the value head"),
+        ],
+        build: |p| {
+            Box::new(Ppo {
+                critic: CriticParams {
+                    gamma: p.f("gamma") as f32,
+                    lambda: p.f("lambda") as f32,
+                    value_lr: p.f("value_lr"),
+                },
+            })
+        },
     },
     EstimatorInfo {
         name: "w_reinforce",

@@ -202,6 +202,29 @@ pub fn policy_loss(x: &LossInputs<'_>, p: &LossParams) -> Result<LossOutput> {
     })
 }
 
+/// DPH-RL's f-divergence penalty on rehearsal samples of the initial policy π₀: per token,
+/// `f(u)` with `u = π(o_t) / π₀(o_t)`; forward KL uses `f(u) = −log u`, Jensen-Shannon
+/// `f(u) = ½[u log u − (u + 1) log((u + 1)/2)]`. Returns the mean over `mask`ed tokens.
+pub fn rehearsal_divergence(
+    logp: &Tensor,
+    logp0: &Tensor,
+    mask: &Tensor,
+    js: bool,
+) -> Result<Tensor> {
+    let log_u = (logp - logp0)?;
+    let per_token = if js {
+        let u = log_u.exp()?;
+        let u1 = (&u + 1.0)?;
+        let a = (&u * &log_u)?;
+        let b = (&u1 * (&u1 * 0.5)?.log()?)?;
+        ((a - b)? * 0.5)?
+    } else {
+        log_u.neg()?
+    };
+    let n = mask.sum_all()?.to_scalar::<f32>()?.max(1.0);
+    Ok(((per_token * mask)?.sum_all()? / f64::from(n))?)
+}
+
 /// `[rows]` sequence advantages broadcast to `[rows, len]`.
 pub fn broadcast_advantages(adv: &Tensor, len: usize) -> Result<Tensor> {
     let rows = adv.dim(0)?;

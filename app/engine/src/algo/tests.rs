@@ -223,3 +223,21 @@ fn pass_at_k_by_hand() {
     assert_eq!(pass_at_k(4, 3, 2), Some(1.0));
     assert_eq!(pass_at_k(4, 1, 5), None);
 }
+
+#[test]
+fn rehearsal_divergences_by_hand() {
+    // u = e^0.5 and e^-1 on two tokens, a third masked.
+    let logp = t2(&[&[-0.5, -2.0, 0.0]]);
+    let logp0 = t2(&[&[-1.0, -1.0, -5.0]]);
+    let mask = t2(&[&[1.0, 1.0, 0.0]]);
+    let fwd = scalar(&rehearsal_divergence(&logp, &logp0, &mask, false).unwrap());
+    assert!((fwd - (-0.5 + 1.0) / 2.0).abs() < 1e-6, "{fwd}");
+    let f = |u: f32| 0.5 * (u * u.ln() - (u + 1.0) * ((u + 1.0) / 2.0).ln());
+    let js = scalar(&rehearsal_divergence(&logp, &logp0, &mask, true).unwrap());
+    assert!(
+        (js - (f(0.5f32.exp()) + f((-1.0f32).exp())) / 2.0).abs() < 1e-6,
+        "{js}"
+    );
+    // Identical policies: zero divergence.
+    assert!(scalar(&rehearsal_divergence(&logp0, &logp0, &mask, true).unwrap()).abs() < 1e-7);
+}

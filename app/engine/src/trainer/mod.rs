@@ -55,6 +55,8 @@ pub struct Trainer {
     opt_vars: Vec<candle_core::Var>,
     estimator: Box<dyn AdvantageEstimator>,
     noise_rng: ChaCha8Rng,
+    rehearsal: Option<step::Rehearsal>,
+    critic: Option<step::Critic>,
 }
 
 /// Models below this size run one candle thread per worker and split the batch across workers;
@@ -158,6 +160,10 @@ impl Trainer {
         noise_rng.set_stream(3);
         let (info, params) = cfg.algorithm.estimator()?;
         let estimator = (info.build)(&params);
+        let critic = match estimator.critic() {
+            Some(cp) => Some(step::Critic::new(&policy, cp)?),
+            None => None,
+        };
         Ok(Self {
             cfg,
             policy,
@@ -173,6 +179,8 @@ impl Trainer {
             opt_vars,
             estimator,
             noise_rng,
+            rehearsal: None,
+            critic,
         })
     }
 

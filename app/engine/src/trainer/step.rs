@@ -8,10 +8,10 @@ use candle_core::{Tensor, D};
 use rand::RngCore as _;
 
 use super::{frac, Trainer};
-use crate::algo::advantage::GroupRewards;
+use crate::algo::advantage::{gae, CriticParams, GroupRewards};
 use crate::algo::{self, Aggregation, LossInputs, LossParams};
 use crate::batch::TrainBatch;
-use crate::config::{NoiseCorrection, Overlong, ZeroVariance};
+use crate::config::{Divergence, NoiseCorrection, Overlong, ZeroVariance};
 use crate::error::{EngineError, Result};
 use crate::events::{MeanStd, SampleGroup, SampleRecord, StepMetrics};
 use crate::model::Transformer;
@@ -39,6 +39,39 @@ impl Group {
     fn informative(&self) -> bool {
         self.rewards.iter().any(|&r| r != self.rewards[0])
     }
+}
+
+/// PPO's critic: a linear value head `V(h) = h·w + b` on the policy's final hidden states,
+/// detached, so the critic shares the policy's features without moving them; trained by MSE to
+/// the GAE returns with its own AdamW.
+pub(super) struct Critic {
+    w: candle_core::Var,
+    b: candle_core::Var,
+    opt: optim::AdamW,
+    params: CriticParams,
+}
+
+impl Critic {
+    pub(super) fn new(policy: &crate::model::Policy, params: CriticParams) -> Result<Self> {
+        let d = policy.cfg.hidden_size;
+        let w = candle_core::Var::zeros(d, candle_core::DType::F32, policy.device())?;
+        let b = candle_core::Var::zeros(1, candle_core::DType::F32, policy.device())?;
+        let opt = optim::AdamW::new(vec![w.clone(), b.clone()], optim::AdamWParams::default())?;
+        Ok(Self { w, b, opt, params })
+    }
+
+    fn values(&self, h: &Tensor) -> Result<Tensor> {
+        Ok(h.matmul(&self.w.as_tensor().unsqueeze(1)?)?
+            .squeeze(1)?
+            .broadcast_add(self.b.as_tensor())?)
+    }
+}
+
+/// DPH-RL rehearsal set: completions of the initial policy with their log-probs under it.
+pub(super) struct Rehearsal {
+    /// (prompt ids, completion ids, log π₀ per completion token)
+    rows: Vec<(Vec<u32>, Vec<u32>, Vec<f32>)>,
+    cursor: usize,
 }
 
 /// What one worker computed for one inner update.
@@ -125,7 +158,7 @@ impl Shard {
             if m == 0.0 {
                 continue;
             }
-            let av = self.adv_host[j / l];
+            let av = self.adv_host[j];
             if av < 0.0 && f64::from(r) < 1.0 - p.loss.epsilon_low {
                 clip_low += 1;
             } else if av > 0.0 && f64::from(r) > 1.0 + p.loss.epsilon_high {
@@ -163,6 +196,7 @@ struct UpdateStats {
     clip_high: f64,
     grad_norm: f64,
     train_tokens: usize,
+    divergence: Option<f64>,
 }
 
 /// Value at fraction `q` of the sorted values (nearest rank), `None` when empty.
@@ -177,6 +211,69 @@ fn quantile(values: &[f32], q: f64) -> Option<f32> {
 }
 
 impl Trainer {
+    /// PPO: values of every completion position from the critic, per-token GAE advantages
+    /// (whitened over the batch's tokens), and one critic update toward the returns. Returns the
+    /// token advantages per row and the critic's loss before its update.
+    fn critic_advantages(
+        &mut self,
+        rows: &[Vec<u32>],
+        completions: &[&Completion],
+        rewards: &[f32],
+    ) -> Result<(Vec<Vec<f32>>, f64)> {
+        let device = self.policy.device().clone();
+        let idx: Vec<usize> = (0..rows.len())
+            .filter(|&i| !completions[i].tokens.is_empty())
+            .collect();
+        let mut token_adv: Vec<Vec<f32>> = vec![Vec::new(); rows.len()];
+        if idx.is_empty() {
+            return Ok((token_adv, 0.0));
+        }
+        let prompts: Vec<&[u32]> = idx.iter().map(|&i| rows[i].as_slice()).collect();
+        let comps: Vec<&[u32]> = idx
+            .iter()
+            .map(|&i| completions[i].tokens.as_slice())
+            .collect();
+        let batch = TrainBatch::new(&prompts, &comps, self.policy.tok.pad, &device)?;
+        let l = batch.l;
+        let hidden = batch.completion_hidden(&self.policy.frozen_view()?)?;
+        let Some(critic) = self.critic.as_mut() else {
+            return Ok((token_adv, 0.0));
+        };
+        let values = critic.values(&hidden)?.to_vec1::<f32>()?;
+        let CriticParams {
+            gamma,
+            lambda,
+            value_lr,
+        } = critic.params;
+        let mut returns = vec![0f32; idx.len() * l];
+        for (k, &i) in idx.iter().enumerate() {
+            let n = completions[i].tokens.len();
+            let (a, r) = gae(&values[k * l..k * l + n], rewards[i], gamma, lambda);
+            returns[k * l..k * l + n].copy_from_slice(&r);
+            token_adv[i] = a;
+        }
+        // Whiten over all tokens of the batch.
+        let all: Vec<f32> = token_adv.iter().flatten().copied().collect();
+        let ms = MeanStd::of(&all);
+        let std = ms.std.max(1e-6) as f32;
+        for a in token_adv.iter_mut().flatten() {
+            *a = (*a - ms.mean as f32) / std;
+        }
+        // Critic update: MSE to the returns on real tokens.
+        let target = Tensor::from_vec(returns, idx.len() * l, &device)?;
+        let mask = batch.mask.flatten_all()?;
+        let err = (critic.values(&hidden)? - target)?;
+        let n = f64::from(mask.sum_all()?.to_scalar::<f32>()?.max(1.0));
+        let loss = ((err.sqr()? * &mask)?.sum_all()? / n)?;
+        let loss_v = f64::from(loss.to_scalar::<f32>()?);
+        let grads = loss.backward()?;
+        let norm = critic.opt.grad_norm(&grads)?;
+        critic
+            .opt
+            .step(&grads, value_lr, optim::clip_scale(norm, 1.0))?;
+        Ok((token_adv, loss_v))
+    }
+
     /// Samples `n` prompts × G completions and scores them.
     fn rollout_groups(&mut self, n: usize) -> Result<Vec<Group>> {
         let g = self.cfg.rollout.group_size;
@@ -268,10 +365,64 @@ impl Trainer {
         Ok(groups)
     }
 
+    /// Samples the DPH-RL rehearsal set from the current (initial) policy, on prompts of a
+    /// separate train stream so the training data are unchanged.
+    fn build_rehearsal(&mut self) -> Result<()> {
+        let alg = &self.cfg.algorithm;
+        let mut split =
+            crate::tasks::TaskSplit::new(self.cfg.task.build()?, self.cfg.seed ^ 0x0dd5_e110, 0)?;
+        let tok = self.policy.tok.clone();
+        let prompts = (0..alg.rehearsal_size)
+            .map(|_| tok.encode_prompt(&split.next_train().prompt))
+            .collect::<Result<Vec<_>>>()?;
+        let view = self.policy.frozen_view()?;
+        let mut rngs = row_rngs(self.cfg.seed ^ 0x0dd5_e111, prompts.len());
+        let params = self.gen_params(self.cfg.rollout.sampling());
+        let outs = generate_parallel(&view, &prompts, &params, &mut rngs, self.workers)?;
+        let rows = prompts
+            .into_iter()
+            .zip(outs)
+            .filter(|(_, c)| !c.tokens.is_empty())
+            .map(|(p, c)| (p, c.tokens, c.logprobs))
+            .collect();
+        self.rehearsal = Some(Rehearsal { rows, cursor: 0 });
+        Ok(())
+    }
+
+    /// The next rehearsal mini-batch: packed rows and log π₀ `[rows, len]`.
+    fn rehearsal_batch(&mut self) -> Result<Option<(TrainBatch, Tensor)>> {
+        let n = self.cfg.algorithm.rehearsal_batch;
+        let device = self.policy.device().clone();
+        let pad = self.policy.tok.pad;
+        let Some(r) = self.rehearsal.as_mut() else {
+            return Ok(None);
+        };
+        if r.rows.is_empty() {
+            return Ok(None);
+        }
+        let picked: Vec<&(Vec<u32>, Vec<u32>, Vec<f32>)> = (0..n)
+            .map(|j| &r.rows[(r.cursor + j) % r.rows.len()])
+            .collect();
+        r.cursor = (r.cursor + n) % r.rows.len();
+        let prompts: Vec<&[u32]> = picked.iter().map(|x| x.0.as_slice()).collect();
+        let comps: Vec<&[u32]> = picked.iter().map(|x| x.1.as_slice()).collect();
+        let batch = TrainBatch::new(&prompts, &comps, pad, &device)?;
+        let l = batch.l;
+        let lp0: Vec<f32> = picked
+            .iter()
+            .flat_map(|x| (0..l).map(move |j| x.2.get(j).copied().unwrap_or(0.0)))
+            .collect();
+        let lp0 = Tensor::from_vec(lp0, (picked.len(), l), &device)?;
+        Ok(Some((batch, lp0)))
+    }
+
     /// One step: sample, score, compute advantages, update. Returns the metrics and the sampled
     /// groups.
     pub fn train_step(&mut self) -> Result<(StepMetrics, Vec<SampleGroup>)> {
         let t0 = Instant::now();
+        if self.cfg.algorithm.divergence != Divergence::None && self.rehearsal.is_none() {
+            self.build_rehearsal()?;
+        }
         let (b, g) = (
             self.cfg.rollout.prompts_per_step,
             self.cfg.rollout.group_size,
@@ -314,17 +465,27 @@ impl Trainer {
             .iter()
             .flat_map(|gr| gr.observed.iter().copied())
             .collect();
-        let adv = self.estimator.advantages(&GroupRewards {
-            rewards: &rewards,
-            passed: &observed,
-            group: g,
-        })?;
         let rows: Vec<Vec<u32>> = groups
             .iter()
             .flat_map(|gr| std::iter::repeat_n(gr.prompt.clone(), g))
             .collect();
         let completions: Vec<&Completion> =
             groups.iter().flat_map(|gr| gr.completions.iter()).collect();
+        let (adv, token_adv, value_loss) = if self.critic.is_some() {
+            let (tok, vloss) = self.critic_advantages(&rows, &completions, &rewards)?;
+            let per_row = tok
+                .iter()
+                .map(|a| a.iter().sum::<f32>() / a.len().max(1) as f32)
+                .collect();
+            (per_row, Some(tok), Some(vloss))
+        } else {
+            let adv = self.estimator.advantages(&GroupRewards {
+                rewards: &rewards,
+                passed: &observed,
+                group: g,
+            })?;
+            (adv, None, None)
+        };
 
         // Token weights: overlong mask, then the top-entropy selection (80/20).
         let alg = self.cfg.algorithm.clone();
@@ -380,7 +541,11 @@ impl Trainer {
             self.reference.is_some() || alg.entropy_coef > 0.0 || alg.lp_reg_coef > 0.0;
         let selected: Vec<usize> = (0..rows.len())
             .filter(|&i| !completions[i].tokens.is_empty())
-            .filter(|&i| dense_terms || (adv[i] != 0.0 && weights[i].iter().any(|&w| w > 0.0)))
+            .filter(|&i| {
+                dense_terms
+                    || token_adv.is_some()
+                    || (adv[i] != 0.0 && weights[i].iter().any(|&w| w > 0.0))
+            })
             .collect();
         let total_tokens: usize = completions.iter().map(|c| c.tokens.len()).sum();
         let selected_tokens: usize = selected.iter().map(|&i| completions[i].tokens.len()).sum();
@@ -399,11 +564,12 @@ impl Trainer {
             self.cfg.steps,
         );
         let mut upd = UpdateStats::default();
-        if !selected.is_empty() {
+        if !selected.is_empty() || self.rehearsal.is_some() {
             upd = self.update(
                 &rows,
                 &completions,
                 &adv,
+                token_adv.as_deref(),
                 &weights,
                 weighted,
                 low_logp_cut,
@@ -481,6 +647,8 @@ impl Trainer {
             entropy_rest: MeanStd::of(&lo).mean,
             top1_prob: MeanStd::of(&top1).mean,
             kl: upd.kl,
+            divergence: upd.divergence,
+            value_loss,
             clip_low_frac: upd.clip_low,
             clip_high_frac: upd.clip_high,
             nonzero_adv_frac: frac(nonzero_tokens, total_tokens),
@@ -541,6 +709,7 @@ impl Trainer {
         rows: &[Vec<u32>],
         completions: &[&Completion],
         adv: &[f32],
+        token_adv: Option<&[Vec<f32>]>,
         weights: &[Vec<f32>],
         weighted: bool,
         low_logp_cut: Option<f32>,
@@ -560,11 +729,6 @@ impl Trainer {
                 .collect();
             let batch = TrainBatch::new(&prompts, &comps, pad, &device)?;
             let l = batch.l;
-            let adv_host: Vec<f32> = part.iter().map(|&i| adv[i]).collect();
-            let advantages = algo::broadcast_advantages(
-                &Tensor::from_vec(adv_host.clone(), part.len(), &device)?,
-                l,
-            )?;
             let grid = |f: &dyn Fn(usize, usize) -> f32| -> Result<Tensor> {
                 let v: Vec<f32> = part
                     .iter()
@@ -573,6 +737,16 @@ impl Trainer {
                     .collect();
                 Ok(Tensor::from_vec(v, (part.len(), l), &device)?)
             };
+            let tok_adv = |i: usize, j: usize| match token_adv {
+                Some(t) => t[i].get(j).copied().unwrap_or(0.0),
+                None => adv[i],
+            };
+            let advantages = grid(&tok_adv)?;
+            let adv_host: Vec<f32> = part
+                .iter()
+                .flat_map(|&i| (0..l).map(move |j| (i, j)))
+                .map(|(i, j)| tok_adv(i, j))
+                .collect();
             let pg_weight = if weighted {
                 Some(grid(&|i, j| weights[i].get(j).copied().unwrap_or(0.0))?)
             } else {
@@ -620,6 +794,10 @@ impl Trainer {
             lp_min_p: a.lp_reg_min_p,
             need_logits: a.entropy_coef > 0.0 || a.lp_reg_coef > 0.0,
         };
+        let rehearsal = self.rehearsal_batch()?;
+        let js = self.cfg.algorithm.divergence == Divergence::Js;
+        let div_coef = self.cfg.algorithm.divergence_coef;
+        let a = &self.cfg.algorithm;
         let mut stats = UpdateStats::default();
         let n_tok: usize = shards.iter().map(|s| s.batch.completion_tokens()).sum();
         let (mut clip_low, mut clip_high, mut gn) = (0usize, 0usize, 0f64);
@@ -639,6 +817,14 @@ impl Trainer {
                     kl_n += n;
                 }
                 stores.push(out.grads);
+            }
+            if let Some((batch, lp0)) = &rehearsal {
+                let (_, logp) = batch.logprobs(&model)?;
+                let div = algo::rehearsal_divergence(&logp, lp0, &batch.mask, js)?;
+                if it == 0 {
+                    stats.divergence = Some(f64::from(div.to_scalar::<f32>()?));
+                }
+                stores.push((div * div_coef)?.backward()?);
             }
             let grads = crate::parallel::sum_grads(&self.opt_vars, stores)?;
             if !loss.is_finite() {
