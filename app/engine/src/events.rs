@@ -61,6 +61,9 @@ pub struct StepMetrics {
     pub distinct_answers: f64,
     /// Mean per-token k3 KL to the reference policy (when a reference is used).
     pub kl: Option<f64>,
+    /// Mean per-token reverse KL to the reference by estimator (k1, k2, k3), when a reference is
+    /// used.
+    pub kl_by_kind: BTreeMap<String, f64>,
     /// PPO value-head loss (mean squared error to the GAE returns), when a critic is used.
     pub value_loss: Option<f64>,
     /// DPH-RL divergence to the initial policy on the rehearsal batch (when used).

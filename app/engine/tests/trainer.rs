@@ -167,10 +167,9 @@ fn token_selection_and_overlong_mask_limit_the_gradient() {
     let (m, _) = t.train_step().unwrap();
     assert!(m.nonzero_adv_frac <= 0.3, "{}", m.nonzero_adv_frac);
     // Countdown answers are longer than 3 tokens: every completion is truncated and masked.
-    let mut t = rlvr_engine::Trainer::new(default_policy_run(
-        "[rollout]\nmax_new_tokens = 3\n[algorithm]\noverlong = \"mask\"\n",
-    ))
-    .unwrap_or_else(|e| panic!("{e}"));
+    let mut run = default_policy_run("[algorithm]\noverlong = \"mask\"\n");
+    run.rollout.max_new_tokens = 3;
+    let mut t = rlvr_engine::Trainer::new(run).unwrap();
     let (m, _) = t.train_step().unwrap();
     assert_eq!(m.truncated_frac, 1.0);
     assert_eq!(m.nonzero_adv_frac, 0.0);

@@ -81,7 +81,7 @@ struct ShardOut {
     clip_low: usize,
     clip_high: usize,
     /// (sum of per-token KL, tokens)
-    kl: Option<(f64, usize)>,
+    kl: Option<([f64; 3], usize)>,
 }
 
 /// One worker's share of the update batch.
@@ -165,15 +165,20 @@ impl Shard {
                 clip_high += 1;
             }
         }
-        let kl = match &out.kl {
-            Some(kl) => {
-                let v = kl.flatten_all()?.to_vec1::<f32>()?;
-                let s: f64 = v
-                    .iter()
-                    .zip(&self.batch.mask_host)
-                    .map(|(k, m)| f64::from(k * m))
-                    .sum();
-                Some((s, self.batch.completion_tokens()))
+        // All three reverse-KL estimators, whichever one the loss uses (a diagnostic).
+        let kl = match &self.ref_logp {
+            Some(r) => {
+                let d = (r - logp.detach())?.flatten_all()?.to_vec1::<f32>()?;
+                let mut sums = [0f64; 3];
+                for (&d, &m) in d.iter().zip(&self.batch.mask_host) {
+                    if m > 0.0 {
+                        let d = f64::from(d);
+                        sums[0] -= d;
+                        sums[1] += d * d / 2.0;
+                        sums[2] += d.exp() - d - 1.0;
+                    }
+                }
+                Some((sums, self.batch.completion_tokens()))
             }
             None => None,
         };
@@ -197,6 +202,7 @@ struct UpdateStats {
     grad_norm: f64,
     train_tokens: usize,
     divergence: Option<f64>,
+    kl_by_kind: BTreeMap<String, f64>,
 }
 
 /// Value at fraction `q` of the sorted values (nearest rank), `None` when empty.
@@ -647,6 +653,7 @@ impl Trainer {
             entropy_rest: MeanStd::of(&lo).mean,
             top1_prob: MeanStd::of(&top1).mean,
             kl: upd.kl,
+            kl_by_kind: upd.kl_by_kind,
             divergence: upd.divergence,
             value_loss,
             clip_low_frac: upd.clip_low,
@@ -806,14 +813,16 @@ impl Trainer {
             let outs = crate::parallel::scoped_map(&mut shards, "update", |shard| {
                 shard.step(&model, &params)
             })?;
-            let (mut loss, mut kl_sum, mut kl_n) = (0f64, 0f64, 0usize);
+            let (mut loss, mut kl_sum, mut kl_n) = (0f64, [0f64; 3], 0usize);
             let mut stores = Vec::with_capacity(outs.len());
             for out in outs {
                 loss += out.loss;
                 clip_low += out.clip_low;
                 clip_high += out.clip_high;
                 if let Some((s, n)) = out.kl {
-                    kl_sum += s;
+                    for (acc, v) in kl_sum.iter_mut().zip(s) {
+                        *acc += v;
+                    }
                     kl_n += n;
                 }
                 stores.push(out.grads);
@@ -836,7 +845,19 @@ impl Trainer {
             if it == 0 {
                 stats.loss = loss;
                 if self.reference.is_some() {
-                    stats.kl = Some(kl_sum / kl_n.max(1) as f64);
+                    let n = kl_n.max(1) as f64;
+                    let by_kind: BTreeMap<String, f64> = ["k1", "k2", "k3"]
+                        .iter()
+                        .zip(kl_sum)
+                        .map(|(k, s)| ((*k).to_string(), s / n))
+                        .collect();
+                    let used = match self.cfg.algorithm.kl {
+                        algo::KlEstimator::K1 => "k1",
+                        algo::KlEstimator::K2 => "k2",
+                        algo::KlEstimator::K3 => "k3",
+                    };
+                    stats.kl = by_kind.get(used).copied();
+                    stats.kl_by_kind = by_kind;
                 }
             }
             let Some(grads) = grads else {
