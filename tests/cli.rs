@@ -16,6 +16,21 @@ fn preset(name: &str) -> PathBuf {
     repo().join("app/presets").join(name)
 }
 
+/// Runs the binary with `args`, asserting success.
+fn run_ok<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = bin().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn json_lines(out: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -25,21 +40,15 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
 
 /// `rlvr-studio train PRESET --json --out OUT EXTRA...`: asserts success, returns the JSON lines.
 fn train_json(preset: &Path, out_dir: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
-    let out = bin()
-        .arg("train")
-        .arg(preset)
-        .arg("--json")
-        .arg("--out")
-        .arg(out_dir)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        preset.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "train".into(),
+        preset.into(),
+        "--json".into(),
+        "--out".into(),
+        out_dir.into(),
+    ];
+    args.extend(extra.iter().map(Into::into));
+    let out = run_ok(args);
     json_lines(&out)
 }
 
@@ -187,15 +196,7 @@ fn bad_inputs_give_one_clear_error_line() {
 
 #[test]
 fn bench_prints_throughput() {
-    let out = bin()
-        .args(["bench", "--iters", "1", "--rows", "16", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(["bench", "--iters", "1", "--rows", "16", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for k in [
         "rollout_tokens_per_s",
@@ -243,31 +244,26 @@ fn pretrain_is_reproducible() {
     let dir = tempfile::tempdir().unwrap();
     let run = |sub: &str| {
         let out_dir = dir.path().join(sub);
-        let out = bin()
-            .args(["pretrain", "--steps", "3", "--config"])
-            .arg(preset("pretrain.toml"))
-            .arg("--out")
-            .arg(&out_dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_ok([
+            std::ffi::OsStr::new("pretrain"),
+            "--steps".as_ref(),
+            "3".as_ref(),
+            "--config".as_ref(),
+            preset("pretrain.toml").as_os_str(),
+            "--out".as_ref(),
+            out_dir.as_os_str(),
+        ]);
         std::fs::read(out_dir.join("model.safetensors")).unwrap()
     };
     assert_eq!(run("a"), run("b"));
-    let out = bin()
-        .args(["generate", "--prompt", "1 2 3>6:", "--model"])
-        .arg(dir.path().join("a"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let model = dir.path().join("a");
+    let out = run_ok([
+        std::ffi::OsStr::new("generate"),
+        "--prompt".as_ref(),
+        "1 2 3>6:".as_ref(),
+        "--model".as_ref(),
+        model.as_os_str(),
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["prompt"], "1 2 3>6:");
 }
@@ -275,19 +271,16 @@ fn pretrain_is_reproducible() {
 #[test]
 fn compare_prints_one_row_per_preset() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bin()
-        .arg("compare")
-        .arg(preset("grpo.toml"))
-        .arg(preset("nsr.toml"))
-        .args(["--steps", "2", "--json", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok([
+        std::ffi::OsStr::new("compare"),
+        preset("grpo.toml").as_os_str(),
+        preset("nsr.toml").as_os_str(),
+        "--steps".as_ref(),
+        "2".as_ref(),
+        "--json".as_ref(),
+        "--out".as_ref(),
+        dir.path().as_os_str(),
+    ]);
     let rows = json_lines(&out);
     assert_eq!(rows.len(), 2);
     assert_eq!(

@@ -442,6 +442,15 @@ pub fn toml_error_line(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
+/// A value in (0, 1].
+fn check_fraction(key: &str, v: f64) -> Result<()> {
+    if v > 0.0 && v <= 1.0 {
+        Ok(())
+    } else {
+        Err(EngineError::config(key, v, "expected a value in (0, 1]"))
+    }
+}
+
 fn check<T: PartialOrd + std::fmt::Display>(
     key: &str,
     v: T,
@@ -570,13 +579,7 @@ impl RunConfig {
             4096,
             "1..=4096",
         )?;
-        if !(a.top_entropy_fraction > 0.0 && a.top_entropy_fraction <= 1.0) {
-            return Err(EngineError::config(
-                "algorithm.top_entropy_fraction",
-                a.top_entropy_fraction,
-                "expected a value in (0, 1]",
-            ));
-        }
+        check_fraction("algorithm.top_entropy_fraction", a.top_entropy_fraction)?;
         check("algorithm.lp_reg_coef", a.lp_reg_coef, 0.0, 10.0, "0..=10")?;
         check(
             "algorithm.lp_reg_min_p",
@@ -585,13 +588,7 @@ impl RunConfig {
             0.999,
             "[0, 1)",
         )?;
-        if !(a.lp_reg_low_fraction > 0.0 && a.lp_reg_low_fraction <= 1.0) {
-            return Err(EngineError::config(
-                "algorithm.lp_reg_low_fraction",
-                a.lp_reg_low_fraction,
-                "expected a value in (0, 1]",
-            ));
-        }
+        check_fraction("algorithm.lp_reg_low_fraction", a.lp_reg_low_fraction)?;
         check(
             "algorithm.overlong_window",
             a.overlong_window,
