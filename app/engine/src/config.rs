@@ -706,6 +706,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn loss_param_specs_match_the_config() {
+        for spec in crate::algo::LOSS_PARAMS {
+            let fmt = |v: f64| match spec.kind {
+                crate::algo::params::ParamKind::Int => format!("{}", v as i64),
+                _ => format!("{v:?}"),
+            };
+            // The spec's default is the config's default.
+            let at_default = format!("[algorithm]\n{} = {}\n", spec.name, fmt(spec.default));
+            assert_eq!(
+                RunConfig::from_toml(&at_default).unwrap(),
+                RunConfig::default(),
+                "{}",
+                spec.name
+            );
+            // Just outside the range is an error naming the key.
+            let step = if spec.kind == crate::algo::params::ParamKind::Int {
+                1.0
+            } else {
+                spec.max.abs() * 0.01 + 1e-3
+            };
+            let above = format!("[algorithm]\n{} = {}\n", spec.name, fmt(spec.max + step));
+            let e = RunConfig::from_toml(&above).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("algorithm.{}", spec.name)),
+                "{}: {e}",
+                spec.name
+            );
+            let at_max = format!("[algorithm]\n{} = {}\n", spec.name, fmt(spec.max));
+            let ok = RunConfig::from_toml(&at_max);
+            assert!(
+                ok.is_ok() || spec.name == "reference_reset_every",
+                "{}: {:?}",
+                spec.name,
+                ok.err()
+            );
+        }
+    }
+
+    #[test]
     fn empty_config_is_the_default() {
         assert_eq!(RunConfig::from_toml("").unwrap(), RunConfig::default());
     }

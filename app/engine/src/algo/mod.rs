@@ -30,6 +30,113 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 
+/// The numeric knobs of the policy loss in `[algorithm]`, self-described for forms (the GUI) and
+/// checked by `RunConfig::validate` with the same ranges (a test keeps the two in step). The
+/// choice-valued knobs (`ratio`, `kl`, `divergence`, `aggregation`, `overlong`, `zero_variance`)
+/// are enums named in the config.
+pub static LOSS_PARAMS: &[params::ParamSpec] = &[
+    params::ParamSpec::float(
+        "epsilon_low",
+        0.2,
+        0.0,
+        1.0,
+        "lower clip range of the ratio",
+    ),
+    params::ParamSpec::float(
+        "epsilon_high",
+        0.2,
+        0.0,
+        10.0,
+        "upper clip range (clip-higher when above epsilon_low)",
+    ),
+    params::ParamSpec::float(
+        "dual_clip",
+        0.0,
+        0.0,
+        100.0,
+        "dual-clip constant c for negative advantages (0 = off, else >= 1)",
+    ),
+    params::ParamSpec::float(
+        "kl_coef",
+        0.0,
+        0.0,
+        10.0,
+        "coefficient of the KL to the reference policy (0 = no reference)",
+    ),
+    params::ParamSpec::int(
+        "reference_reset_every",
+        0.0,
+        0.0,
+        1_000_000.0,
+        "reset the reference to the current policy every N steps (0 = never)",
+    ),
+    params::ParamSpec::float(
+        "divergence_coef",
+        0.1,
+        0.0,
+        10.0,
+        "coefficient of the DPH-RL divergence",
+    ),
+    params::ParamSpec::int(
+        "rehearsal_size",
+        512.0,
+        1.0,
+        65_536.0,
+        "completions sampled from the initial policy for DPH-RL",
+    ),
+    params::ParamSpec::int(
+        "rehearsal_batch",
+        64.0,
+        1.0,
+        4096.0,
+        "rehearsal completions per step",
+    ),
+    params::ParamSpec::float("entropy_coef", 0.0, 0.0, 1.0, "entropy bonus coefficient"),
+    params::ParamSpec::float(
+        "top_entropy_fraction",
+        1.0,
+        1e-6,
+        1.0,
+        "policy gradient only on this fraction of highest-entropy tokens (1 = all)",
+    ),
+    params::ParamSpec::float("lp_reg_coef", 0.0, 0.0, 10.0, "Lp-Reg coefficient"),
+    params::ParamSpec::float(
+        "lp_reg_min_p",
+        0.02,
+        0.0,
+        0.999,
+        "Lp-Reg noise threshold relative to the top probability",
+    ),
+    params::ParamSpec::float(
+        "lp_reg_low_fraction",
+        0.2,
+        1e-6,
+        1.0,
+        "Lp-Reg protects the sampled tokens in this lowest fraction of log-probs",
+    ),
+    params::ParamSpec::int(
+        "inner_updates",
+        1.0,
+        1.0,
+        64.0,
+        "policy updates per batch (mu)",
+    ),
+    params::ParamSpec::int(
+        "resample_rounds",
+        3.0,
+        1.0,
+        16.0,
+        "extra rollout rounds for dynamic sampling",
+    ),
+    params::ParamSpec::int(
+        "overlong_window",
+        4.0,
+        1.0,
+        4096.0,
+        "window of the soft overlong penalty (tokens)",
+    ),
+];
+
 /// How per-token losses are reduced to one number (the divisor is computed by the trainer,
 /// see [`LossInputs::normaliser`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
