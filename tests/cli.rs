@@ -299,3 +299,43 @@ fn compare_prints_one_row_per_preset() {
         }
     }
 }
+
+/// `train --resume DIR` continues an interrupted run from its checkpoint and appends to its
+/// metrics (the engine test `resuming_a_checkpoint_reproduces_the_uninterrupted_run` checks
+/// that the continuation is bit-identical).
+#[test]
+fn resume_continues_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = train_json(&preset("default.toml"), dir.path(), &["--steps", "3"]);
+    assert_eq!(of_type(&lines, "step").len(), 3);
+    assert!(dir.path().join("checkpoint/state.json").is_file());
+    let out = run_ok([
+        std::ffi::OsStr::new("train"),
+        "--resume".as_ref(),
+        dir.path().as_os_str(),
+        "--steps".as_ref(),
+        "5".as_ref(),
+        "--json".as_ref(),
+    ]);
+    let resumed = json_lines(&out);
+    let steps: Vec<u64> = of_type(&resumed, "step")
+        .iter()
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, vec![4, 5]);
+    let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    let all: Vec<u64> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "step")
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(all, vec![1, 2, 3, 4, 5]);
+    // Nothing to resume from: one clear error line.
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(empty.path().join("config.toml"), "").unwrap();
+    expect_error(
+        &["train", "--resume", &empty.path().to_string_lossy()],
+        &["checkpoint"],
+    );
+}

@@ -418,12 +418,16 @@ pub struct OutputConfig {
     /// Output folder (final policy in HF format, metrics.jsonl, config.toml); empty = `runs/<name>`
     /// under the current directory. Default empty.
     pub dir: PathBuf,
+    /// Write a resumable checkpoint (`<dir>/checkpoint`: policy, optimizer, random state, data
+    /// cursor, step) every N steps and at the end; 0 = only at the end. Default 50.
+    pub checkpoint_every: usize,
 }
 
 impl Default for OutputConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::new(),
+            checkpoint_every: 50,
         }
     }
 }
@@ -481,6 +485,10 @@ impl RunConfig {
         if cfg.model.path.is_relative() {
             let base = path.parent().unwrap_or(Path::new("."));
             cfg.model.path = base.join(&cfg.model.path);
+        }
+        // Absolute, so the resolved config saved with a run stays valid from anywhere.
+        if let Ok(abs) = std::fs::canonicalize(&cfg.model.path) {
+            cfg.model.path = abs;
         }
         Ok(cfg)
     }

@@ -145,6 +145,37 @@ impl AdamW {
         Ok(())
     }
 
+    /// The state for a checkpoint: (updates taken, first moments, second moments), in the order
+    /// of the variables given to [`AdamW::new`].
+    pub fn state(&self) -> (usize, &[Tensor], &[Tensor]) {
+        (self.t, &self.m, &self.v)
+    }
+
+    /// Restores a state saved with [`AdamW::state`]; shapes must match the variables.
+    pub fn load_state(&mut self, t: usize, m: Vec<Tensor>, v: Vec<Tensor>) -> Result<()> {
+        if m.len() != self.vars.len() || v.len() != self.vars.len() {
+            return Err(EngineError::Internal(format!(
+                "optimizer state has {} / {} moments for {} variables",
+                m.len(),
+                v.len(),
+                self.vars.len()
+            )));
+        }
+        for ((var, a), b) in self.vars.iter().zip(&m).zip(&v) {
+            if a.dims() != var.dims() || b.dims() != var.dims() {
+                return Err(EngineError::Internal(format!(
+                    "optimizer moment of shape {:?} for a variable of shape {:?}",
+                    a.dims(),
+                    var.dims()
+                )));
+            }
+        }
+        self.t = t;
+        self.m = m;
+        self.v = v;
+        Ok(())
+    }
+
     /// Number of updates taken.
     pub fn steps_taken(&self) -> usize {
         self.t

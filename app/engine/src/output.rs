@@ -45,7 +45,30 @@ impl RunDirWriter {
         })
     }
 
-    /// Appends the event's line (flushing after evaluations and at the end).
+    /// Reopens the folder of an interrupted run for appending: a last line cut short by the
+    /// interruption is dropped first.
+    pub fn reopen(dir: &Path) -> Result<Self> {
+        let path = dir.join("metrics.jsonl");
+        let text = std::fs::read_to_string(&path).map_err(|e| EngineError::io(&path, e))?;
+        let keep = text.rfind('\n').map_or(0, |i| i + 1);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| EngineError::io(&path, e))?;
+        f.set_len(keep as u64)
+            .map_err(|e| EngineError::io(&path, e))?;
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| EngineError::io(&path, e))?;
+        Ok(Self {
+            path,
+            metrics: BufWriter::new(f),
+            last_elapsed: 0.0,
+        })
+    }
+
+    /// Appends the event's line and flushes it.
     pub fn write(&mut self, ev: &EngineEvent) -> Result<()> {
         if let EngineEvent::Step(m) = ev {
             self.last_elapsed = m.elapsed_s;
@@ -55,11 +78,10 @@ impl RunDirWriter {
         };
         let io = |e| EngineError::io(&self.path, e);
         writeln!(self.metrics, "{v}").map_err(io)?;
-        if !matches!(ev, EngineEvent::Step(_)) {
-            self.metrics
-                .flush()
-                .map_err(|e| EngineError::io(&self.path, e))?;
-        }
+        // Every line reaches the file at once: a crash loses at most the step in flight.
+        self.metrics
+            .flush()
+            .map_err(|e| EngineError::io(&self.path, e))?;
         Ok(())
     }
 }

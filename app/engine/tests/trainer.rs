@@ -203,3 +203,68 @@ fn every_algorithm_option_trains_one_step() {
         }
     }
 }
+
+fn untimed(mut m: rlvr_engine::events::StepMetrics) -> rlvr_engine::events::StepMetrics {
+    m.elapsed_s = 0.0;
+    m.step_time_s = 0.0;
+    m.rollout_s = 0.0;
+    m.update_s = 0.0;
+    m.tokens_per_s = 0.0;
+    m.train_tokens_per_s = 0.0;
+    m
+}
+
+#[test]
+fn resuming_a_checkpoint_reproduces_the_uninterrupted_run() {
+    for extra in [
+        "[algorithm]\nepsilon_high = 0.28\ninner_updates = 2\n",
+        "[algorithm]\nadvantage = \"ppo\"\nkl_coef = 0.05\n[rewards]\nflip_false_negative = 0.2\n",
+        "[algorithm]\ndivergence = \"js\"\nrehearsal_size = 16\nrehearsal_batch = 8\nzero_variance = \"resample\"\n",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = |sub: &str| {
+            let mut c = default_policy_run(extra);
+            c.output.dir = dir.path().join(sub);
+            c
+        };
+        let mut whole = rlvr_engine::Trainer::new(cfg("a")).unwrap();
+        let expected: Vec<_> = (0..6).map(|_| untimed(whole.train_step().unwrap().0)).collect();
+
+        let mut first = rlvr_engine::Trainer::new(cfg("b")).unwrap();
+        for _ in 0..3 {
+            first.train_step().unwrap();
+        }
+        first.save_checkpoint(&dir.path().join("b")).unwrap();
+        drop(first);
+        let mut resumed = rlvr_engine::Trainer::new(cfg("b")).unwrap();
+        resumed.load_checkpoint(&dir.path().join("b/checkpoint")).unwrap();
+        assert_eq!(resumed.step(), 3);
+        let got: Vec<_> = (0..3).map(|_| untimed(resumed.train_step().unwrap().0)).collect();
+        assert_eq!(got, expected[3..], "{extra}");
+    }
+}
+
+#[test]
+fn damaged_checkpoints_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = default_policy_run("");
+    run.output.dir = dir.path().to_path_buf();
+    let mut t = rlvr_engine::Trainer::new(run.clone()).unwrap();
+    t.train_step().unwrap();
+    t.save_checkpoint(dir.path()).unwrap();
+    let ck = dir.path().join("checkpoint");
+    std::fs::write(ck.join("optimizer.safetensors"), b"junk").unwrap();
+    let e = rlvr_engine::Trainer::new(run.clone())
+        .unwrap()
+        .load_checkpoint(&ck)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("optimizer.safetensors"), "{e}");
+    std::fs::write(ck.join("state.json"), "{").unwrap();
+    let e = rlvr_engine::Trainer::new(run)
+        .unwrap()
+        .load_checkpoint(&ck)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("state.json"), "{e}");
+}

@@ -14,8 +14,12 @@ use rlvr_engine::RunConfig;
 /// Arguments of `train`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Run configuration (TOML). Presets live in app/presets/.
-    pub config: PathBuf,
+    /// Run configuration (TOML). Presets live in app/presets/. With `--resume`, omit it.
+    #[arg(required_unless_present = "resume")]
+    pub config: Option<PathBuf>,
+    /// Resume the run in this output folder from its checkpoint (its config.toml is used).
+    #[arg(long, conflicts_with = "config")]
+    pub resume: Option<PathBuf>,
     /// Override `steps`.
     #[arg(long)]
     pub steps: Option<usize>,
@@ -115,7 +119,21 @@ fn summary_table(s: &RunSummary, out: &std::path::Path) -> String {
 
 /// `rlvr-studio train CONFIG`.
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
-    let mut cfg = RunConfig::from_file(&args.config)?;
+    let (mut cfg, resume) = match (&args.resume, &args.config) {
+        (Some(dir), _) => {
+            let mut cfg = RunConfig::from_file(&dir.join("config.toml"))?;
+            cfg.output.dir = dir.clone();
+            if !dir.join("checkpoint/state.json").is_file() {
+                anyhow::bail!(
+                    "{}: no checkpoint to resume from (expected checkpoint/state.json)",
+                    dir.display()
+                );
+            }
+            (cfg, true)
+        }
+        (None, Some(path)) => (RunConfig::from_file(path)?, false),
+        (None, None) => anyhow::bail!("give a config file or --resume DIR"),
+    };
     if let Some(s) = args.steps {
         cfg.steps = s;
     }
@@ -134,8 +152,13 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     cfg.validate()?;
     crate::tune_process(crate::threads_for_model(&cfg.model.path, cfg.threads));
     let out_dir = cfg.output_dir();
-    let mut writer = RunDirWriter::create(&out_dir, &cfg)?;
-    let handle = rlvr_engine::spawn(cfg.clone()).context("cannot start the engine thread")?;
+    let mut writer = if resume {
+        RunDirWriter::reopen(&out_dir)?
+    } else {
+        RunDirWriter::create(&out_dir, &cfg)?
+    };
+    let handle = rlvr_engine::trainer::spawn_with(cfg.clone(), resume)
+        .context("cannot start the engine thread")?;
     let started = Instant::now();
     let bar = if args.json {
         ProgressBar::hidden()

@@ -185,6 +185,40 @@ impl Transformer {
         })
     }
 
+    /// The weights by Hugging Face name (for saving a frozen copy).
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![
+            ("model.embed_tokens.weight".to_string(), self.embed.clone()),
+            ("model.norm.weight".to_string(), self.norm.clone()),
+        ];
+        if !self.cfg.tie_word_embeddings {
+            out.push(("lm_head.weight".to_string(), self.lm_head.clone()));
+        }
+        for (l, b) in self.blocks.iter().enumerate() {
+            let p = format!("model.layers.{l}");
+            out.push((format!("{p}.input_layernorm.weight"), b.input_norm.clone()));
+            out.push((
+                format!("{p}.post_attention_layernorm.weight"),
+                b.post_norm.clone(),
+            ));
+            for (name, lin) in [
+                ("self_attn.q_proj", &b.q),
+                ("self_attn.k_proj", &b.k),
+                ("self_attn.v_proj", &b.v),
+                ("self_attn.o_proj", &b.o),
+                ("mlp.gate_proj", &b.gate),
+                ("mlp.up_proj", &b.up),
+                ("mlp.down_proj", &b.down),
+            ] {
+                out.push((format!("{p}.{name}.weight"), lin.weight.clone()));
+                if let Some(bias) = &lin.bias {
+                    out.push((format!("{p}.{name}.bias"), bias.clone()));
+                }
+            }
+        }
+        out
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ModelConfig {
         &self.cfg

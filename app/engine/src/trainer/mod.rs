@@ -2,6 +2,7 @@
 //! with held-out evaluation, typed events, and a command channel when run on its own thread.
 //! The step itself (rollout, rewards, advantages, update) lives in [`step`].
 
+mod checkpoint;
 mod step;
 
 use std::collections::BTreeMap;
@@ -319,9 +320,15 @@ impl Trainer {
     ) -> Result<RunSummary> {
         self.started = Instant::now();
         sink(EngineEvent::Started(self.info()));
-        let initial = self.evaluate()?;
-        sink(EngineEvent::Eval(initial.clone()));
-        let mut last = Some(initial.clone());
+        // A resumed run was evaluated before it stopped; a fresh one is evaluated at step 0.
+        let initial = if self.step == 0 {
+            let e = self.evaluate()?;
+            sink(EngineEvent::Eval(e.clone()));
+            Some(e)
+        } else {
+            None
+        };
+        let mut last = initial.clone();
         let mut paused = false;
         let mut step_budget: Option<usize> = None;
         let mut stopped = false;
@@ -380,6 +387,10 @@ impl Trainer {
                 sink(EngineEvent::Eval(e.clone()));
                 last = Some(e);
             }
+            let ck = self.cfg.output.checkpoint_every;
+            if !is_last && ck > 0 && self.step.is_multiple_of(ck) {
+                self.save_checkpoint(&self.cfg.output_dir())?;
+            }
         }
         if stopped && last.as_ref().is_some_and(|e| e.step != self.step) {
             let e = self.evaluate()?;
@@ -388,6 +399,7 @@ impl Trainer {
         }
         let policy_dir = self.cfg.output_dir().join("policy");
         self.policy.save(&policy_dir)?;
+        self.save_checkpoint(&self.cfg.output_dir())?;
         sink(EngineEvent::Log {
             message: format!("final policy written to {}", policy_dir.display()),
         });
@@ -395,7 +407,7 @@ impl Trainer {
         let summary = RunSummary {
             steps: self.step,
             elapsed_s: self.elapsed(),
-            initial: Some(initial),
+            initial,
             last,
             mean_step_s: step_time / done.max(1) as f64,
             policy_dir: Some(policy_dir),
@@ -425,15 +437,25 @@ pub struct RunHandle {
     pub thread: std::thread::JoinHandle<Result<RunSummary>>,
 }
 
-/// Starts a run on a thread named `engine`. Setup errors (bad model folder, ...) arrive as a
+/// Starts a run on a thread named `engine`; with `resume`, the trainer first restores
+/// `<output>/checkpoint`. Setup errors (bad model folder, ...) arrive as a
 /// `Failed` event and as the thread's result.
 pub fn spawn(cfg: RunConfig) -> std::io::Result<RunHandle> {
+    spawn_with(cfg, false)
+}
+
+/// [`spawn`], optionally resuming from the run's checkpoint.
+pub fn spawn_with(cfg: RunConfig, resume: bool) -> std::io::Result<RunHandle> {
     let (ctx, crx) = crossbeam_channel::bounded(64);
     let (etx, erx) = crossbeam_channel::bounded(1024);
     let thread = std::thread::Builder::new()
         .name("engine".into())
         .spawn(move || {
             let result = Trainer::new(cfg).and_then(|mut t| {
+                if resume {
+                    let dir = t.cfg.output_dir().join("checkpoint");
+                    t.load_checkpoint(&dir)?;
+                }
                 let mut sink = |e: EngineEvent| {
                     // A dropped receiver means nobody listens any more; keep training.
                     let _ = etx.send(e);

@@ -45,9 +45,9 @@ impl Group {
 /// detached, so the critic shares the policy's features without moving them; trained by MSE to
 /// the GAE returns with its own AdamW.
 pub(super) struct Critic {
-    w: candle_core::Var,
-    b: candle_core::Var,
-    opt: optim::AdamW,
+    pub(super) w: candle_core::Var,
+    pub(super) b: candle_core::Var,
+    pub(super) opt: optim::AdamW,
     params: CriticParams,
 }
 
@@ -68,6 +68,7 @@ impl Critic {
 }
 
 /// DPH-RL rehearsal set: completions of the initial policy with their log-probs under it.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(super) struct Rehearsal {
     /// (prompt ids, completion ids, log π₀ per completion token)
     rows: Vec<(Vec<u32>, Vec<u32>, Vec<f32>)>,
