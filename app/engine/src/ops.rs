@@ -542,4 +542,4 @@ pub fn row_entropy(logits: &[f32], vocab: usize) -> Vec<f32> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -20,6 +20,16 @@ fn randn(shape: &[usize], seed: u64) -> Tensor {
     Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
 }
 
+/// Squared L2 norm of a tensor (test helper, shared with the model tests).
+pub(crate) fn sq_norm(t: &Tensor) -> f32 {
+    t.sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b)
         .unwrap()
@@ -57,13 +67,7 @@ fn check(
         let b = gc.get(v).expect("composed grad missing");
         let diff = max_abs_diff(a, b);
         assert!(diff < 1e-4, "gradient differs by {diff}");
-        let norm = a
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let norm = crate::ops::tests::sq_norm(a);
         assert!(norm > 0.0, "gradient is zero");
     }
 }
