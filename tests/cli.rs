@@ -1,60 +1,9 @@
 //! End-to-end tests: the `rlvr-studio` binary driven as a user drives it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rlvr-studio"))
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn preset(name: &str) -> PathBuf {
-    repo().join("app/presets").join(name)
-}
-
-/// Runs the binary with `args`, asserting success.
-fn run_ok<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    let out = bin().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn json_lines(out: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
-        .collect()
-}
-
-/// `rlvr-studio train PRESET --json --out OUT EXTRA...`: asserts success, returns the JSON lines.
-fn train_json(preset: &Path, out_dir: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
-    let mut args: Vec<std::ffi::OsString> = vec![
-        "train".into(),
-        preset.into(),
-        "--json".into(),
-        "--out".into(),
-        out_dir.into(),
-    ];
-    args.extend(extra.iter().map(Into::into));
-    let out = run_ok(args);
-    json_lines(&out)
-}
-
-fn of_type<'a>(lines: &'a [serde_json::Value], t: &str) -> Vec<&'a serde_json::Value> {
-    lines.iter().filter(|v| v["type"] == t).collect()
-}
+use common::*;
 
 /// The default preset, shortened, must raise held-out accuracy by a clear margin.
 #[test]
@@ -130,7 +79,7 @@ fn runs_are_deterministic_for_a_seed() {
             .map(|v| {
                 let mut v = v.clone();
                 let o = v.as_object_mut().unwrap();
-                o.retain(|k, _| !k.ends_with("_s") && !k.contains("per_s"));
+                o.retain(|k, _| !k.ends_with("_s") && !k.contains("per_s") && k != "run_id");
                 v
             })
             .collect::<Vec<_>>()
@@ -138,18 +87,6 @@ fn runs_are_deterministic_for_a_seed() {
     let a = run("3");
     assert_eq!(a, run("3"));
     assert_ne!(a, run("4"));
-}
-
-fn expect_error(args: &[&str], needles: &[&str]) {
-    let out = bin().args(args).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{args:?} succeeded");
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    assert!(err.starts_with("error: "), "{args:?}: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    for n in needles {
-        assert!(err.contains(n), "{args:?}: {err:?} lacks {n:?}");
-    }
 }
 
 #[test]
@@ -300,24 +237,19 @@ fn compare_prints_one_row_per_preset() {
     }
 }
 
-/// `train --resume DIR` continues an interrupted run from its checkpoint and appends to its
-/// metrics (the engine test `resuming_a_checkpoint_reproduces_the_uninterrupted_run` checks
-/// that the continuation is bit-identical).
+/// `train --resume RUN` continues a stored run from its checkpoint and appends to its metrics
+/// (the engine test `resuming_a_checkpoint_reproduces_the_uninterrupted_run` checks that the
+/// continuation is bit-identical; `tests/history.rs` kills runs at random points).
 #[test]
 fn resume_continues_a_run() {
     let dir = tempfile::tempdir().unwrap();
     let lines = train_json(&preset("default.toml"), dir.path(), &["--steps", "3"]);
     assert_eq!(of_type(&lines, "step").len(), 3);
-    assert!(dir.path().join("checkpoint/state.json").is_file());
-    let out = run_ok([
-        std::ffi::OsStr::new("train"),
-        "--resume".as_ref(),
-        dir.path().as_os_str(),
-        "--steps".as_ref(),
-        "5".as_ref(),
-        "--json".as_ref(),
-    ]);
+    let id = lines[0]["run_id"].as_i64().unwrap().to_string();
+    assert!(dir.path().join("resume-1.ckpt").is_file());
+    let out = run_ok(["train", "--resume", &id, "--steps", "5", "--json"]);
     let resumed = json_lines(&out);
+    assert!(resumed.iter().all(|v| v["run_id"].as_i64() == id.parse().ok()));
     let steps: Vec<u64> = of_type(&resumed, "step")
         .iter()
         .map(|v| v["step"].as_u64().unwrap())
@@ -332,10 +264,9 @@ fn resume_continues_a_run() {
         .collect();
     assert_eq!(all, vec![1, 2, 3, 4, 5]);
     // Nothing to resume from: one clear error line.
-    let empty = tempfile::tempdir().unwrap();
-    std::fs::write(empty.path().join("config.toml"), "").unwrap();
-    expect_error(
-        &["train", "--resume", &empty.path().to_string_lossy()],
-        &["checkpoint"],
-    );
+    for f in ["resume-0.ckpt", "resume-1.ckpt"] {
+        std::fs::remove_file(dir.path().join(f)).unwrap();
+    }
+    expect_error(&["train", "--resume", &id], &["no checkpoint"]);
+    expect_error(&["train", "--resume", "no-such-run"], &["no run \"no-such-run\""]);
 }

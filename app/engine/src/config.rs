@@ -418,16 +418,24 @@ pub struct OutputConfig {
     /// Output folder (final policy in HF format, metrics.jsonl, config.toml); empty = `runs/<name>`
     /// under the current directory. Default empty.
     pub dir: PathBuf,
-    /// Write a resumable checkpoint (`<dir>/checkpoint`: policy, optimizer, random state, data
-    /// cursor, step) every N steps and at the end; 0 = only at the end. Default 50.
+    /// Take the resume state (`<dir>/checkpoint.safetensors`: policy, optimizer, random state,
+    /// data cursor, step) every N steps and at the end; 0 = only at the end. Default 1: a crash
+    /// loses at most the step in flight (the listener writes it off the training thread).
     pub checkpoint_every: usize,
+    /// Keep a copy of the policy as a Hugging Face folder (`<dir>/checkpoints/step-NNNNNN`)
+    /// every N steps; 0 = never. Default 100.
+    pub keep_every: usize,
+    /// Sampled groups per step kept in the run history; absent = all of them.
+    pub keep_groups: Option<usize>,
 }
 
 impl Default for OutputConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::new(),
-            checkpoint_every: 50,
+            checkpoint_every: 1,
+            keep_every: 100,
+            keep_groups: None,
         }
     }
 }

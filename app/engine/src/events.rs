@@ -138,6 +138,19 @@ pub struct SampleRecord {
     pub length: usize,
     /// Cut at the length limit.
     pub truncated: bool,
+    /// Per-token statistics of the completion.
+    pub tokens: TokenStats,
+}
+
+/// Per-token statistics of one completion (one entry per generated token).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TokenStats {
+    /// Log-probability of the token under the sampling policy (temperature 1).
+    pub logprob: Vec<f32>,
+    /// Entropy (nats) of the policy's next-token distribution at the position.
+    pub entropy: Vec<f32>,
+    /// Advantage the token was trained with (0 where a token selection or mask dropped it).
+    pub advantage: Vec<f32>,
 }
 
 /// The G completions of one prompt.
@@ -172,6 +185,14 @@ pub struct RunInfo {
     pub threads: usize,
     /// Data-parallel workers (threads splitting each batch).
     pub workers: usize,
+    /// Random seed.
+    pub seed: u64,
+    /// Version of the engine that ran it.
+    pub engine_version: String,
+    /// SHA-256 of the task definition and its held-out set (identifies the data a run saw).
+    pub dataset_hash: String,
+    /// Step the run starts from (0, or the checkpoint's step when resumed).
+    pub start_step: usize,
 }
 
 /// End-of-run summary.
@@ -209,6 +230,20 @@ pub enum EngineEvent {
         step: usize,
         /// The groups.
         groups: Vec<SampleGroup>,
+    },
+    /// The resume state after a step. The listener that stores the run's history writes it
+    /// (see [`ResumeState::write`](crate::trainer::ResumeState::write)) after storing the step,
+    /// so the checkpoint on disk never runs ahead of the history. Not serialized.
+    #[serde(skip)]
+    Checkpoint(crate::trainer::ResumePoint),
+    /// A policy was saved as a Hugging Face folder (kept checkpoints and the final policy).
+    PolicySaved {
+        /// Updates done when it was saved.
+        step: usize,
+        /// The folder.
+        path: PathBuf,
+        /// `checkpoint` (kept every `output.keep_every` steps) or `final`.
+        kind: String,
     },
     /// A human-readable note.
     Log {

@@ -60,6 +60,11 @@ fn pause_step_once_and_stop() {
                 other => panic!("unexpected {other:?}"),
             }
         }
+        // Then the resume state of that step, handed to the listener to write.
+        match next_event(&h.events) {
+            EngineEvent::Checkpoint(p) => assert_eq!(p.0.step(), want),
+            other => panic!("expected the step's checkpoint, got {other:?}"),
+        }
         assert!(
             h.events.recv_timeout(Duration::from_millis(200)).is_err(),
             "stepped twice"
@@ -234,10 +239,10 @@ fn resuming_a_checkpoint_reproduces_the_uninterrupted_run() {
         for _ in 0..3 {
             first.train_step().unwrap();
         }
-        first.save_checkpoint(&dir.path().join("b")).unwrap();
+        let ck = first.save_checkpoint(&dir.path().join("b")).unwrap();
         drop(first);
         let mut resumed = rlvr_engine::Trainer::new(cfg("b")).unwrap();
-        resumed.load_checkpoint(&dir.path().join("b/checkpoint")).unwrap();
+        resumed.load_checkpoint(&ck).unwrap();
         assert_eq!(resumed.step(), 3);
         let got: Vec<_> = (0..3).map(|_| untimed(resumed.train_step().unwrap().0)).collect();
         assert_eq!(got, expected[3..], "{extra}");
@@ -250,21 +255,60 @@ fn damaged_checkpoints_are_clear_errors() {
     let mut run = default_policy_run("");
     run.output.dir = dir.path().to_path_buf();
     let mut t = rlvr_engine::Trainer::new(run.clone()).unwrap();
+    let first = t.save_checkpoint(dir.path()).unwrap();
     t.train_step().unwrap();
-    t.save_checkpoint(dir.path()).unwrap();
-    let ck = dir.path().join("checkpoint");
-    std::fs::write(ck.join("optimizer.safetensors"), b"junk").unwrap();
-    let e = rlvr_engine::Trainer::new(run.clone())
-        .unwrap()
-        .load_checkpoint(&ck)
+    let ck = t.save_checkpoint(dir.path()).unwrap();
+    assert_ne!(first, ck, "consecutive steps use different slots");
+    assert_eq!(rlvr_engine::trainer::checkpoint_step(&ck).unwrap(), 1);
+    let latest = || rlvr_engine::trainer::latest_checkpoint(dir.path()).unwrap();
+    assert_eq!(latest(), Some((ck.clone(), 1)));
+    let good = std::fs::read(&ck).unwrap();
+    // A write cut short: the other slot (step 0) is used.
+    std::fs::write(&ck, &good[..good.len() / 3]).unwrap();
+    assert_eq!(latest(), Some((first.clone(), 0)));
+    // One flipped byte in the data fails the checksum too.
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 1;
+    std::fs::write(&ck, &flipped).unwrap();
+    assert_eq!(latest(), Some((first.clone(), 0)));
+    std::fs::write(&first, b"junk").unwrap();
+    let e = rlvr_engine::trainer::latest_checkpoint(dir.path())
         .unwrap_err()
         .to_string();
-    assert!(e.contains("optimizer.safetensors"), "{e}");
-    std::fs::write(ck.join("state.json"), "{").unwrap();
+    assert!(e.contains("no usable checkpoint") && e.contains("resume-0.ckpt"), "{e}");
+    let load = |bytes: &[u8]| {
+        std::fs::write(&ck, bytes).unwrap();
+        rlvr_engine::Trainer::new(run.clone())
+            .unwrap()
+            .load_checkpoint(&ck)
+            .unwrap_err()
+            .to_string()
+    };
+    for bad in [&b"junk"[..], &good[..good.len() / 2], &good[..40], &flipped[..]] {
+        let e = load(bad);
+        assert!(e.contains("resume-1.ckpt"), "{e}");
+    }
+    // A checkpoint of another model.
+    let mut other = default_policy_run("");
+    let small = dir.path().join("small");
+    let tok = Tok::char_level(ALPHABET).unwrap();
+    let mut mc = ModelConfig::tiny(tok.vocab_size(), 1, 2, 0);
+    mc.hidden_size = 32;
+    mc.intermediate_size = 64;
+    mc.num_hidden_layers = 1;
+    Policy::init(mc, tok, 1, &Device::Cpu)
+        .unwrap()
+        .save(&small)
+        .unwrap();
+    other.model.path = small;
+    other.output.dir = dir.path().join("o");
+    let mut o = rlvr_engine::Trainer::new(other).unwrap();
+    o.train_step().unwrap();
+    assert_eq!(o.save_checkpoint(dir.path()).unwrap(), ck);
     let e = rlvr_engine::Trainer::new(run)
         .unwrap()
         .load_checkpoint(&ck)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("state.json"), "{e}");
+    assert!(e.contains("resume-1.ckpt") && e.contains("shape"), "{e}");
 }

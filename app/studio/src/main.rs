@@ -2,6 +2,7 @@
 
 mod bench;
 mod compare;
+mod runs;
 mod train;
 
 use std::path::PathBuf;
@@ -14,12 +15,19 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
+    /// Run-history database (default: `history.sqlite` in the platform's data directory, or
+    /// `$RLVR_STUDIO_DB`).
+    #[arg(long, global = true, value_name = "PATH")]
+    db: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run a GRPO training run from a TOML config (e.g. app/presets/default.toml).
     Train(train::TrainArgs),
+    /// Browse the run history: list, show, diff, samples, export, delete, check, tag, note.
+    #[command(subcommand)]
+    Runs(runs::RunsCmd),
     /// Run several presets on the same seed and print a comparison table.
     Compare(compare::CompareArgs),
     /// Supervised warm start of the tiny embedded default policy (writes a model folder).
@@ -60,9 +68,16 @@ fn threads_for_model(model_dir: &std::path::Path, configured: usize) -> usize {
 }
 
 fn main() -> std::process::ExitCode {
+    // Output piped into `head` and closed early ends the process quietly, like other CLI tools.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Cmd::Train(args)) => train::train(args),
+        Some(Cmd::Train(args)) => train::train(args, cli.db.as_deref()),
+        Some(Cmd::Runs(cmd)) => runs::runs(cmd, cli.db.as_deref()),
         Some(Cmd::Pretrain(args)) => {
             tune_process(1);
             train::pretrain(args)

@@ -9,7 +9,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rlvr_engine::events::{EngineEvent, EvalMetrics, RunSummary};
 use rlvr_engine::output::{event_json, RunDirWriter};
 use rlvr_engine::pretrain::PretrainConfig;
+use rlvr_engine::trainer::latest_checkpoint;
 use rlvr_engine::RunConfig;
+use rlvr_store::{NewRun, Recorder, RunStatus, Store};
 
 /// Arguments of `train`.
 #[derive(Args, Debug)]
@@ -17,9 +19,16 @@ pub struct TrainArgs {
     /// Run configuration (TOML). Presets live in app/presets/. With `--resume`, omit it.
     #[arg(required_unless_present = "resume")]
     pub config: Option<PathBuf>,
-    /// Resume the run in this output folder from its checkpoint (its config.toml is used).
+    /// Resume a stored run (id or name, see `rlvr-studio runs list`) from its checkpoint; its
+    /// stored configuration is used.
     #[arg(long, conflicts_with = "config")]
-    pub resume: Option<PathBuf>,
+    pub resume: Option<String>,
+    /// Tag the run (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Notes kept with the run.
+    #[arg(long, default_value = "")]
+    pub notes: String,
     /// Override `steps`.
     #[arg(long)]
     pub steps: Option<usize>,
@@ -117,47 +126,112 @@ fn summary_table(s: &RunSummary, out: &std::path::Path) -> String {
     t
 }
 
-/// `rlvr-studio train CONFIG`.
-pub fn train(args: TrainArgs) -> anyhow::Result<()> {
-    let (mut cfg, resume) = match (&args.resume, &args.config) {
-        (Some(dir), _) => {
-            let mut cfg = RunConfig::from_file(&dir.join("config.toml"))?;
-            cfg.output.dir = dir.clone();
-            if !dir.join("checkpoint/state.json").is_file() {
-                anyhow::bail!(
-                    "{}: no checkpoint to resume from (expected checkpoint/state.json)",
-                    dir.display()
-                );
-            }
-            (cfg, true)
-        }
-        (None, Some(path)) => (RunConfig::from_file(path)?, false),
-        (None, None) => anyhow::bail!("give a config file or --resume DIR"),
-    };
+/// How a `train` invocation starts: a new run, or a stored one resumed after its checkpoint.
+struct Start {
+    cfg: RunConfig,
+    run_id: i64,
+    resume_step: Option<usize>,
+}
+
+fn apply_overrides(cfg: &mut RunConfig, args: &TrainArgs) {
     if let Some(s) = args.steps {
         cfg.steps = s;
     }
     if let Some(s) = args.seed {
         cfg.seed = s;
     }
-    if let Some(o) = args.out {
-        cfg.output.dir = o;
+    if let Some(o) = &args.out {
+        cfg.output.dir = o.clone();
     }
     if let Some(t) = args.threads {
         cfg.threads = t;
     }
-    if let Some(m) = args.model {
-        cfg.model.path = m;
+    if let Some(m) = &args.model {
+        cfg.model.path = m.clone();
     }
+}
+
+fn absolute(p: &std::path::Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Finds the run to resume, rolls its history back to its checkpoint and marks it running.
+fn start_resumed(store: &Store, reference: &str, args: &TrainArgs) -> anyhow::Result<Start> {
+    let id = store.resolve(reference)?;
+    let run = store.run(id)?;
+    if run.status == RunStatus::Running {
+        anyhow::bail!("run {id} ({:?}) is still running in another process", run.name);
+    }
+    let mut cfg = RunConfig::from_toml(&run.config)
+        .with_context(|| format!("stored configuration of run {id}"))?;
+    cfg.output.dir = PathBuf::from(&run.out_dir);
+    apply_overrides(&mut cfg, args);
+    cfg.output.dir = PathBuf::from(&run.out_dir);
     cfg.validate()?;
+    let Some((_, step)) = latest_checkpoint(&cfg.output.dir)? else {
+        anyhow::bail!(
+            "run {id}: no checkpoint to resume from in {}",
+            cfg.output.dir.display()
+        );
+    };
+    store.rollback_for_resume(id, step, cfg.steps)?;
+    Ok(Start {
+        cfg,
+        run_id: id,
+        resume_step: Some(step),
+    })
+}
+
+/// `rlvr-studio train CONFIG` / `rlvr-studio train --resume RUN`.
+pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let store = crate::runs::open_store(db)?;
+    let start = match (&args.resume, &args.config) {
+        (Some(r), _) => start_resumed(&store, r, &args)?,
+        (None, Some(path)) => {
+            let mut cfg = RunConfig::from_file(path)?;
+            apply_overrides(&mut cfg, &args);
+            cfg.output.dir = absolute(&cfg.output_dir());
+            cfg.validate()?;
+            let run_id = store.create_run(&NewRun {
+                name: cfg.name.clone(),
+                config: cfg.to_toml(),
+                seed: cfg.seed,
+                model_path: cfg.model.path.to_string_lossy().into_owned(),
+                steps_planned: cfg.steps,
+                out_dir: cfg.output.dir.to_string_lossy().into_owned(),
+                tags: args.tags.clone(),
+                notes: args.notes.clone(),
+            })?;
+            Start {
+                cfg,
+                run_id,
+                resume_step: None,
+            }
+        }
+        (None, None) => anyhow::bail!("give a config file or --resume RUN"),
+    };
+    let Start {
+        cfg,
+        run_id,
+        resume_step,
+    } = start;
     crate::tune_process(crate::threads_for_model(&cfg.model.path, cfg.threads));
     let out_dir = cfg.output_dir();
-    let mut writer = if resume {
-        RunDirWriter::reopen(&out_dir)?
-    } else {
-        RunDirWriter::create(&out_dir, &cfg)?
+    let writer = match resume_step {
+        Some(step) => RunDirWriter::reopen(&out_dir, step),
+        None => RunDirWriter::create(&out_dir, &cfg),
     };
-    let handle = rlvr_engine::trainer::spawn_with(cfg.clone(), resume)
+    let writer = match writer {
+        Ok(w) => w,
+        Err(e) => {
+            store.mark_failed(run_id, &e.to_string())?;
+            return Err(e.into());
+        }
+    };
+    let keep_groups = cfg.output.keep_groups;
+    let recorder = Recorder::spawn(store, run_id, keep_groups, writer)
+        .context("cannot start the store writer thread")?;
+    let handle = rlvr_engine::trainer::spawn_with(cfg.clone(), resume_step.is_some())
         .context("cannot start the engine thread")?;
     let started = Instant::now();
     let bar = if args.json {
@@ -170,14 +244,20 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
+        if let Some(s) = resume_step {
+            b.set_position(s as u64);
+        }
         b
     };
-    let mut summary = None;
+    let mut failure = None;
+    let mut recorder_gone = false;
     for ev in handle.events.iter() {
-        writer.write(&ev)?;
         let elapsed = started.elapsed().as_secs_f64();
         if args.json {
-            if let Some(v) = event_json(&ev, elapsed) {
+            if let Some(mut v) = event_json(&ev, elapsed) {
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("run_id".into(), run_id.into());
+                }
                 println!("{v}");
             }
         }
@@ -186,11 +266,12 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
                 say(
                     &bar,
                     format!(
-                        "run {:?}: task {}, {} parameters, {} steps, {} thread(s), model {}",
+                        "run {run_id} {:?}: task {}, {} parameters, {} steps{}, {} thread(s), model {}",
                         info.name,
                         info.task,
                         info.params,
                         info.steps,
+                        resume_step.map_or(String::new(), |s| format!(" (resumed after step {s})")),
                         info.threads,
                         info.model_path.display()
                     ),
@@ -209,25 +290,58 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             }
             EngineEvent::Eval(e) if !args.json => say(&bar, fmt_eval(e)),
             EngineEvent::Log { message } if !args.json => say(&bar, message),
-            EngineEvent::Done(s) => summary = Some(s.clone()),
-            EngineEvent::Failed { error } => {
-                bar.abandon();
-                anyhow::bail!("{error}");
-            }
+            EngineEvent::Failed { error } => failure = Some(error.clone()),
             _ => {}
+        }
+        if !recorder.send(ev) {
+            // The writer stopped on an error: stop training rather than lose history.
+            recorder_gone = true;
+            let _ = handle.commands.send(rlvr_engine::Command::Stop);
+            break;
         }
     }
     bar.finish_and_clear();
+    let stored = recorder.finish();
     let result = handle
         .thread
         .join()
         .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
-    let summary = match (result, summary) {
-        (Ok(s), _) => s,
-        (Err(e), _) => return Err(e.into()),
+    let stored = match stored {
+        Ok(s) => s,
+        Err(e) => anyhow::bail!("the run history could not be stored: {e}"),
     };
-    if !args.json {
+    if recorder_gone {
+        anyhow::bail!("the run history writer stopped");
+    }
+    if let Some(e) = failure {
+        anyhow::bail!("{e}");
+    }
+    let summary = result?;
+    let per_step = |s: f64| 1e3 * s / stored.steps.max(1) as f64;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "type": "store",
+                "run_id": run_id,
+                "elapsed_s": started.elapsed().as_secs_f64(),
+                "steps": stored.steps,
+                "events": stored.events,
+                "db_ms_per_step": per_step(stored.db_s),
+                "max_step_db_ms": 1e3 * stored.max_step_db_s,
+                "checkpoint_ms_per_step": per_step(stored.checkpoint_s),
+                "jsonl_ms_per_step": per_step(stored.jsonl_s),
+                "mean_step_ms": 1e3 * summary.mean_step_s,
+            })
+        );
+    } else {
         print!("{}", summary_table(&summary, &out_dir));
+        println!(
+            "  history: run {run_id} (rlvr-studio runs show {run_id}); store writer per step: \
+             {:.2} ms database, {:.2} ms checkpoint, off the training thread",
+            per_step(stored.db_s),
+            per_step(stored.checkpoint_s)
+        );
     }
     Ok(())
 }

@@ -354,6 +354,21 @@ impl TaskSplit {
         self.drawn
     }
 
+    /// SHA-256 (hex) of `spec` (the task's configuration) and the held-out problems: two runs
+    /// with the same fingerprint trained and were evaluated on the same data.
+    pub fn fingerprint(&self, spec: &str) -> String {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(spec.as_bytes());
+        for p in &self.heldout {
+            h.update(b"\0");
+            h.update(p.prompt.as_bytes());
+            h.update(b"\0");
+            h.update(p.answer.as_bytes());
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Position the train stream at `cursor`: the next `next_train` returns draw number `cursor + 1`.
     pub fn seek(&mut self, cursor: u64) {
         self.drawn = cursor;

@@ -5,6 +5,10 @@
 mod checkpoint;
 mod step;
 
+pub use checkpoint::{
+    checkpoint_step, latest_checkpoint, ResumePoint, ResumeState, CHECKPOINT_SLOTS,
+};
+
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -223,6 +227,10 @@ impl Trainer {
             steps: self.cfg.steps,
             threads: self.threads,
             workers: self.workers,
+            seed: self.cfg.seed,
+            engine_version: env!("CARGO_PKG_VERSION").to_string(),
+            dataset_hash: self.split.fingerprint(&serde_json::to_string(&self.cfg.task).unwrap_or_default()),
+            start_step: self.step,
         }
     }
 
@@ -334,6 +342,7 @@ impl Trainer {
         let mut stopped = false;
         let mut step_time = 0f64;
         let start_step = self.step;
+        let mut checkpointed = self.step;
         while self.step < self.cfg.steps {
             let mut eval_now = false;
             // Commands: block while paused, poll otherwise.
@@ -387,9 +396,26 @@ impl Trainer {
                 sink(EngineEvent::Eval(e.clone()));
                 last = Some(e);
             }
+            let keep = self.cfg.output.keep_every;
+            if keep > 0 && self.step.is_multiple_of(keep) {
+                let dir = self
+                    .cfg
+                    .output_dir()
+                    .join("checkpoints")
+                    .join(format!("step-{:06}", self.step));
+                self.policy.save(&dir)?;
+                sink(EngineEvent::PolicySaved {
+                    step: self.step,
+                    path: dir,
+                    kind: "checkpoint".into(),
+                });
+            }
             let ck = self.cfg.output.checkpoint_every;
-            if !is_last && ck > 0 && self.step.is_multiple_of(ck) {
-                self.save_checkpoint(&self.cfg.output_dir())?;
+            if ck > 0 && (is_last || self.step.is_multiple_of(ck)) {
+                sink(EngineEvent::Checkpoint(ResumePoint(std::sync::Arc::new(
+                    self.resume_state()?,
+                ))));
+                checkpointed = self.step;
             }
         }
         if stopped && last.as_ref().is_some_and(|e| e.step != self.step) {
@@ -397,11 +423,17 @@ impl Trainer {
             sink(EngineEvent::Eval(e.clone()));
             last = Some(e);
         }
+        if checkpointed != self.step {
+            sink(EngineEvent::Checkpoint(ResumePoint(std::sync::Arc::new(
+                self.resume_state()?,
+            ))));
+        }
         let policy_dir = self.cfg.output_dir().join("policy");
         self.policy.save(&policy_dir)?;
-        self.save_checkpoint(&self.cfg.output_dir())?;
-        sink(EngineEvent::Log {
-            message: format!("final policy written to {}", policy_dir.display()),
+        sink(EngineEvent::PolicySaved {
+            step: self.step,
+            path: policy_dir.clone(),
+            kind: "final".into(),
         });
         let done = self.step - start_step;
         let summary = RunSummary {
@@ -438,7 +470,7 @@ pub struct RunHandle {
 }
 
 /// Starts a run on a thread named `engine`; with `resume`, the trainer first restores
-/// `<output>/checkpoint`. Setup errors (bad model folder, ...) arrive as a
+/// the newest checkpoint of its output folder. Setup errors (bad model folder, ...) arrive as a
 /// `Failed` event and as the thread's result.
 pub fn spawn(cfg: RunConfig) -> std::io::Result<RunHandle> {
     spawn_with(cfg, false)
@@ -453,8 +485,11 @@ pub fn spawn_with(cfg: RunConfig, resume: bool) -> std::io::Result<RunHandle> {
         .spawn(move || {
             let result = Trainer::new(cfg).and_then(|mut t| {
                 if resume {
-                    let dir = t.cfg.output_dir().join("checkpoint");
-                    t.load_checkpoint(&dir)?;
+                    let dir = t.cfg.output_dir();
+                    let (path, _) = latest_checkpoint(&dir)?.ok_or_else(|| {
+                        EngineError::model(&dir, "no checkpoint to resume from")
+                    })?;
+                    t.load_checkpoint(&path)?;
                 }
                 let mut sink = |e: EngineEvent| {
                     // A dropped receiver means nobody listens any more; keep training.

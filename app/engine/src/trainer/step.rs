@@ -13,7 +13,7 @@ use crate::algo::{self, Aggregation, LossInputs, LossParams};
 use crate::batch::TrainBatch;
 use crate::config::{Divergence, NoiseCorrection, Overlong, ZeroVariance};
 use crate::error::{EngineError, Result};
-use crate::events::{MeanStd, SampleGroup, SampleRecord, StepMetrics};
+use crate::events::{MeanStd, SampleGroup, SampleRecord, StepMetrics, TokenStats};
 use crate::model::Transformer;
 use crate::optim;
 use crate::rewards;
@@ -523,6 +523,25 @@ impl Trainer {
             })
             .collect();
         let weighted = alg.overlong == Overlong::Mask || entropy_cut.is_some();
+        let mut token_stats: Vec<TokenStats> = completions
+            .iter()
+            .enumerate()
+            .map(|(i, c)| TokenStats {
+                logprob: c.logprobs.clone(),
+                entropy: c.entropies.clone(),
+                advantage: weights[i]
+                    .iter()
+                    .enumerate()
+                    .map(|(j, w)| {
+                        let a = match &token_adv {
+                            Some(t) => t[i].get(j).copied().unwrap_or(0.0),
+                            None => adv[i],
+                        };
+                        a * w
+                    })
+                    .collect(),
+            })
+            .collect();
         let low_logp_cut = if alg.lp_reg_coef > 0.0 {
             let all: Vec<f32> = completions
                 .iter()
@@ -697,6 +716,7 @@ impl Trainer {
                             advantage: adv[k],
                             length: gr.completions[i].tokens.len(),
                             truncated: !gr.completions[i].finished,
+                            tokens: std::mem::take(&mut token_stats[k]),
                         };
                         k += 1;
                         rec
