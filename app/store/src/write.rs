@@ -127,12 +127,18 @@ impl Store {
         Ok(id)
     }
 
-    /// Prepares an interrupted run to continue after `step` (its checkpoint): the history of
-    /// later steps is removed (those steps will be recomputed, identically), the run is marked
-    /// `running` by this process, and the planned step count updated.
-    pub fn rollback_for_resume(&self, run_id: i64, step: usize, steps_planned: usize) -> Result<()> {
+    /// Prepares an interrupted run to continue after `step` (its checkpoint; `None` = restart
+    /// from the beginning): the history of later steps is removed (those steps will be
+    /// recomputed, identically), the run is marked `running` by this process, and the planned
+    /// step count updated.
+    pub fn rollback_for_resume(
+        &self,
+        run_id: i64,
+        step: Option<usize>,
+        steps_planned: usize,
+    ) -> Result<()> {
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
-        let s = step as i64;
+        let s = step.map_or(-1, |s| s as i64);
         for sql in [
             "DELETE FROM scalars WHERE run_id = ?1 AND step > ?2",
             "DELETE FROM sample_groups WHERE run_id = ?1 AND step > ?2",
@@ -143,7 +149,7 @@ impl Store {
                 .map_err(|e| self.err(e))?;
         }
         tx.execute(
-            "UPDATE runs SET status = 'running', finished = NULL, error = NULL, last_step = ?2, \
+            "UPDATE runs SET status = 'running', finished = NULL, error = NULL, last_step = max(?2, 0), \
              steps_planned = ?3, pid = ?4, host = ?5, \
              updated = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
             params![

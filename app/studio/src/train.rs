@@ -168,17 +168,21 @@ fn start_resumed(store: &Store, reference: &str, args: &TrainArgs) -> anyhow::Re
     apply_overrides(&mut cfg, args);
     cfg.output.dir = PathBuf::from(&run.out_dir);
     cfg.validate()?;
-    let Some((_, step)) = latest_checkpoint(&cfg.output.dir)? else {
-        anyhow::bail!(
-            "run {id}: no checkpoint to resume from in {}",
+    let step = match latest_checkpoint(&cfg.output.dir)? {
+        Some((_, step)) => Some(step),
+        // Stopped before its first checkpoint: the start state is fully determined by the
+        // config, so the run restarts from the beginning, exactly.
+        None if !store.checkpoints(id)?.iter().any(|(k, _, _)| k == "resume") => None,
+        None => anyhow::bail!(
+            "run {id}: no checkpoint to resume from in {} (its checkpoint files were removed)",
             cfg.output.dir.display()
-        );
+        ),
     };
     store.rollback_for_resume(id, step, cfg.steps)?;
     Ok(Start {
         cfg,
         run_id: id,
-        resume_step: Some(step),
+        resume_step: step,
     })
 }
 

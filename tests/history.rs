@@ -1,0 +1,298 @@
+//! End-to-end tests of the run history: crash and resume, the `runs` commands, bad databases.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use rand::{Rng as _, SeedableRng as _};
+
+/// A short countdown run on the embedded policy (about 5 s here).
+fn small_config(dir: &Path, steps: usize) -> PathBuf {
+    let model = repo().join("app/assets/default-policy");
+    let text = format!(
+        "name = \"small\"\nseed = 5\nsteps = {steps}\n[model]\npath = {:?}\n\
+         [task]\nname = \"countdown\"\nnumbers = 3\nmax_number = 9\n\
+         [rollout]\nprompts_per_step = 16\ngroup_size = 4\n\
+         [algorithm]\nkl_coef = 0.02\n[optim]\nlr = 2e-4\n\
+         [eval]\nevery = 20\nheldout_size = 40\nsamples = 8\n[output]\nkeep_every = 25\n",
+        model.to_string_lossy()
+    );
+    let p = dir.join("small.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn db_arg(db: &Path) -> [String; 2] {
+    ["--db".into(), db.to_string_lossy().into_owned()]
+}
+
+fn runs_json(db: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut a: Vec<String> = db_arg(db).into();
+    a.push("runs".into());
+    a.extend(args.iter().map(|s| s.to_string()));
+    a.push("--json".into());
+    json_lines(&run_ok(a))
+}
+
+/// Everything stored about a run except wall-clock times and ids, in export order.
+fn history(db: &Path, run: &str) -> Vec<serde_json::Value> {
+    fn strip(v: &mut serde_json::Value) {
+        if let Some(o) = v.as_object_mut() {
+            o.retain(|k, _| {
+                !(k.ends_with("_s") || k.ends_with("per_s") || k == "run_id" || k == "elapsed_s")
+            });
+            for x in o.values_mut() {
+                strip(x);
+            }
+        }
+    }
+    let mut a: Vec<String> = db_arg(db).into();
+    a.extend(["runs", "export", run, "--format", "jsonl"].map(String::from));
+    let mut lines = json_lines(&run_ok(a));
+    for l in &mut lines {
+        strip(l);
+    }
+    lines
+}
+
+/// SIGKILL at random moments, several times, then resume to the end: every stored metric,
+/// evaluation and sampled completion equals the uninterrupted run's, and each resume
+/// recomputes at most the step that was in flight.
+#[test]
+fn killed_runs_resume_to_the_uninterrupted_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let steps = 60;
+    let cfg = small_config(dir.path(), steps);
+    let (db_a, db_b) = (dir.path().join("a.sqlite"), dir.path().join("b.sqlite"));
+    let mut a: Vec<String> = db_arg(&db_a).into();
+    a.extend(["train".into(), cfg.to_string_lossy().into_owned(), "--json".into()]);
+    a.extend(["--out".into(), dir.path().join("out-a").to_string_lossy().into_owned()]);
+    let t0 = std::time::Instant::now();
+    run_ok(a);
+    let whole_ms = t0.elapsed().as_millis() as u64;
+    let expected = history(&db_a, "1");
+    assert!(expected.len() > steps, "{} lines", expected.len());
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let out_b = dir.path().join("out-b");
+    let mut delays = Vec::new();
+    let mut kills = 0;
+    let mut attempt = 0;
+    // (steps stored before the attempt, first step it computed, killed)
+    let mut resumes = Vec::new();
+    loop {
+        attempt += 1;
+        assert!(attempt < 20, "did not finish (seed {seed}, delays {delays:?})");
+        let runs = runs_json(&db_b, &["list"]);
+        let mut args: Vec<String> = db_arg(&db_b).into();
+        args.push("train".into());
+        let before = match runs.first() {
+            None => {
+                args.push(cfg.to_string_lossy().into_owned());
+                args.extend(["--out".into(), out_b.to_string_lossy().into_owned()]);
+                None
+            }
+            Some(r) if r["status"] == "finished" => break,
+            Some(r) => {
+                assert_eq!(r["status"], "interrupted", "{r}");
+                args.extend(["--resume".into(), r["id"].to_string()]);
+                Some(r["last_step"].as_u64().unwrap())
+            }
+        };
+        args.push("--json".into());
+        let mut child = bin()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let killed = if kills < 4 {
+            let ms = rng.random_range(whole_ms / 10..whole_ms * 8 / 10);
+            delays.push(ms);
+            std::thread::sleep(Duration::from_millis(ms));
+            child.kill().is_ok()
+        } else {
+            false
+        };
+        let out = child.wait_with_output().unwrap();
+        // A run that ended before the signal was not interrupted.
+        let killed = killed && !out.status.success();
+        kills += usize::from(killed);
+        let text = String::from_utf8_lossy(&out.stdout);
+        // A line cut by the kill is not JSON; the lines before it are.
+        let first_step = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["type"] == "step")
+            .and_then(|v| v["step"].as_u64());
+        resumes.push((before, first_step, killed));
+        if let (Some(stored), Some(first)) = (before, first_step) {
+            assert!(
+                first >= stored,
+                "resumed at step {first} but {stored} steps were stored: more than the step in \
+                 flight was recomputed (seed {seed}, delays {delays:?})"
+            );
+        }
+        if !killed {
+            assert!(out.status.success(), "final resume failed");
+        }
+    }
+    eprintln!("seed {seed}: delays {delays:?} ms of a {whole_ms} ms run; attempts {resumes:?}");
+    assert!(kills >= 2, "only {kills} kills landed (seed {seed}, delays {delays:?})");
+    let got = history(&db_b, "1");
+    assert_eq!(got.len(), expected.len(), "seed {seed}, delays {delays:?}");
+    for (g, e) in got.iter().zip(&expected) {
+        assert_eq!(g, e, "seed {seed}, delays {delays:?}");
+    }
+    // The kept policy folders were recorded on the way.
+    let show = runs_json(&db_b, &["show", "1"]);
+    let kinds: Vec<&str> = show[0]["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"checkpoint") && kinds.contains(&"final"), "{kinds:?}");
+}
+
+#[test]
+fn runs_commands_list_show_diff_samples_export_delete_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite");
+    let cfg = small_config(dir.path(), 4);
+    let train = |out: &str, extra: &[&str]| {
+        let mut a: Vec<String> = db_arg(&db).into();
+        a.extend(["train".into(), cfg.to_string_lossy().into_owned(), "--json".into()]);
+        a.extend(["--out".into(), dir.path().join(out).to_string_lossy().into_owned()]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        run_ok(a);
+    };
+    train("r1", &["--tag", "baseline", "--notes", "first try"]);
+    train("r2", &["--seed", "9", "--tag", "sweep"]);
+
+    let all = runs_json(&db, &["list"]);
+    assert_eq!(all.len(), 2);
+    for r in &all {
+        for k in ["id", "name", "status", "created", "config"] {
+            assert!(!r[k].is_null(), "{k} missing in {r}");
+        }
+        assert_eq!(r["status"], "finished");
+    }
+    assert_eq!(all[0]["id"], 2, "newest first");
+    let tagged = runs_json(&db, &["list", "--tag", "baseline"]);
+    assert_eq!(tagged.len(), 1);
+    assert_eq!(tagged[0]["id"], 1);
+    assert_eq!(runs_json(&db, &["list", "--text", "FIRST TRY"]).len(), 1);
+    assert_eq!(runs_json(&db, &["list", "--status", "failed"]).len(), 0);
+
+    let show = &runs_json(&db, &["show", "1"])[0];
+    assert_eq!(show["last_step"], 4);
+    assert_eq!(show["model_hash"].as_str().unwrap().len(), 64);
+    assert_eq!(show["dataset_hash"].as_str().unwrap().len(), 64);
+    assert!(show["final_metrics"]["eval/pass_at_k/8"].is_number(), "{show}");
+
+    let diff = &runs_json(&db, &["diff", "1", "2"])[0];
+    let keys: Vec<&str> = diff["config"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["key"].as_str().unwrap())
+        .collect();
+    assert!(keys.contains(&"seed") && keys.contains(&"output.dir"), "{keys:?}");
+    assert!(!keys.contains(&"steps"), "{keys:?}");
+
+    let groups = runs_json(&db, &["samples", "1", "--step", "2"]);
+    assert_eq!(groups.len(), 16);
+    assert_eq!(groups[0]["samples"].as_array().unwrap().len(), 4);
+    let s = &groups[0]["samples"][0];
+    let n = s["length"].as_u64().unwrap() as usize;
+    assert_eq!(s["tokens"]["logprob"].as_array().unwrap().len(), n);
+    assert!(s["components"][0][2].is_string(), "reason kept: {s}");
+    let good = runs_json(&db, &["samples", "1", "--step", "2", "--min-reward", "1"]);
+    assert!(good
+        .iter()
+        .flat_map(|g| g["samples"].as_array().unwrap())
+        .all(|s| s["reward"].as_f64().unwrap() >= 1.0));
+
+    // CSV: a header and one row per step with a stored metric (steps 0..=4: eval at 0).
+    let csv_path = dir.path().join("m.csv");
+    let mut a: Vec<String> = db_arg(&db).into();
+    a.extend(["runs", "export", "1", "--format", "csv", "--out"].map(String::from));
+    a.push(csv_path.to_string_lossy().into_owned());
+    run_ok(a);
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    assert_eq!(header[0], "step");
+    assert!(header.contains(&"reward_mean") && header.contains(&"eval/greedy_accuracy"));
+    assert_eq!(csv.lines().count(), 1 + 5);
+    let samples_csv = std::fs::read_to_string(dir.path().join("m.csv.samples.csv")).unwrap();
+    assert_eq!(samples_csv.lines().count(), 1 + 4 * 16 * 4);
+
+    let check = &runs_json(&db, &["check"])[0];
+    assert!(check["integrity"].as_array().unwrap().is_empty(), "{check}");
+    assert!(check["orphan_dirs"].as_array().unwrap().is_empty(), "{check}");
+
+    // Deleting the history but not the files leaves an orphan folder that check reports.
+    runs_json(&db, &["delete", "2"]);
+    assert_eq!(runs_json(&db, &["list"]).len(), 1);
+    let mut a: Vec<String> = db_arg(&db).into();
+    a.extend(["runs", "check", "--json"].map(String::from));
+    let out = bin().args(&a).output().unwrap();
+    assert!(!out.status.success());
+    let rep: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert!(rep["orphan_dirs"][0].as_str().unwrap().ends_with("r2"), "{rep}");
+    runs_json(&db, &["delete", "1", "--files"]);
+    assert!(!dir.path().join("r1").exists());
+    let db_s = db.to_string_lossy();
+    expect_error(&["--db", &db_s, "runs", "show", "1"], &["no run \"1\""]);
+}
+
+/// Damaged, foreign, empty, newer or unwritable databases: one clear error line, never a panic
+/// and never an empty history shown as if it were real.
+#[test]
+fn bad_databases_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = d.join("good.sqlite");
+    let cfg = small_config(d, 2);
+    let mut a: Vec<String> = db_arg(&db).into();
+    a.extend(["train".into(), cfg.to_string_lossy().into_owned(), "--json".into()]);
+    a.extend(["--out".into(), d.join("o").to_string_lossy().into_owned()]);
+    run_ok(a);
+    // Fold the write-ahead log into the file so it can be cut.
+    let good = std::fs::read(&db).unwrap();
+    assert!(good.len() > 20_000, "{}", good.len());
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+
+    let garbage = d.join("garbage.sqlite");
+    std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
+    expect_error(&["--db", &s(&garbage), "runs", "list"], &["garbage.sqlite", "not an RLVR Studio database"]);
+
+    let empty = d.join("empty.sqlite");
+    std::fs::write(&empty, b"").unwrap();
+    expect_error(&["--db", &s(&empty), "runs", "list"], &["empty.sqlite", "empty"]);
+
+    let folder = d.join("folder.sqlite");
+    std::fs::create_dir(&folder).unwrap();
+    expect_error(&["--db", &s(&folder), "runs", "list"], &["folder.sqlite", "folder"]);
+
+    let cut = d.join("cut.sqlite");
+    std::fs::write(&cut, &good[..good.len() / 3]).unwrap();
+    let out = bin().args(["--db", &s(&cut), "runs", "show", "1", "--json"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a truncated database read as fine");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("cut.sqlite") && err.contains("damaged"), "{err}");
+
+    let ro = Path::new("/proc/rlvr-studio-test/history.sqlite");
+    expect_error(&["--db", &s(ro), "runs", "list"], &["/proc/rlvr-studio-test"]);
+}
