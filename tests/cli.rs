@@ -249,7 +249,9 @@ fn resume_continues_a_run() {
     assert!(dir.path().join("resume-1.ckpt").is_file());
     let out = run_ok(["train", "--resume", &id, "--steps", "5", "--json"]);
     let resumed = json_lines(&out);
-    assert!(resumed.iter().all(|v| v["run_id"].as_i64() == id.parse().ok()));
+    assert!(resumed
+        .iter()
+        .all(|v| v["run_id"].as_i64() == id.parse().ok()));
     let steps: Vec<u64> = of_type(&resumed, "step")
         .iter()
         .map(|v| v["step"].as_u64().unwrap())
@@ -268,5 +270,8 @@ fn resume_continues_a_run() {
         std::fs::remove_file(dir.path().join(f)).unwrap();
     }
     expect_error(&["train", "--resume", &id], &["no checkpoint"]);
-    expect_error(&["train", "--resume", "no-such-run"], &["no run \"no-such-run\""]);
+    expect_error(
+        &["train", "--resume", "no-such-run"],
+        &["no run \"no-such-run\""],
+    );
 }

@@ -80,4 +80,3 @@ pub fn expect_error(args: &[&str], needles: &[&str]) {
         assert!(err.contains(n), "{args:?}: {err:?} lacks {n:?}");
     }
 }
-

@@ -69,8 +69,15 @@ fn killed_runs_resume_to_the_uninterrupted_history() {
     let cfg = small_config(dir.path(), steps);
     let (db_a, db_b) = (dir.path().join("a.sqlite"), dir.path().join("b.sqlite"));
     let mut a: Vec<String> = db_arg(&db_a).into();
-    a.extend(["train".into(), cfg.to_string_lossy().into_owned(), "--json".into()]);
-    a.extend(["--out".into(), dir.path().join("out-a").to_string_lossy().into_owned()]);
+    a.extend([
+        "train".into(),
+        cfg.to_string_lossy().into_owned(),
+        "--json".into(),
+    ]);
+    a.extend([
+        "--out".into(),
+        dir.path().join("out-a").to_string_lossy().into_owned(),
+    ]);
     let t0 = std::time::Instant::now();
     run_ok(a);
     let whole_ms = t0.elapsed().as_millis() as u64;
@@ -90,7 +97,10 @@ fn killed_runs_resume_to_the_uninterrupted_history() {
     let mut resumes = Vec::new();
     loop {
         attempt += 1;
-        assert!(attempt < 20, "did not finish (seed {seed}, delays {delays:?})");
+        assert!(
+            attempt < 20,
+            "did not finish (seed {seed}, delays {delays:?})"
+        );
         let runs = runs_json(&db_b, &["list"]);
         let mut args: Vec<String> = db_arg(&db_b).into();
         args.push("train".into());
@@ -146,7 +156,10 @@ fn killed_runs_resume_to_the_uninterrupted_history() {
         }
     }
     eprintln!("seed {seed}: delays {delays:?} ms of a {whole_ms} ms run; attempts {resumes:?}");
-    assert!(kills >= 2, "only {kills} kills landed (seed {seed}, delays {delays:?})");
+    assert!(
+        kills >= 2,
+        "only {kills} kills landed (seed {seed}, delays {delays:?})"
+    );
     let got = history(&db_b, "1");
     assert_eq!(got.len(), expected.len(), "seed {seed}, delays {delays:?}");
     for (g, e) in got.iter().zip(&expected) {
@@ -160,7 +173,10 @@ fn killed_runs_resume_to_the_uninterrupted_history() {
         .iter()
         .map(|c| c["kind"].as_str().unwrap())
         .collect();
-    assert!(kinds.contains(&"checkpoint") && kinds.contains(&"final"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"checkpoint") && kinds.contains(&"final"),
+        "{kinds:?}"
+    );
 }
 
 #[test]
@@ -170,8 +186,15 @@ fn runs_commands_list_show_diff_samples_export_delete_check() {
     let cfg = small_config(dir.path(), 4);
     let train = |out: &str, extra: &[&str]| {
         let mut a: Vec<String> = db_arg(&db).into();
-        a.extend(["train".into(), cfg.to_string_lossy().into_owned(), "--json".into()]);
-        a.extend(["--out".into(), dir.path().join(out).to_string_lossy().into_owned()]);
+        a.extend([
+            "train".into(),
+            cfg.to_string_lossy().into_owned(),
+            "--json".into(),
+        ]);
+        a.extend([
+            "--out".into(),
+            dir.path().join(out).to_string_lossy().into_owned(),
+        ]);
         a.extend(extra.iter().map(|s| s.to_string()));
         run_ok(a);
     };
@@ -197,7 +220,10 @@ fn runs_commands_list_show_diff_samples_export_delete_check() {
     assert_eq!(show["last_step"], 4);
     assert_eq!(show["model_hash"].as_str().unwrap().len(), 64);
     assert_eq!(show["dataset_hash"].as_str().unwrap().len(), 64);
-    assert!(show["final_metrics"]["eval/pass_at_k/8"].is_number(), "{show}");
+    assert!(
+        show["final_metrics"]["eval/pass_at_k/8"].is_number(),
+        "{show}"
+    );
 
     let diff = &runs_json(&db, &["diff", "1", "2"])[0];
     let keys: Vec<&str> = diff["config"]
@@ -206,7 +232,10 @@ fn runs_commands_list_show_diff_samples_export_delete_check() {
         .iter()
         .map(|d| d["key"].as_str().unwrap())
         .collect();
-    assert!(keys.contains(&"seed") && keys.contains(&"output.dir"), "{keys:?}");
+    assert!(
+        keys.contains(&"seed") && keys.contains(&"output.dir"),
+        "{keys:?}"
+    );
     assert!(!keys.contains(&"steps"), "{keys:?}");
 
     let groups = runs_json(&db, &["samples", "1", "--step", "2"]);
@@ -238,7 +267,10 @@ fn runs_commands_list_show_diff_samples_export_delete_check() {
 
     let check = &runs_json(&db, &["check"])[0];
     assert!(check["integrity"].as_array().unwrap().is_empty(), "{check}");
-    assert!(check["orphan_dirs"].as_array().unwrap().is_empty(), "{check}");
+    assert!(
+        check["orphan_dirs"].as_array().unwrap().is_empty(),
+        "{check}"
+    );
 
     // Deleting the history but not the files leaves an orphan folder that check reports.
     runs_json(&db, &["delete", "2"]);
@@ -249,7 +281,10 @@ fn runs_commands_list_show_diff_samples_export_delete_check() {
     assert!(!out.status.success());
     let rep: serde_json::Value =
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
-    assert!(rep["orphan_dirs"][0].as_str().unwrap().ends_with("r2"), "{rep}");
+    assert!(
+        rep["orphan_dirs"][0].as_str().unwrap().ends_with("r2"),
+        "{rep}"
+    );
     runs_json(&db, &["delete", "1", "--files"]);
     assert!(!dir.path().join("r1").exists());
     let db_s = db.to_string_lossy();
@@ -265,7 +300,11 @@ fn bad_databases_are_clear_errors() {
     let db = d.join("good.sqlite");
     let cfg = small_config(d, 2);
     let mut a: Vec<String> = db_arg(&db).into();
-    a.extend(["train".into(), cfg.to_string_lossy().into_owned(), "--json".into()]);
+    a.extend([
+        "train".into(),
+        cfg.to_string_lossy().into_owned(),
+        "--json".into(),
+    ]);
     a.extend(["--out".into(), d.join("o").to_string_lossy().into_owned()]);
     run_ok(a);
     // Fold the write-ahead log into the file so it can be cut.
@@ -275,24 +314,42 @@ fn bad_databases_are_clear_errors() {
 
     let garbage = d.join("garbage.sqlite");
     std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
-    expect_error(&["--db", &s(&garbage), "runs", "list"], &["garbage.sqlite", "not an RLVR Studio database"]);
+    expect_error(
+        &["--db", &s(&garbage), "runs", "list"],
+        &["garbage.sqlite", "not an RLVR Studio database"],
+    );
 
     let empty = d.join("empty.sqlite");
     std::fs::write(&empty, b"").unwrap();
-    expect_error(&["--db", &s(&empty), "runs", "list"], &["empty.sqlite", "empty"]);
+    expect_error(
+        &["--db", &s(&empty), "runs", "list"],
+        &["empty.sqlite", "empty"],
+    );
 
     let folder = d.join("folder.sqlite");
     std::fs::create_dir(&folder).unwrap();
-    expect_error(&["--db", &s(&folder), "runs", "list"], &["folder.sqlite", "folder"]);
+    expect_error(
+        &["--db", &s(&folder), "runs", "list"],
+        &["folder.sqlite", "folder"],
+    );
 
     let cut = d.join("cut.sqlite");
     std::fs::write(&cut, &good[..good.len() / 3]).unwrap();
-    let out = bin().args(["--db", &s(&cut), "runs", "show", "1", "--json"]).output().unwrap();
+    let out = bin()
+        .args(["--db", &s(&cut), "runs", "show", "1", "--json"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a truncated database read as fine");
     assert!(!err.contains("panicked"), "{err}");
-    assert!(err.contains("cut.sqlite") && err.contains("damaged"), "{err}");
+    assert!(
+        err.contains("cut.sqlite") && err.contains("damaged"),
+        "{err}"
+    );
 
     let ro = Path::new("/proc/rlvr-studio-test/history.sqlite");
-    expect_error(&["--db", &s(ro), "runs", "list"], &["/proc/rlvr-studio-test"]);
+    expect_error(
+        &["--db", &s(ro), "runs", "list"],
+        &["/proc/rlvr-studio-test"],
+    );
 }

@@ -66,7 +66,10 @@ impl RunDirWriter {
                 .get("step")
                 .and_then(serde_json::Value::as_u64)
                 .is_some_and(|s| s > step as u64);
-            let ended = matches!(v.get("type").and_then(|t| t.as_str()), Some("done" | "failed"));
+            let ended = matches!(
+                v.get("type").and_then(|t| t.as_str()),
+                Some("done" | "failed")
+            );
             if !later && !ended {
                 kept.push_str(line);
                 kept.push('\n');

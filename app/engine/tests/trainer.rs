@@ -275,7 +275,10 @@ fn damaged_checkpoints_are_clear_errors() {
     let e = rlvr_engine::trainer::latest_checkpoint(dir.path())
         .unwrap_err()
         .to_string();
-    assert!(e.contains("no usable checkpoint") && e.contains("resume-0.ckpt"), "{e}");
+    assert!(
+        e.contains("no usable checkpoint") && e.contains("resume-0.ckpt"),
+        "{e}"
+    );
     let load = |bytes: &[u8]| {
         std::fs::write(&ck, bytes).unwrap();
         rlvr_engine::Trainer::new(run.clone())
@@ -284,7 +287,12 @@ fn damaged_checkpoints_are_clear_errors() {
             .unwrap_err()
             .to_string()
     };
-    for bad in [&b"junk"[..], &good[..good.len() / 2], &good[..40], &flipped[..]] {
+    for bad in [
+        &b"junk"[..],
+        &good[..good.len() / 2],
+        &good[..40],
+        &flipped[..],
+    ] {
         let e = load(bad);
         assert!(e.contains("resume-1.ckpt"), "{e}");
     }

@@ -112,9 +112,9 @@ fn explain(e: &rusqlite::Error) -> String {
             "cannot open the database (SQLite: {e}); does the folder exist and is it writable? \
              Give another location with --db"
         ),
-        Some(C::DatabaseBusy) | Some(C::DatabaseLocked) => format!(
-            "the database stayed locked by another process for too long (SQLite: {e})"
-        ),
+        Some(C::DatabaseBusy) | Some(C::DatabaseLocked) => {
+            format!("the database stayed locked by another process for too long (SQLite: {e})")
+        }
         Some(C::DiskFull) => format!("the disk is full (SQLite: {e})"),
         _ => format!("SQLite: {e}"),
     }

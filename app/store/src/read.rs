@@ -431,8 +431,21 @@ impl Store {
         let mut out: Vec<StoredGroup> = Vec::new();
         let mut last_gid = None;
         for row in rows {
-            let (gid, step, idx, prompt, answer, completion, reward, comp, passed, adv, len, tr, blob) =
-                row.map_err(|e| self.err(e))?;
+            let (
+                gid,
+                step,
+                idx,
+                prompt,
+                answer,
+                completion,
+                reward,
+                comp,
+                passed,
+                adv,
+                len,
+                tr,
+                blob,
+            ) = row.map_err(|e| self.err(e))?;
             let bad = |what: &str| {
                 StoreError::Corrupt(format!(
                     "{}: run {run_id}, step {step}, group {idx}: damaged {what}",
@@ -472,7 +485,9 @@ impl Store {
     pub fn sample_steps(&self, run_id: i64) -> Result<Vec<u64>> {
         let mut st = self
             .conn
-            .prepare_cached("SELECT DISTINCT step FROM sample_groups WHERE run_id = ?1 ORDER BY step")
+            .prepare_cached(
+                "SELECT DISTINCT step FROM sample_groups WHERE run_id = ?1 ORDER BY step",
+            )
             .map_err(|e| self.err(e))?;
         st.query_map([run_id], |r| Ok(r.get::<_, i64>(0)? as u64))
             .and_then(|rows| rows.collect())
@@ -564,7 +579,8 @@ impl Store {
             };
             for e in rd.flatten() {
                 let d = e.path();
-                let looks_like_run = d.join("config.toml").is_file() && d.join("metrics.jsonl").is_file();
+                let looks_like_run =
+                    d.join("config.toml").is_file() && d.join("metrics.jsonl").is_file();
                 if looks_like_run && !owned.contains(&d) {
                     rep.orphan_dirs.push(d.to_string_lossy().into_owned());
                 }

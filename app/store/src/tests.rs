@@ -56,7 +56,13 @@ fn group(n: usize) -> SampleGroup {
 }
 
 /// Records `steps` steps (3 groups each) of a run through the writer thread.
-fn record(store: Store, run: i64, out: &Path, steps: std::ops::RangeInclusive<usize>, keep: Option<usize>) {
+fn record(
+    store: Store,
+    run: i64,
+    out: &Path,
+    steps: std::ops::RangeInclusive<usize>,
+    keep: Option<usize>,
+) {
     let cfg = rlvr_engine::RunConfig::default();
     let w = if *steps.start() == 1 {
         RunDirWriter::create(out, &cfg).unwrap()
@@ -119,10 +125,18 @@ fn events_round_trip_through_the_writer() {
     assert_eq!(g[0].samples[1].components[0].2, "why");
     assert_eq!(g[0].samples[1].tokens.entropy, vec![0.25, 0.5]);
     let passing = store.samples(run, Some(3), Some(1.0)).unwrap();
-    assert!(passing.iter().all(|g| g.samples.len() == 1 && g.samples[0].passed));
+    assert!(passing
+        .iter()
+        .all(|g| g.samples.len() == 1 && g.samples[0].passed));
     // metrics.jsonl was written by the same thread.
     let lines = std::fs::read_to_string(dir.path().join("out/metrics.jsonl")).unwrap();
-    assert_eq!(lines.lines().filter(|l| l.contains("\"type\":\"step\"")).count(), 4);
+    assert_eq!(
+        lines
+            .lines()
+            .filter(|l| l.contains("\"type\":\"step\""))
+            .count(),
+        4
+    );
 }
 
 #[test]
@@ -148,7 +162,13 @@ fn rollback_removes_later_steps_before_a_resume() {
         .collect();
     assert_eq!(steps, vec![1, 2, 3, 4, 5, 6]);
     let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
-    assert_eq!(lines.lines().filter(|l| l.contains("\"type\":\"step\"")).count(), 6);
+    assert_eq!(
+        lines
+            .lines()
+            .filter(|l| l.contains("\"type\":\"step\""))
+            .count(),
+        6
+    );
 }
 
 #[test]
@@ -198,7 +218,10 @@ fn newer_foreign_and_damaged_files_are_refused_by_name() {
         c.execute_batch("PRAGMA user_version = 99").unwrap();
     }
     let e = Store::open(&newer).unwrap_err().to_string();
-    assert!(e.contains("newer.sqlite") && e.contains("schema version 99"), "{e}");
+    assert!(
+        e.contains("newer.sqlite") && e.contains("schema version 99"),
+        "{e}"
+    );
 
     let foreign = dir.path().join("foreign.sqlite");
     {
@@ -207,7 +230,10 @@ fn newer_foreign_and_damaged_files_are_refused_by_name() {
             .unwrap();
     }
     let e = Store::open(&foreign).unwrap_err().to_string();
-    assert!(e.contains("foreign.sqlite") && e.contains("another application"), "{e}");
+    assert!(
+        e.contains("foreign.sqlite") && e.contains("another application"),
+        "{e}"
+    );
 
     let empty = dir.path().join("empty.sqlite");
     std::fs::write(&empty, b"").unwrap();
@@ -217,7 +243,10 @@ fn newer_foreign_and_damaged_files_are_refused_by_name() {
     let junk = dir.path().join("junk.sqlite");
     std::fs::write(&junk, vec![1u8; 4096]).unwrap();
     let e = Store::open(&junk).unwrap_err().to_string();
-    assert!(e.contains("junk.sqlite") && e.contains("not an RLVR Studio database"), "{e}");
+    assert!(
+        e.contains("junk.sqlite") && e.contains("not an RLVR Studio database"),
+        "{e}"
+    );
 }
 
 #[cfg(unix)]
@@ -236,7 +265,10 @@ fn a_read_only_folder_is_a_clear_error() {
         ro.join("h.sqlite")
     };
     let e = Store::open(&target).unwrap_err().to_string();
-    assert!(e.contains(&*target.parent().unwrap().to_string_lossy()), "{e}");
+    assert!(
+        e.contains(&*target.parent().unwrap().to_string_lossy()),
+        "{e}"
+    );
     std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 

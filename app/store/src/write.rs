@@ -311,7 +311,9 @@ impl EventWriter {
     fn log(&self, store: &Store, step: usize, level: &str, message: &str) -> Result<()> {
         store
             .conn
-            .prepare_cached("INSERT INTO logs (run_id, step, level, message) VALUES (?1, ?2, ?3, ?4)")
+            .prepare_cached(
+                "INSERT INTO logs (run_id, step, level, message) VALUES (?1, ?2, ?3, ?4)",
+            )
             .and_then(|mut s| s.execute(params![self.run_id, step as i64, level, message]))
             .map_err(|e| store.err(e))?;
         Ok(())
@@ -319,7 +321,12 @@ impl EventWriter {
 
     /// Writes the rows of one event (the caller holds the transaction). `last_step` is the
     /// latest step seen, for events that carry none.
-    pub(crate) fn apply(&mut self, store: &Store, ev: &EngineEvent, last_step: usize) -> Result<()> {
+    pub(crate) fn apply(
+        &mut self,
+        store: &Store,
+        ev: &EngineEvent,
+        last_step: usize,
+    ) -> Result<()> {
         let c = &store.conn;
         let id = self.run_id;
         match ev {
@@ -402,7 +409,10 @@ impl EventWriter {
     /// Records the resume checkpoint written after `step` (replacing the previous one).
     pub(crate) fn resume_written(&self, store: &Store, step: usize, path: &Path) -> Result<()> {
         let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let tx = store.conn.unchecked_transaction().map_err(|e| store.err(e))?;
+        let tx = store
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| store.err(e))?;
         tx.execute(
             "DELETE FROM checkpoints WHERE run_id = ?1 AND kind = 'resume'",
             [self.run_id],
@@ -457,7 +467,10 @@ pub(crate) fn find_run(store: &Store, reference: &str) -> Result<Option<i64>> {
         many => Err(StoreError::NoSuchRun(format!(
             "{} runs are named {reference:?} (ids {}); give the id",
             many.len(),
-            many.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }

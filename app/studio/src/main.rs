@@ -1,6 +1,7 @@
 //! `rlvr-studio`: the RLVR Studio binary. Subcommands run the engine headless.
 
 mod bench;
+mod bench_store;
 mod compare;
 mod runs;
 mod train;
@@ -34,6 +35,8 @@ enum Cmd {
     Pretrain(train::PretrainArgs),
     /// Measure rollout and training throughput (tokens/s, GFLOP/s) of a model.
     Bench(bench::BenchArgs),
+    /// Measure the run history's cost: writer time and step overhead, list and series latency.
+    BenchStore(bench_store::BenchStoreArgs),
     /// Print a config with every key and its default value.
     DefaultConfig,
     /// Complete prompts with a model and print each completion with its per-token log-probs.
@@ -99,6 +102,10 @@ fn main() -> std::process::ExitCode {
         Some(Cmd::Generate(args)) => {
             tune_process(1);
             bench::generate_cmd(args)
+        }
+        Some(Cmd::BenchStore(args)) => {
+            tune_process(threads_for_model(&bench::default_model(), 0));
+            bench_store::bench_store(args)
         }
         Some(Cmd::DefaultConfig) => {
             print!("{}", rlvr_engine::RunConfig::default().to_toml());

@@ -658,9 +658,7 @@ fn delete(store: &Store, a: DeleteArgs) -> anyhow::Result<()> {
     let id = store.resolve(&a.run)?;
     let run: RunRow = store.run(id)?;
     if run.status == RunStatus::Running {
-        anyhow::bail!(
-            "run {id} is still running; stop it before deleting its history"
-        );
+        anyhow::bail!("run {id} is still running; stop it before deleting its history");
     }
     store.delete_run(id)?;
     let mut removed = None;

@@ -160,7 +160,10 @@ fn start_resumed(store: &Store, reference: &str, args: &TrainArgs) -> anyhow::Re
     let id = store.resolve(reference)?;
     let run = store.run(id)?;
     if run.status == RunStatus::Running {
-        anyhow::bail!("run {id} ({:?}) is still running in another process", run.name);
+        anyhow::bail!(
+            "run {id} ({:?}) is still running in another process",
+            run.name
+        );
     }
     let mut cfg = RunConfig::from_toml(&run.config)
         .with_context(|| format!("stored configuration of run {id}"))?;

@@ -108,8 +108,8 @@ impl ResumeState {
     /// Serializes it into `buf` (cleared first; reusing one buffer avoids fresh allocations):
     /// the safetensors document, then the CRC-32 trailer.
     pub fn encode(&self, buf: &mut Vec<u8>) -> Result<()> {
-        let state = serde_json::to_string(&self.state)
-            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        let state =
+            serde_json::to_string(&self.state).map_err(|e| EngineError::Internal(e.to_string()))?;
         let mut meta = HashMap::from([(STATE_KEY.to_string(), state)]);
         if let Some(r) = &self.rehearsal {
             meta.insert(REHEARSAL_KEY.to_string(), r.clone());
@@ -265,9 +265,9 @@ impl Trainer {
             }
         }
         let rehearsal = match &self.rehearsal {
-            Some(r) => Some(
-                serde_json::to_string(r).map_err(|e| EngineError::Internal(e.to_string()))?,
-            ),
+            Some(r) => {
+                Some(serde_json::to_string(r).map_err(|e| EngineError::Internal(e.to_string()))?)
+            }
             None => None,
         };
         let tensors = tensors
@@ -348,10 +348,10 @@ impl Trainer {
                 .load_state(state.critic_optimizer_steps.unwrap_or(0), m, v)?;
         }
         if let Some(text) = rehearsal {
-            self.rehearsal = Some(
-                serde_json::from_str(&text)
-                    .map_err(|e| EngineError::model(path, format!("invalid rehearsal set: {e}")))?,
-            );
+            self.rehearsal =
+                Some(serde_json::from_str(&text).map_err(|e| {
+                    EngineError::model(path, format!("invalid rehearsal set: {e}"))
+                })?);
         }
         self.rng = state.rng.restore(path)?;
         self.noise_rng = state.noise_rng.restore(path)?;

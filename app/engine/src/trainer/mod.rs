@@ -229,7 +229,9 @@ impl Trainer {
             workers: self.workers,
             seed: self.cfg.seed,
             engine_version: env!("CARGO_PKG_VERSION").to_string(),
-            dataset_hash: self.split.fingerprint(&serde_json::to_string(&self.cfg.task).unwrap_or_default()),
+            dataset_hash: self
+                .split
+                .fingerprint(&serde_json::to_string(&self.cfg.task).unwrap_or_default()),
             start_step: self.step,
         }
     }
@@ -486,9 +488,8 @@ pub fn spawn_with(cfg: RunConfig, resume: bool) -> std::io::Result<RunHandle> {
             let result = Trainer::new(cfg).and_then(|mut t| {
                 if resume {
                     let dir = t.cfg.output_dir();
-                    let (path, _) = latest_checkpoint(&dir)?.ok_or_else(|| {
-                        EngineError::model(&dir, "no checkpoint to resume from")
-                    })?;
+                    let (path, _) = latest_checkpoint(&dir)?
+                        .ok_or_else(|| EngineError::model(&dir, "no checkpoint to resume from"))?;
                     t.load_checkpoint(&path)?;
                 }
                 let mut sink = |e: EngineEvent| {
