@@ -125,7 +125,10 @@ fn killed_runs_resume_to_the_uninterrupted_history() {
             .spawn()
             .unwrap();
         let killed = if kills < 4 {
-            let ms = rng.random_range(whole_ms / 10..whole_ms * 8 / 10);
+            // A moment within the work left (startup included), so most kills land mid-run.
+            let left = (steps as u64 - before.unwrap_or(0)).max(1);
+            let span = whole_ms * left / steps as u64;
+            let ms = rng.random_range(span / 10..(span * 7 / 10).max(span / 10 + 1));
             delays.push(ms);
             std::thread::sleep(Duration::from_millis(ms));
             child.kill().is_ok()
