@@ -30,6 +30,18 @@ fn db_arg(db: &Path) -> [String; 2] {
     ["--db".into(), db.to_string_lossy().into_owned()]
 }
 
+/// `--db DB train CFG --json --out OUT`.
+fn train_args(db: &Path, cfg: &Path, out: &Path) -> Vec<String> {
+    let mut a: Vec<String> = db_arg(db).into();
+    a.extend([
+        "train".into(),
+        cfg.to_string_lossy().into_owned(),
+        "--json".into(),
+    ]);
+    a.extend(["--out".into(), out.to_string_lossy().into_owned()]);
+    a
+}
+
 fn runs_json(db: &Path, args: &[&str]) -> Vec<serde_json::Value> {
     let mut a: Vec<String> = db_arg(db).into();
     a.push("runs".into());
@@ -68,16 +80,7 @@ fn killed_runs_resume_to_the_uninterrupted_history() {
     let steps = 60;
     let cfg = small_config(dir.path(), steps);
     let (db_a, db_b) = (dir.path().join("a.sqlite"), dir.path().join("b.sqlite"));
-    let mut a: Vec<String> = db_arg(&db_a).into();
-    a.extend([
-        "train".into(),
-        cfg.to_string_lossy().into_owned(),
-        "--json".into(),
-    ]);
-    a.extend([
-        "--out".into(),
-        dir.path().join("out-a").to_string_lossy().into_owned(),
-    ]);
+    let a = train_args(&db_a, &cfg, &dir.path().join("out-a"));
     let t0 = std::time::Instant::now();
     run_ok(a);
     let whole_ms = t0.elapsed().as_millis() as u64;
@@ -188,16 +191,7 @@ fn runs_commands_list_show_diff_samples_export_delete_check() {
     let db = dir.path().join("h.sqlite");
     let cfg = small_config(dir.path(), 4);
     let train = |out: &str, extra: &[&str]| {
-        let mut a: Vec<String> = db_arg(&db).into();
-        a.extend([
-            "train".into(),
-            cfg.to_string_lossy().into_owned(),
-            "--json".into(),
-        ]);
-        a.extend([
-            "--out".into(),
-            dir.path().join(out).to_string_lossy().into_owned(),
-        ]);
+        let mut a = train_args(&db, &cfg, &dir.path().join(out));
         a.extend(extra.iter().map(|s| s.to_string()));
         run_ok(a);
     };
@@ -302,15 +296,8 @@ fn bad_databases_are_clear_errors() {
     let d = dir.path();
     let db = d.join("good.sqlite");
     let cfg = small_config(d, 2);
-    let mut a: Vec<String> = db_arg(&db).into();
-    a.extend([
-        "train".into(),
-        cfg.to_string_lossy().into_owned(),
-        "--json".into(),
-    ]);
-    a.extend(["--out".into(), d.join("o").to_string_lossy().into_owned()]);
-    run_ok(a);
-    // Fold the write-ahead log into the file so it can be cut.
+    run_ok(train_args(&db, &cfg, &d.join("o")));
+    // Closing the last connection folded the write-ahead log into the file, so it can be cut.
     let good = std::fs::read(&db).unwrap();
     assert!(good.len() > 20_000, "{}", good.len());
     let s = |p: &Path| p.to_string_lossy().into_owned();

@@ -10,7 +10,8 @@ use rlvr_engine::tasks::ALPHABET;
 use rlvr_engine::tokenizer::Tok;
 use rlvr_engine::{Command, RunConfig};
 
-fn tiny_run(dir: &std::path::Path) -> RunConfig {
+/// Writes a one-layer, 32-wide model folder.
+fn tiny_model(dir: &std::path::Path) {
     let tok = Tok::char_level(ALPHABET).unwrap();
     let mut cfg = ModelConfig::tiny(tok.vocab_size(), 1, 2, 0);
     cfg.hidden_size = 32;
@@ -18,8 +19,12 @@ fn tiny_run(dir: &std::path::Path) -> RunConfig {
     cfg.num_hidden_layers = 1;
     Policy::init(cfg, tok, 1, &Device::Cpu)
         .unwrap()
-        .save(&dir.join("model"))
+        .save(dir)
         .unwrap();
+}
+
+fn tiny_run(dir: &std::path::Path) -> RunConfig {
+    tiny_model(&dir.join("model"));
     let mut run = RunConfig::from_toml(
         "steps = 1000\n[rollout]\nprompts_per_step = 2\ngroup_size = 2\n[eval]\nevery = 0\nheldout_size = 4\n",
     )
@@ -299,15 +304,7 @@ fn damaged_checkpoints_are_clear_errors() {
     // A checkpoint of another model.
     let mut other = default_policy_run("");
     let small = dir.path().join("small");
-    let tok = Tok::char_level(ALPHABET).unwrap();
-    let mut mc = ModelConfig::tiny(tok.vocab_size(), 1, 2, 0);
-    mc.hidden_size = 32;
-    mc.intermediate_size = 64;
-    mc.num_hidden_layers = 1;
-    Policy::init(mc, tok, 1, &Device::Cpu)
-        .unwrap()
-        .save(&small)
-        .unwrap();
+    tiny_model(&small);
     other.model.path = small;
     other.output.dir = dir.path().join("o");
     let mut o = rlvr_engine::Trainer::new(other).unwrap();
