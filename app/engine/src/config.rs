@@ -11,6 +11,7 @@ use crate::algo::advantage::{self, EstimatorInfo};
 use crate::algo::params::{ParamValue, Params};
 use crate::algo::{Aggregation, KlEstimator, RatioLevel};
 use crate::error::{EngineError, Result};
+use crate::extensions::{ComponentKind, Extensions};
 use crate::optim::Schedule;
 use crate::sampling::SamplingConfig;
 use crate::tasks::TaskConfig;
@@ -45,6 +46,8 @@ pub struct RunConfig {
     pub eval: EvalConfig,
     /// Where results go.
     pub output: OutputConfig,
+    /// Plugin libraries: extra folders, isolation, deadlines.
+    pub plugins: PluginsConfig,
 }
 
 impl Default for RunConfig {
@@ -62,6 +65,7 @@ impl Default for RunConfig {
             optim: OptimConfig::default(),
             eval: EvalConfig::default(),
             output: OutputConfig::default(),
+            plugins: PluginsConfig::default(),
         }
     }
 }
@@ -105,6 +109,11 @@ pub struct RolloutConfig {
     pub top_p: f32,
     /// Min-p filter in [0, 1), 0 = off. Default 0.
     pub min_p: f32,
+    /// A plugin sampler that transforms each row's next-token logits before the built-in
+    /// filters ("" = none). Default "".
+    pub sampler: String,
+    /// The plugin sampler's parameters (checked against its specs).
+    pub sampler_params: BTreeMap<String, ParamValue>,
 }
 
 impl Default for RolloutConfig {
@@ -118,6 +127,8 @@ impl Default for RolloutConfig {
             top_k: s.top_k,
             top_p: s.top_p,
             min_p: s.min_p,
+            sampler: String::new(),
+            sampler_params: BTreeMap::new(),
         }
     }
 }
@@ -307,6 +318,60 @@ pub struct RewardConfig {
     /// False-positive rate the correction assumes; negative = use `flip_false_positive`.
     /// Default -1.
     pub assumed_false_positive: f64,
+    /// The verifier that decides pass/fail and gives the main reward: "task" (the task's own
+    /// exact verifier) or the name of a plugin verifier. Default "task".
+    pub verifier: String,
+    /// The plugin verifier's parameters.
+    pub verifier_params: BTreeMap<String, ParamValue>,
+    /// Extra reward components (plugin verifiers or rubrics), each added with its weight.
+    pub components: Vec<RewardComponentConfig>,
+}
+
+/// One `[[rewards.components]]` entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RewardComponentConfig {
+    /// Component name (a plugin verifier or rubric).
+    pub name: String,
+    /// Weight of its score in the total reward; 0 = logged only. -100..=100, default 1.
+    pub weight: f64,
+    /// Its parameters (checked against its specs).
+    pub params: BTreeMap<String, ParamValue>,
+}
+
+impl Default for RewardComponentConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            weight: 1.0,
+            params: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[plugins]`: where plugin libraries come from and how they are hosted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Extra folders scanned for plugin libraries (beside the user plugin folder and
+    /// `--plugins DIR`).
+    pub dirs: Vec<PathBuf>,
+    /// Plugins (by name) hosted in a child process: a crash or an endless loop kills only the
+    /// child, which is restarted. Default none (in-process).
+    pub isolated: Vec<String>,
+    /// Deadline of one plugin call in milliseconds (a verifier batch, an algorithm step, one
+    /// sampler call). 1..=600000, default 10000.
+    pub deadline_ms: u64,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dirs: Vec::new(),
+            isolated: Vec::new(),
+            deadline_ms: 10_000,
+        }
+    }
 }
 
 impl Default for RewardConfig {
@@ -317,6 +382,9 @@ impl Default for RewardConfig {
             correction: NoiseCorrection::None,
             assumed_false_negative: -1.0,
             assumed_false_positive: -1.0,
+            verifier: "task".into(),
+            verifier_params: BTreeMap::new(),
+            components: Vec::new(),
         }
     }
 }
@@ -516,8 +584,70 @@ impl RunConfig {
         toml::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// Checks every range. The error names the dotted key.
+    /// Checks every range without plugins: a config naming a plugin component is an error.
     pub fn validate(&self) -> Result<()> {
+        self.validate_with(&Extensions::none())
+    }
+
+    /// Checks every range, and every plugin component named (sampler, verifier, reward
+    /// components, algorithm) against the components `ext` offers and their parameter specs.
+    pub fn validate_with(&self, ext: &Extensions) -> Result<()> {
+        use ComponentKind as K;
+        if !self.rollout.sampler.is_empty() {
+            ext.check_params(
+                "rollout.sampler",
+                "rollout.sampler_params",
+                &[K::Sampler],
+                &self.rollout.sampler,
+                &self.rollout.sampler_params,
+            )?;
+        }
+        if self.rewards.verifier != "task" {
+            ext.check_params(
+                "rewards.verifier",
+                "rewards.verifier_params",
+                &[K::Verifier],
+                &self.rewards.verifier,
+                &self.rewards.verifier_params,
+            )?;
+        }
+        for (i, c) in self.rewards.components.iter().enumerate() {
+            let key = format!("rewards.components[{i}]");
+            check(
+                &format!("{key}.weight"),
+                c.weight,
+                -100.0,
+                100.0,
+                "-100..=100",
+            )?;
+            ext.check_params(
+                &format!("{key}.name"),
+                &format!("{key}.params"),
+                &[K::Verifier, K::Rubric],
+                &c.name,
+                &c.params,
+            )?;
+        }
+        if advantage::find(&self.algorithm.advantage).is_none() {
+            if let Some(info) = ext.find(&[K::Algorithm], &self.algorithm.advantage) {
+                Params::resolve(
+                    "algorithm.advantage_params",
+                    &info.params,
+                    &self.algorithm.advantage_params,
+                )?;
+            }
+        }
+        check(
+            "plugins.deadline_ms",
+            self.plugins.deadline_ms,
+            1,
+            600_000,
+            "1..=600000",
+        )?;
+        self.validate_builtin(ext)
+    }
+
+    fn validate_builtin(&self, ext: &Extensions) -> Result<()> {
         check("steps", self.steps, 1, 1_000_000, "1..=1000000")?;
         check("threads", self.threads, 0, 256, "0..=256 (0 = automatic)")?;
         self.task.validate()?;
@@ -549,7 +679,12 @@ impl RunConfig {
         )?;
         check("algorithm.kl_coef", a.kl_coef, 0.0, 10.0, "0..=10")?;
         check("algorithm.inner_updates", a.inner_updates, 1, 64, "1..=64")?;
-        a.estimator()?;
+        if ext
+            .find(&[crate::extensions::ComponentKind::Algorithm], &a.advantage)
+            .is_none()
+        {
+            a.estimator()?;
+        }
         check(
             "algorithm.resample_rounds",
             a.resample_rounds,

@@ -55,6 +55,9 @@ pub enum EngineError {
     /// A worker thread failed or an internal invariant broke (a bug: please report it).
     #[error("internal error: {0}")]
     Internal(String),
+    /// A plugin component could not be set up.
+    #[error("plugin: {0}")]
+    Plugin(String),
     /// The run was stopped by a command.
     #[error("run stopped")]
     Stopped,

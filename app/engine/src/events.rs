@@ -43,6 +43,10 @@ pub struct StepMetrics {
     pub reward_std: f64,
     /// Mean/std per reward component (by component name).
     pub reward_components: BTreeMap<String, MeanStd>,
+    /// Errors of plugin components during the step (by component name): a panic, an error
+    /// value, a non-finite result or a missed deadline. Absent when none occurred.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plugin_errors: BTreeMap<String, usize>,
     /// Fraction of sampled completions the verifier passed.
     pub accuracy: f64,
     /// Fraction of completions the (possibly noisy) reward reported as passed.

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod extensions;
 pub mod model;
 pub mod ops;
 pub mod optim;

@@ -194,6 +194,9 @@ pub struct GenParams {
     pub sampling: SamplingConfig,
     /// Use the KV cache (false recomputes the whole prefix each step: slow, for checking).
     pub use_cache: bool,
+    /// A plugin sampler applied to each row's logits before the built-in sampler (the recorded
+    /// log-probs and entropies stay those of the policy).
+    pub hook: Option<crate::extensions::SamplerHook>,
 }
 
 /// One random stream per row: row `r` draws from ChaCha8(`seed`) stream `r`, so a row's samples
@@ -249,7 +252,9 @@ pub fn generate(
         pad: pad_id,
         ref sampling,
         use_cache,
+        ref hook,
     } = *params;
+    let mut scratch = Vec::new();
     let n = prompts.len();
     if rngs.len() != n {
         return Err(EngineError::Internal(format!(
@@ -298,6 +303,9 @@ pub fn generate(
             c.top_probs.push((max - lse).exp());
             raw.clear();
             raw.extend_from_slice(row);
+            if let Some(h) = hook {
+                h.apply(row, &mut scratch, c.tokens.len(), &c.tokens);
+            }
             let tok = sampling.sample(row, &mut rngs[r]);
             c.logprobs.push(raw[tok as usize] - lse);
             c.entropies.push(entropy);

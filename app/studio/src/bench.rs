@@ -103,6 +103,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         pad: tok.pad,
         sampling: SamplingConfig::default(),
         use_cache: true,
+        hook: None,
     };
     let mut roll = Vec::new();
     let mut roll_tokens = Vec::new();
@@ -283,6 +284,7 @@ pub fn generate_cmd(args: GenerateArgs) -> anyhow::Result<()> {
         pad: tok.pad,
         sampling,
         use_cache: true,
+        hook: None,
     };
     let outs = generate(
         &view,

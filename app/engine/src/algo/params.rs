@@ -2,6 +2,7 @@
 //! plugins later). A spec carries the name, default, range and help text a form needs; values
 //! from a config are checked against the specs with errors that name the key.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -18,13 +19,15 @@ pub enum ParamKind {
     Int,
     /// A switch (0 or 1 in the value map).
     Bool,
+    /// A string (plugin parameters: a pattern, a file path...).
+    Text,
 }
 
 /// One parameter of a component.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ParamSpec {
     /// Key in the config.
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     /// Kind.
     pub kind: ParamKind,
     /// Default value.
@@ -34,7 +37,10 @@ pub struct ParamSpec {
     /// Largest allowed value.
     pub max: f64,
     /// One-line help text.
-    pub help: &'static str,
+    pub help: Cow<'static, str>,
+    /// Default of a text parameter.
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    pub default_text: Cow<'static, str>,
 }
 
 impl ParamSpec {
@@ -47,12 +53,13 @@ impl ParamSpec {
         help: &'static str,
     ) -> Self {
         Self {
-            name,
+            name: Cow::Borrowed(name),
             kind: ParamKind::Float,
             default,
             min,
             max,
-            help,
+            help: Cow::Borrowed(help),
+            default_text: Cow::Borrowed(""),
         }
     }
 
@@ -65,24 +72,43 @@ impl ParamSpec {
         help: &'static str,
     ) -> Self {
         Self {
-            name,
+            name: Cow::Borrowed(name),
             kind: ParamKind::Int,
             default,
             min,
             max,
-            help,
+            help: Cow::Borrowed(help),
+            default_text: Cow::Borrowed(""),
         }
     }
 
     /// A boolean parameter.
     pub const fn bool(name: &'static str, default: bool, help: &'static str) -> Self {
         Self {
-            name,
+            name: Cow::Borrowed(name),
             kind: ParamKind::Bool,
             default: if default { 1.0 } else { 0.0 },
             min: 0.0,
             max: 1.0,
-            help,
+            help: Cow::Borrowed(help),
+            default_text: Cow::Borrowed(""),
+        }
+    }
+
+    /// A text parameter.
+    pub fn text(
+        name: impl Into<String>,
+        default: impl Into<String>,
+        help: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: Cow::Owned(name.into()),
+            kind: ParamKind::Text,
+            default: 0.0,
+            min: 0.0,
+            max: 0.0,
+            help: Cow::Owned(help.into()),
+            default_text: Cow::Owned(default.into()),
         }
     }
 }
@@ -97,11 +123,16 @@ pub enum ParamValue {
     Int(i64),
     /// A float.
     Float(f64),
+    /// A string.
+    Text(String),
 }
 
 /// Checked parameter values, every spec present (defaults filled in).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Params(BTreeMap<&'static str, f64>);
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Params {
+    numbers: BTreeMap<String, f64>,
+    texts: BTreeMap<String, String>,
+}
 
 impl Params {
     /// Validates `values` (from the config section `section`) against `specs`.
@@ -111,8 +142,8 @@ impl Params {
         values: &BTreeMap<String, ParamValue>,
     ) -> Result<Self> {
         for key in values.keys() {
-            if !specs.iter().any(|s| s.name == key) {
-                let known: Vec<&str> = specs.iter().map(|s| s.name).collect();
+            if !specs.iter().any(|s| s.name == key.as_str()) {
+                let known: Vec<&str> = specs.iter().map(|s| s.name.as_ref()).collect();
                 return Err(EngineError::config(
                     &format!("{section}.{key}"),
                     "?",
@@ -124,10 +155,25 @@ impl Params {
                 ));
             }
         }
-        let mut out = BTreeMap::new();
+        let mut out = Params::default();
         for s in specs {
             let key = format!("{section}.{}", s.name);
-            let v = match (values.get(s.name), s.kind) {
+            if s.kind == ParamKind::Text {
+                let text = match values.get(s.name.as_ref()) {
+                    None => s.default_text.to_string(),
+                    Some(ParamValue::Text(t)) => t.clone(),
+                    Some(other) => {
+                        return Err(EngineError::config(
+                            &key,
+                            format!("{other:?}"),
+                            format!("expected a string ({})", s.help),
+                        ))
+                    }
+                };
+                out.texts.insert(s.name.to_string(), text);
+                continue;
+            }
+            let v = match (values.get(s.name.as_ref()), s.kind) {
                 (None, _) => s.default,
                 (Some(ParamValue::Bool(b)), ParamKind::Bool) => f64::from(u8::from(*b)),
                 (Some(ParamValue::Int(i)), ParamKind::Int | ParamKind::Float) => *i as f64,
@@ -147,14 +193,31 @@ impl Params {
                     format!("expected {}..={} ({})", s.min, s.max, s.help),
                 ));
             }
-            out.insert(s.name, v);
+            out.numbers.insert(s.name.to_string(), v);
         }
-        Ok(Self(out))
+        Ok(out)
     }
 
     /// A float value (0 if the spec list had no such name: a programming error caught by tests).
     pub fn f(&self, name: &str) -> f64 {
-        self.0.get(name).copied().unwrap_or(0.0)
+        self.numbers.get(name).copied().unwrap_or(0.0)
+    }
+
+    /// A text value ("" if absent).
+    pub fn text(&self, name: &str) -> &str {
+        self.texts.get(name).map(String::as_str).unwrap_or_default()
+    }
+
+    /// Every value as a JSON object (what plugins receive): numbers as numbers, texts as strings.
+    pub fn to_json(&self) -> String {
+        let mut m = serde_json::Map::new();
+        for (k, v) in &self.numbers {
+            m.insert(k.clone(), serde_json::json!(v));
+        }
+        for (k, v) in &self.texts {
+            m.insert(k.clone(), serde_json::Value::String(v.clone()));
+        }
+        serde_json::Value::Object(m).to_string()
     }
 
     /// A boolean value.

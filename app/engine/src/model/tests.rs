@@ -124,6 +124,7 @@ fn kv_cache_generation_matches_full_recompute() {
             pad: 0,
             sampling: sampling.clone(),
             use_cache,
+            hook: None,
         };
         let a = generate(&m, &pr, &params(true), &mut row_rngs(3, pr.len())).unwrap();
         let b = generate(&m, &pr, &params(false), &mut row_rngs(3, pr.len())).unwrap();
@@ -201,6 +202,7 @@ fn rollout_logprobs_match_the_training_forward() {
         pad: 0,
         sampling: SamplingConfig::default(),
         use_cache: true,
+        hook: None,
     };
     let outs = generate(&m, &pr, &params, &mut row_rngs(5, pr.len())).unwrap();
     let prs: Vec<&[u32]> = pr.iter().map(Vec::as_slice).collect();

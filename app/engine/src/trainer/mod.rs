@@ -3,6 +3,7 @@
 //! The step itself (rollout, rewards, advantages, update) lives in [`step`].
 
 mod checkpoint;
+mod components;
 mod step;
 
 pub use checkpoint::{
@@ -21,6 +22,7 @@ use crate::algo::{self, advantage::AdvantageEstimator};
 use crate::config::RunConfig;
 use crate::error::{EngineError, Result};
 use crate::events::{EngineEvent, EvalMetrics, RunInfo, RunSummary};
+use crate::extensions::Extensions;
 use crate::model::{Policy, Transformer};
 use crate::optim::{AdamW, AdamWParams};
 use crate::sampling::{generate_parallel, row_rngs, Completion, GenParams, SamplingConfig};
@@ -62,6 +64,7 @@ pub struct Trainer {
     noise_rng: ChaCha8Rng,
     rehearsal: Option<step::Rehearsal>,
     critic: Option<step::Critic>,
+    components: components::RunComponents,
 }
 
 /// Models below this size run one candle thread per worker and split the batch across workers;
@@ -101,7 +104,14 @@ pub fn auto_workers(params: usize, configured: usize) -> usize {
 impl Trainer {
     /// Loads the policy and sets up the task split, optimizer and reference model.
     pub fn new(cfg: RunConfig) -> Result<Self> {
-        cfg.validate()?;
+        Self::with_extensions(cfg, &Extensions::none())
+    }
+
+    /// [`Trainer::new`] with plugin components: the config may name any component `ext` offers
+    /// (verifier, reward components, sampler, algorithm).
+    pub fn with_extensions(cfg: RunConfig, ext: &Extensions) -> Result<Self> {
+        cfg.validate_with(ext)?;
+        let components = components::RunComponents::build(&cfg, ext)?;
         let device = Device::Cpu;
         let policy = Policy::load(&cfg.model.path, &device)?;
         let task = cfg.task.build()?;
@@ -163,7 +173,13 @@ impl Trainer {
         rng.set_stream(1);
         let mut noise_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         noise_rng.set_stream(3);
-        let (info, params) = cfg.algorithm.estimator()?;
+        // A plugin algorithm falls back to GRPO for a step where it fails.
+        let (info, params) = if components.algorithm.is_some() {
+            let fallback = crate::config::AlgorithmConfig::default();
+            fallback.estimator()?
+        } else {
+            cfg.algorithm.estimator()?
+        };
         let estimator = (info.build)(&params);
         let critic = match estimator.critic() {
             Some(cp) => Some(step::Critic::new(&policy, cp)?),
@@ -186,6 +202,7 @@ impl Trainer {
             noise_rng,
             rehearsal: None,
             critic,
+            components,
         })
     }
 
@@ -212,6 +229,7 @@ impl Trainer {
             pad: self.policy.tok.pad,
             sampling,
             use_cache: true,
+            hook: None,
         }
     }
 
@@ -240,10 +258,23 @@ impl Trainer {
         self.started.elapsed().as_secs_f64()
     }
 
-    fn verify(&self, problem: &Problem, completion: &Completion) -> Result<(String, Verdict)> {
-        let text = self.policy.tok.decode(&completion.tokens)?;
-        let verdict = self.split.task().verify(problem, &text);
-        Ok((text, verdict))
+    /// Verdicts of the run's verifier for completions of the given problems (batched).
+    fn verify_all(&self, pairs: &[(&Problem, &Completion)]) -> Result<Vec<Verdict>> {
+        let texts = pairs
+            .iter()
+            .map(|(_, c)| self.policy.tok.decode(&c.tokens))
+            .collect::<Result<Vec<_>>>()?;
+        let items: Vec<(&Problem, &str)> = pairs
+            .iter()
+            .zip(&texts)
+            .map(|((p, _), t)| (*p, t.as_str()))
+            .collect();
+        Ok(self
+            .components
+            .verify(self.split.task(), &items)
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect())
     }
 
     /// Held-out evaluation: greedy accuracy, sampled pass@1 and unbiased pass@k.
@@ -268,9 +299,12 @@ impl Trainer {
         for (ci, ps) in prompts.chunks(EVAL_CHUNK).enumerate() {
             let mut rngs = row_rngs(0, ps.len());
             let outs = generate_parallel(&view, ps, &greedy, &mut rngs, self.workers)?;
-            for (j, c) in outs.iter().enumerate() {
-                greedy_ok += usize::from(self.verify(&heldout[ci * EVAL_CHUNK + j], c)?.1.passed);
-            }
+            let pairs: Vec<(&Problem, &Completion)> = outs
+                .iter()
+                .enumerate()
+                .map(|(j, c)| (&heldout[ci * EVAL_CHUNK + j], c))
+                .collect();
+            greedy_ok += self.verify_all(&pairs)?.iter().filter(|v| v.passed).count();
         }
         let k = self.cfg.eval_samples();
         let rows: Vec<(usize, &Vec<u32>)> = prompts
@@ -284,8 +318,12 @@ impl Trainer {
             let ps: Vec<Vec<u32>> = part.iter().map(|(_, p)| (*p).clone()).collect();
             let mut rngs = row_rngs(rng.next_u64(), ps.len());
             let outs = generate_parallel(&view, &ps, &sampled, &mut rngs, self.workers)?;
-            for ((i, _), c) in part.iter().zip(&outs) {
-                let v = self.verify(&heldout[*i], c)?.1;
+            let pairs: Vec<(&Problem, &Completion)> = part
+                .iter()
+                .zip(&outs)
+                .map(|((i, _), c)| (&heldout[*i], c))
+                .collect();
+            for ((i, _), v) in part.iter().zip(self.verify_all(&pairs)?) {
                 correct[*i] += usize::from(v.passed);
                 score_sum += f64::from(v.score);
             }
@@ -378,7 +416,16 @@ impl Trainer {
             if stopped {
                 break;
             }
-            let (m, groups) = self.train_step()?;
+            let (mut m, groups) = self.train_step()?;
+            for (name, (count, first)) in self.components.errors.drain() {
+                sink(EngineEvent::Log {
+                    message: format!(
+                        "plugin component {name}: {count} error(s) in step {}; first: {first}",
+                        m.step
+                    ),
+                });
+                m.plugin_errors.insert(name, count);
+            }
             step_time += m.step_time_s;
             sink(EngineEvent::Samples {
                 step: m.step,
@@ -480,12 +527,17 @@ pub fn spawn(cfg: RunConfig) -> std::io::Result<RunHandle> {
 
 /// [`spawn`], optionally resuming from the run's checkpoint.
 pub fn spawn_with(cfg: RunConfig, resume: bool) -> std::io::Result<RunHandle> {
+    spawn_ext(cfg, resume, Extensions::none())
+}
+
+/// [`spawn_with`] with plugin components.
+pub fn spawn_ext(cfg: RunConfig, resume: bool, ext: Extensions) -> std::io::Result<RunHandle> {
     let (ctx, crx) = crossbeam_channel::bounded(64);
     let (etx, erx) = crossbeam_channel::bounded(1024);
     let thread = std::thread::Builder::new()
         .name("engine".into())
         .spawn(move || {
-            let result = Trainer::new(cfg).and_then(|mut t| {
+            let result = Trainer::with_extensions(cfg, &ext).and_then(|mut t| {
                 if resume {
                     let dir = t.cfg.output_dir();
                     let (path, _) = latest_checkpoint(&dir)?

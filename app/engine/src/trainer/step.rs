@@ -14,6 +14,7 @@ use crate::batch::TrainBatch;
 use crate::config::{Divergence, NoiseCorrection, Overlong, ZeroVariance};
 use crate::error::{EngineError, Result};
 use crate::events::{MeanStd, SampleGroup, SampleRecord, StepMetrics, TokenStats};
+use crate::extensions::{AlgoBatch, AlgoOutput};
 use crate::model::Transformer;
 use crate::optim;
 use crate::rewards;
@@ -296,22 +297,31 @@ impl Trainer {
             .collect();
         let view = self.policy.frozen_view()?;
         let mut rngs = row_rngs(self.rng.next_u64(), rows.len());
-        let params = self.gen_params(self.cfg.rollout.sampling());
+        let mut params = self.gen_params(self.cfg.rollout.sampling());
+        params.hook = self.components.sampler.clone();
         let mut completions = generate_parallel(&view, &rows, &params, &mut rngs, self.workers)?;
         let rw = self.cfg.rewards.clone();
         let (fn_rate, fp_rate) = rw.assumed_rates();
-        let task_name = self.cfg.task.name().to_string();
+        let verifier_name = match &self.components.verifier {
+            Some((name, _)) => name.clone(),
+            None => self.cfg.task.name().to_string(),
+        };
         let alg = &self.cfg.algorithm;
         let mut groups = Vec::with_capacity(n);
         for (problem, prompt) in problems.into_iter().zip(prompts).rev() {
             let comps: Vec<Completion> = completions.split_off(completions.len() - g);
-            let mut texts = Vec::with_capacity(g);
-            let mut verdicts = Vec::with_capacity(g);
-            for c in &comps {
-                let text = tok.decode(&c.tokens)?;
-                verdicts.push(self.split.task().verify(&problem, &text));
-                texts.push(text);
-            }
+            let texts = comps
+                .iter()
+                .map(|c| tok.decode(&c.tokens))
+                .collect::<Result<Vec<_>>>()?;
+            let items: Vec<(&Problem, &str)> =
+                texts.iter().map(|t| (&problem, t.as_str())).collect();
+            let (verdicts, sub_scores): (Vec<_>, Vec<_>) = self
+                .components
+                .verify(self.split.task(), &items)
+                .into_iter()
+                .unzip();
+            let extra = self.components.extra(&items);
             let passed: Vec<bool> = verdicts.iter().map(|v| v.passed).collect();
             let noisy = rw.flip_false_negative > 0.0 || rw.flip_false_positive > 0.0;
             let observed = if noisy {
@@ -339,8 +349,10 @@ impl Trainer {
                 if observed[i] != passed[i] {
                     reason = format!("{reason} [flipped by injected verifier noise]");
                 }
-                let mut comp = vec![(task_name.clone(), task_reward, reason)];
-                let mut total = task_reward;
+                let mut comp = vec![(verifier_name.clone(), task_reward, reason)];
+                comp.extend(sub_scores[i].iter().cloned());
+                comp.extend(extra[i].0.iter().cloned());
+                let mut total = task_reward + extra[i].1;
                 if alg.overlong == Overlong::Soft {
                     let pen = rewards::overlong_penalty(
                         comps[i].tokens.len(),
@@ -478,7 +490,28 @@ impl Trainer {
             .collect();
         let completions: Vec<&Completion> =
             groups.iter().flat_map(|gr| gr.completions.iter()).collect();
-        let (adv, token_adv, value_loss) = if self.critic.is_some() {
+        let mut plugin_weights: Option<Vec<Vec<f32>>> = None;
+        let plugin_out = match &self.components.algorithm {
+            Some((name, alg)) => {
+                let batch = algo_batch(&groups, &completions, &rewards, &observed, g);
+                let out = alg.compute(&batch).and_then(|o| split_output(o, &batch));
+                if let Err(e) = &out {
+                    self.components
+                        .errors
+                        .record(name, &format!("{e} (this step used GRPO advantages)"));
+                }
+                out.ok()
+            }
+            None => None,
+        };
+        let (adv, token_adv, value_loss) = if let Some((tok, w)) = plugin_out {
+            let per_row = tok
+                .iter()
+                .map(|a| a.iter().sum::<f32>() / a.len().max(1) as f32)
+                .collect();
+            plugin_weights = w;
+            (per_row, Some(tok), None)
+        } else if self.critic.is_some() {
             let (tok, vloss) = self.critic_advantages(&rows, &completions, &rewards)?;
             let per_row = tok
                 .iter()
@@ -522,7 +555,16 @@ impl Trainer {
                     .collect()
             })
             .collect();
-        let weighted = alg.overlong == Overlong::Mask || entropy_cut.is_some();
+        let weights: Vec<Vec<f32>> = match &plugin_weights {
+            Some(pw) => weights
+                .iter()
+                .zip(pw)
+                .map(|(w, p)| w.iter().zip(p).map(|(a, b)| a * b).collect())
+                .collect(),
+            None => weights,
+        };
+        let weighted =
+            alg.overlong == Overlong::Mask || entropy_cut.is_some() || plugin_weights.is_some();
         let mut token_stats: Vec<TokenStats> = completions
             .iter()
             .enumerate()
@@ -666,6 +708,7 @@ impl Trainer {
                 .iter()
                 .map(|(k, v)| (k.clone(), MeanStd::of(v)))
                 .collect(),
+            plugin_errors: BTreeMap::new(),
             accuracy: frac(passed_true, rows.len()),
             observed_accuracy: frac(observed.iter().filter(|p| **p).count(), rows.len()),
             entropy: MeanStd::of(&all_entropies).mean,
@@ -904,4 +947,98 @@ impl Trainer {
             * a.inner_updates;
         Ok(stats)
     }
+}
+
+/// The batch table a plugin algorithm sees.
+fn algo_batch(
+    groups: &[Group],
+    completions: &[&Completion],
+    rewards: &[f32],
+    observed: &[bool],
+    g: usize,
+) -> AlgoBatch {
+    let mut names: Vec<String> = Vec::new();
+    for gr in groups {
+        for comp in gr.components.iter().flatten() {
+            if !names.contains(&comp.0) {
+                names.push(comp.0.clone());
+            }
+        }
+    }
+    let rows = completions.len();
+    let mut values = vec![0f64; names.len() * rows];
+    let mut r = 0;
+    for gr in groups {
+        for comps in &gr.components {
+            for (name, v, _) in comps {
+                if let Some(c) = names.iter().position(|n| n == name) {
+                    values[c * rows + r] = f64::from(*v);
+                }
+            }
+            r += 1;
+        }
+    }
+    let mut offsets = Vec::with_capacity(rows + 1);
+    offsets.push(0u32);
+    let mut total = 0u32;
+    for c in completions {
+        total += c.tokens.len() as u32;
+        offsets.push(total);
+    }
+    AlgoBatch {
+        group_size: g,
+        group_ids: (0..rows).map(|i| (i / g.max(1)) as u32).collect(),
+        rewards: rewards.iter().map(|&x| f64::from(x)).collect(),
+        passed: observed.to_vec(),
+        component_names: names,
+        component_values: values,
+        token_offsets: offsets,
+        old_logprobs: completions
+            .iter()
+            .flat_map(|c| c.logprobs.iter().copied())
+            .collect(),
+        ref_logprobs: Vec::new(),
+        entropies: completions
+            .iter()
+            .flat_map(|c| c.entropies.iter().copied())
+            .collect(),
+        mask: vec![1; total as usize],
+    }
+}
+
+/// Per-token advantages (and weights) split back into rows, after checking the lengths and
+/// that every number is finite.
+type SplitOutput = (Vec<Vec<f32>>, Option<Vec<Vec<f32>>>);
+
+fn split_output(out: AlgoOutput, batch: &AlgoBatch) -> std::result::Result<SplitOutput, String> {
+    let n = batch.old_logprobs.len();
+    if out.advantages.len() != n {
+        return Err(format!(
+            "returned {} advantages for {n} tokens",
+            out.advantages.len()
+        ));
+    }
+    if !out.weights.is_empty() && out.weights.len() != n {
+        return Err(format!(
+            "returned {} weights for {n} tokens",
+            out.weights.len()
+        ));
+    }
+    if let Some(x) = out
+        .advantages
+        .iter()
+        .chain(&out.weights)
+        .find(|x| !x.is_finite())
+    {
+        return Err(format!("returned a non-finite value ({x})"));
+    }
+    let rows = |v: &[f32]| -> Vec<Vec<f32>> {
+        batch
+            .token_offsets
+            .windows(2)
+            .map(|w| v[w[0] as usize..w[1] as usize].to_vec())
+            .collect()
+    };
+    let weights = (!out.weights.is_empty()).then(|| rows(&out.weights));
+    Ok((rows(&out.advantages), weights))
 }

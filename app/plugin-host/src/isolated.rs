@@ -1,0 +1,409 @@
+//! Isolated mode: a component hosted in a child process (`rlvr-studio plugin-host LIB`) and
+//! spoken to over stdin/stdout with length-prefixed JSON frames (u32 little-endian length, then
+//! the JSON document). A crash (segfault, abort) or a missed deadline kills only the child: the
+//! call returns an error, and the next call starts a new child and instantiates the component
+//! again.
+//!
+//! Requests: `{"op":"instantiate","kind":…,"name":…,"params_json":…}` first, then `score`,
+//! `transform` or `advantages`; every response is `{"Ok": value}` or `{"Err": message}`.
+
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use rlvr_engine::extensions::{
+    AlgoBatch, AlgoOutput, ComponentKind, ComponentScore, Instance, RewardComponent, ScoreItem,
+    TokenAlgorithm, TokenSampler,
+};
+use serde::{Deserialize, Serialize};
+
+/// Largest frame accepted (guards against a corrupted length).
+const MAX_FRAME: usize = 1 << 30;
+
+/// A completion to score, owned (for the wire).
+#[derive(Serialize, Deserialize)]
+struct WireItem {
+    prompt: String,
+    completion: String,
+    answer: String,
+    meta: serde_json::Value,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Request {
+    Instantiate {
+        kind: ComponentKind,
+        name: String,
+        params_json: String,
+    },
+    Score {
+        items: Vec<WireItem>,
+    },
+    Transform {
+        logits: Vec<f32>,
+        position: usize,
+        generated: Vec<u32>,
+    },
+    Advantages {
+        batch: AlgoBatch,
+    },
+}
+
+type Reply = Result<serde_json::Value, String>;
+
+fn write_frame(w: &mut impl Write, value: &impl Serialize) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    w.write_all(&(bytes.len() as u32).to_le_bytes())?;
+    w.write_all(&bytes)?;
+    w.flush()
+}
+
+fn read_frame(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let n = u32::from_le_bytes(len) as usize;
+    if n > MAX_FRAME {
+        return Err(std::io::Error::other(format!(
+            "frame of {n} bytes is too large"
+        )));
+    }
+    let mut buf = vec![0u8; n];
+    r.read_exact(&mut buf)?;
+    Ok(Some(buf))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The child side.
+
+/// Serves one component of the library at `lib` over `input`/`output` until `input` closes.
+pub fn serve(lib: &Path, input: &mut impl Read, output: &mut impl Write) -> Result<(), String> {
+    let plugin = crate::check(lib).map_err(|e| e.to_string())?;
+    let mut instance: Option<Instance> = None;
+    while let Some(frame) = read_frame(input).map_err(|e| format!("reading a request: {e}"))? {
+        let reply: Reply = match serde_json::from_slice::<Request>(&frame) {
+            Err(e) => Err(format!("bad request: {e}")),
+            Ok(Request::Instantiate {
+                kind,
+                name,
+                params_json,
+            }) => crate::inproc::instantiate(
+                plugin.module,
+                kind,
+                &name,
+                &params_json,
+                Duration::from_secs(u64::from(u32::MAX)),
+            )
+            .map(|i| {
+                instance = Some(i);
+                serde_json::Value::Null
+            }),
+            Ok(req) => handle(instance.as_ref(), req),
+        };
+        write_frame(output, &reply).map_err(|e| format!("writing a reply: {e}"))?;
+    }
+    Ok(())
+}
+
+fn to_value<T: Serialize>(v: T) -> Reply {
+    serde_json::to_value(v).map_err(|e| e.to_string())
+}
+
+fn handle(instance: Option<&Instance>, req: Request) -> Reply {
+    match (instance, req) {
+        (None, _) => Err("no component instantiated".into()),
+        (Some(Instance::Reward(r)), Request::Score { items }) => {
+            let borrowed: Vec<ScoreItem<'_>> = items
+                .iter()
+                .map(|i| ScoreItem {
+                    prompt: &i.prompt,
+                    completion: &i.completion,
+                    answer: &i.answer,
+                    meta: &i.meta,
+                })
+                .collect();
+            to_value(r.score_batch(&borrowed))
+        }
+        (
+            Some(Instance::Sampler(s)),
+            Request::Transform {
+                mut logits,
+                position,
+                generated,
+            },
+        ) => s
+            .transform(&mut logits, position, &generated)
+            .and_then(|()| {
+                // JSON has no infinities: a masked token (-inf) travels as the lowest finite value.
+                for x in &mut logits {
+                    if *x == f32::NEG_INFINITY {
+                        *x = f32::MIN;
+                    }
+                }
+                to_value(logits)
+            }),
+        (Some(Instance::Algorithm(a)), Request::Advantages { batch }) => {
+            a.compute(&batch).and_then(to_value)
+        }
+        _ => Err("request does not match the component's kind".into()),
+    }
+}
+
+/// The child's entry point: serves on stdin/stdout. The protocol gets a private copy of the
+/// stdout descriptor and descriptor 1 is pointed at stderr, so a plugin that prints cannot
+/// corrupt the frames.
+pub fn serve_stdio(lib: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    let mut out: Box<dyn Write> = {
+        use std::os::fd::FromRawFd as _;
+        // SAFETY: dup/dup2 on the process's own standard descriptors; the new descriptor is
+        // owned by the File from here on.
+        unsafe {
+            let fd = libc::dup(1);
+            if fd < 0 {
+                return Err("dup(stdout) failed".into());
+            }
+            libc::dup2(2, 1);
+            Box::new(std::io::BufWriter::new(std::fs::File::from_raw_fd(fd)))
+        }
+    };
+    #[cfg(not(unix))]
+    let mut out: Box<dyn Write> = Box::new(std::io::BufWriter::new(std::io::stdout()));
+    let mut input = BufReader::new(std::io::stdin());
+    serve(lib, &mut input, &mut out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The parent side.
+
+struct Proc {
+    child: Child,
+    stdin: ChildStdin,
+    frames: Receiver<Option<Vec<u8>>>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A component hosted in a child process.
+struct Isolated {
+    program: PathBuf,
+    lib: PathBuf,
+    kind: ComponentKind,
+    name: String,
+    params_json: String,
+    deadline: Duration,
+    proc: Mutex<Option<Proc>>,
+    starts: AtomicUsize,
+}
+
+fn describe_exit(child: &mut Child) -> String {
+    let status = match child.wait() {
+        Ok(s) => s,
+        Err(e) => return format!("its status is unknown ({e})"),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt as _;
+        if let Some(sig) = status.signal() {
+            let name = match sig {
+                4 => " (SIGILL)",
+                6 => " (SIGABRT)",
+                7 => " (SIGBUS)",
+                8 => " (SIGFPE)",
+                9 => " (SIGKILL)",
+                11 => " (SIGSEGV: the plugin crashed)",
+                _ => "",
+            };
+            return format!("killed by signal {sig}{name}");
+        }
+    }
+    format!("exited with {status}")
+}
+
+impl Isolated {
+    fn start(&self) -> Result<Proc, String> {
+        self.starts.fetch_add(1, Ordering::Relaxed);
+        let mut child = Command::new(&self.program)
+            .arg("plugin-host")
+            .arg(&self.lib)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.program.display()))?;
+        let (stdin, stdout) = match (child.stdin.take(), child.stdout.take()) {
+            (Some(i), Some(o)) => (i, o),
+            _ => return Err("child process has no pipes".into()),
+        };
+        let (tx, frames) = bounded(1);
+        std::thread::Builder::new()
+            .name(format!("plugin-pipe-{}", self.name))
+            .spawn(move || {
+                let mut r = BufReader::new(stdout);
+                loop {
+                    let f = read_frame(&mut r).ok().flatten();
+                    let end = f.is_none();
+                    if tx.send(f).is_err() || end {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start a pipe thread: {e}"))?;
+        let mut p = Proc {
+            child,
+            stdin,
+            frames,
+        };
+        let req = Request::Instantiate {
+            kind: self.kind,
+            name: self.name.clone(),
+            params_json: self.params_json.clone(),
+        };
+        self.exchange(&mut p, &req)?;
+        Ok(p)
+    }
+
+    fn exchange(&self, p: &mut Proc, req: &Request) -> Reply {
+        if write_frame(&mut p.stdin, req).is_err() {
+            return Err(format!("plugin process {}", describe_exit(&mut p.child)));
+        }
+        match p.frames.recv_timeout(self.deadline) {
+            Ok(Some(bytes)) => serde_json::from_slice::<Reply>(&bytes)
+                .map_err(|e| format!("bad reply from the plugin process: {e}"))?,
+            Ok(None) | Err(RecvTimeoutError::Disconnected) => {
+                Err(format!("plugin process {}", describe_exit(&mut p.child)))
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = p.child.kill();
+                Err(format!(
+                    "missed its deadline of {} ms; the plugin process was killed and will be \
+                     restarted",
+                    self.deadline.as_millis()
+                ))
+            }
+        }
+    }
+
+    /// One call; a dead or stuck child is dropped (killed) and restarted on the next call.
+    fn call(&self, req: &Request) -> Reply {
+        let mut guard = self
+            .proc
+            .lock()
+            .map_err(|_| "plugin process lock poisoned")?;
+        let mut p = match guard.take() {
+            Some(p) => p,
+            None => self.start()?,
+        };
+        let r = self.exchange(&mut p, req);
+        let alive = matches!(p.child.try_wait(), Ok(None));
+        if alive {
+            *guard = Some(p);
+        }
+        r
+    }
+}
+
+pub(crate) fn instantiate(
+    program: &Path,
+    lib: &Path,
+    kind: ComponentKind,
+    name: &str,
+    params_json: &str,
+    deadline: Duration,
+) -> Result<Instance, String> {
+    let iso = Isolated {
+        program: program.to_path_buf(),
+        lib: lib.to_path_buf(),
+        kind,
+        name: name.to_string(),
+        params_json: params_json.to_string(),
+        deadline,
+        proc: Mutex::new(None),
+        starts: AtomicUsize::new(0),
+    };
+    // Start now so that a constructor error is a setup error, not a per-call one.
+    let p = iso.start()?;
+    if let Ok(mut g) = iso.proc.lock() {
+        *g = Some(p);
+    }
+    let iso = Arc::new(iso);
+    Ok(match kind {
+        ComponentKind::Verifier | ComponentKind::Rubric => Instance::Reward(iso),
+        ComponentKind::Sampler => Instance::Sampler(iso),
+        ComponentKind::Algorithm => Instance::Algorithm(iso),
+    })
+}
+
+impl RewardComponent for Isolated {
+    fn score_batch(&self, items: &[ScoreItem<'_>]) -> Vec<Result<ComponentScore, String>> {
+        let n = items.len();
+        let req = Request::Score {
+            items: items
+                .iter()
+                .map(|i| WireItem {
+                    prompt: i.prompt.into(),
+                    completion: i.completion.into(),
+                    answer: i.answer.into(),
+                    meta: i.meta.clone(),
+                })
+                .collect(),
+        };
+        match self.call(&req).and_then(|v| {
+            serde_json::from_value::<Vec<Result<ComponentScore, String>>>(v)
+                .map_err(|e| e.to_string())
+        }) {
+            Ok(v) => v,
+            Err(e) => vec![Err(e); n],
+        }
+    }
+}
+
+impl TokenSampler for Isolated {
+    fn transform(
+        &self,
+        logits: &mut [f32],
+        position: usize,
+        generated: &[u32],
+    ) -> Result<(), String> {
+        let req = Request::Transform {
+            logits: logits.to_vec(),
+            position,
+            generated: generated.to_vec(),
+        };
+        let out: Vec<f32> = self
+            .call(&req)
+            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))?;
+        if out.len() != logits.len() {
+            return Err(format!(
+                "returned {} logits for {}",
+                out.len(),
+                logits.len()
+            ));
+        }
+        logits.copy_from_slice(&out);
+        Ok(())
+    }
+}
+
+impl TokenAlgorithm for Isolated {
+    fn compute(&self, batch: &AlgoBatch) -> Result<AlgoOutput, String> {
+        let req = Request::Advantages {
+            batch: batch.clone(),
+        };
+        self.call(&req)
+            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+    }
+}

@@ -1,0 +1,520 @@
+//! The plugin host: finds plugin libraries, checks them (ABI stamp, then abi_stable's layout
+//! check), reads their manifests, and adapts their components to the engine's plain traits
+//! ([`rlvr_engine::extensions`]) — in-process with a deadline on every call, or isolated in a
+//! child process (`rlvr-studio plugin-host LIB`) so that a crash or an endless loop kills only
+//! the child.
+//!
+//! Libraries are loaded once per path and never unloaded (abi_stable leaks them by design);
+//! [`PluginHost::reload`] loads a fresh copy under a unique name for development.
+
+mod convert;
+mod inproc;
+mod isolated;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use abi_stable::library::{lib_header_from_raw_library, LibraryError, RawLibrary, RootModule as _};
+use rlvr_engine::algo::params::Params;
+use rlvr_engine::extensions::{ComponentFactory, ComponentInfo, ComponentKind, Instance};
+use rlvr_plugin_api::ffi::{PluginModule_Ref, PluginStamp, STAMP_MAGIC, STAMP_SYMBOL};
+use rlvr_plugin_api::{ABI_VERSION, SDK_VERSION};
+
+pub use isolated::{serve, serve_stdio};
+
+/// Why a library could not be used. Every message names the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    /// The file could not be opened as a dynamic library.
+    #[error("{path}: cannot be loaded as a dynamic library: {msg}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The loader's message.
+        msg: String,
+    },
+    /// The library is not an RLVR Studio plugin.
+    #[error(
+        "{path}: not an RLVR Studio plugin (no {symbol} symbol: build it with rlvr-plugin-api's \
+         export_plugin! macro, see plugin-api/README.md)"
+    )]
+    NotAPlugin {
+        /// The file.
+        path: PathBuf,
+        /// The missing symbol.
+        symbol: String,
+    },
+    /// Built for another plugin ABI.
+    #[error(
+        "{path}: incompatible plugin ABI: expected ABI {expected} (SDK {expected_sdk}), found ABI \
+         {found} (SDK {found_sdk}); rebuild the plugin against rlvr-plugin-api {expected_sdk}"
+    )]
+    AbiVersion {
+        /// The file.
+        path: PathBuf,
+        /// The host's ABI version.
+        expected: u32,
+        /// The host's SDK version.
+        expected_sdk: String,
+        /// The library's ABI version.
+        found: u32,
+        /// The library's SDK version.
+        found_sdk: String,
+    },
+    /// The stamp matches but the types do not (abi_stable's layout check).
+    #[error("{path}: its plugin types do not match ABI {expected}: {details}")]
+    Layout {
+        /// The file.
+        path: PathBuf,
+        /// The host's ABI version.
+        expected: u32,
+        /// The `Error:` lines of abi_stable's report.
+        details: String,
+    },
+    /// The plugin's own code failed (manifest, constructor).
+    #[error("{path}: {msg}")]
+    Plugin {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        msg: String,
+    },
+    /// Two loaded plugins declare a component of the same kind and name.
+    #[error("{path}: component {kind} {name:?} is also declared by {other}")]
+    Duplicate {
+        /// The file.
+        path: PathBuf,
+        /// Kind.
+        kind: ComponentKind,
+        /// Name.
+        name: String,
+        /// The plugin that declared it first.
+        other: String,
+    },
+    /// File system trouble.
+    #[error("{path}: {msg}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What happened.
+        msg: String,
+    },
+}
+
+/// A plugin's manifest in host types.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    /// Plugin name.
+    pub name: String,
+    /// Plugin version.
+    pub version: String,
+    /// Description.
+    pub description: String,
+    /// SDK version it was built with.
+    pub sdk_version: String,
+    /// ABI version it was built for.
+    pub abi_version: u32,
+    /// Its components (origin filled in by the host).
+    pub components: Vec<ComponentInfo>,
+}
+
+/// A loaded plugin library.
+#[derive(Clone)]
+pub struct LoadedPlugin {
+    /// The library file.
+    pub path: PathBuf,
+    /// SHA-256 of the file (hex).
+    pub sha256: String,
+    /// What it declares.
+    pub manifest: Manifest,
+    /// Hosted in a child process.
+    pub isolated: bool,
+    module: PluginModule_Ref,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("path", &self.path)
+            .field("manifest", &self.manifest)
+            .field("isolated", &self.isolated)
+            .finish()
+    }
+}
+
+/// The dynamic-library file name suffix of this platform.
+pub fn library_suffix() -> &'static str {
+    if cfg!(target_os = "windows") {
+        "dll"
+    } else if cfg!(target_os = "macos") {
+        "dylib"
+    } else {
+        "so"
+    }
+}
+
+/// The user plugin folder: `$RLVR_STUDIO_PLUGINS`, or `plugins` in the platform's data
+/// directory (`~/.local/share/rlvr-studio/plugins` on Linux).
+pub fn user_plugin_dir() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("RLVR_STUDIO_PLUGINS") {
+        return Some(PathBuf::from(p));
+    }
+    directories::ProjectDirs::from("", "", "rlvr-studio").map(|d| d.data_dir().join("plugins"))
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String, PluginError> {
+    use sha2::Digest as _;
+    let bytes = std::fs::read(path).map_err(|e| PluginError::Io {
+        path: path.into(),
+        msg: e.to_string(),
+    })?;
+    Ok(sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Libraries loaded in this process, by canonical path: loading the same file twice returns
+/// the first load (the dynamic loader would return the old code anyway).
+fn loaded() -> &'static Mutex<Vec<(PathBuf, PluginModule_Ref, Manifest)>> {
+    static LOADED: OnceLock<Mutex<Vec<(PathBuf, PluginModule_Ref, Manifest)>>> = OnceLock::new();
+    LOADED.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Keeps the `Error:` lines (and the line after each) of abi_stable's very long layout report.
+fn layout_summary(e: &LibraryError) -> String {
+    let text = e.to_string();
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let mut keep = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if l.starts_with("Error:") {
+            keep.push(l.to_string());
+            for next in lines.iter().skip(i + 1).take(2) {
+                if next.starts_with("Expected:") || next.starts_with("Found:") {
+                    keep.push(next.to_string());
+                }
+            }
+        }
+    }
+    if keep.is_empty() {
+        text.lines().take(6).collect::<Vec<_>>().join(" ")
+    } else {
+        keep.join(" ")
+    }
+}
+
+/// Opens a library, checks its stamp and layout, and reads its manifest (in this process).
+fn load_module(path: &Path) -> Result<(PluginModule_Ref, Manifest), PluginError> {
+    let canon = path.canonicalize().map_err(|e| PluginError::Io {
+        path: path.into(),
+        msg: e.to_string(),
+    })?;
+    if let Ok(l) = loaded().lock() {
+        if let Some((_, m, man)) = l.iter().find(|(p, _, _)| *p == canon) {
+            return Ok((*m, man.clone()));
+        }
+    }
+    let raw = RawLibrary::load_at(&canon).map_err(|e| PluginError::Open {
+        path: path.into(),
+        msg: match &e {
+            LibraryError::OpenError { err, .. } => err.to_string(),
+            other => other.to_string(),
+        },
+    })?;
+    // The library stays loaded for the life of the process (abi_stable requires 'static).
+    let raw: &'static RawLibrary = Box::leak(Box::new(raw));
+    // SAFETY: the symbol, when present, is the `PluginStamp` static exported by
+    // `export_plugin!`, whose layout is fixed (repr(C), plain bytes).
+    let stamp: PluginStamp = unsafe {
+        match raw.get::<&'static PluginStamp>(STAMP_SYMBOL) {
+            Ok(sym) => **sym,
+            Err(_) => {
+                return Err(PluginError::NotAPlugin {
+                    path: path.into(),
+                    symbol: "RLVR_PLUGIN_STAMP".into(),
+                })
+            }
+        }
+    };
+    if stamp.magic != STAMP_MAGIC {
+        return Err(PluginError::NotAPlugin {
+            path: path.into(),
+            symbol: "RLVR_PLUGIN_STAMP (bad magic)".into(),
+        });
+    }
+    if stamp.abi_version != ABI_VERSION {
+        return Err(PluginError::AbiVersion {
+            path: path.into(),
+            expected: ABI_VERSION,
+            expected_sdk: SDK_VERSION.into(),
+            found: stamp.abi_version,
+            found_sdk: stamp.sdk(),
+        });
+    }
+    // SAFETY: the library is leaked above, so the header's 'static references stay valid.
+    let header = unsafe { lib_header_from_raw_library(raw) }.map_err(|e| PluginError::Layout {
+        path: path.into(),
+        expected: ABI_VERSION,
+        details: layout_summary(&e),
+    })?;
+    let name = header.root_mod_consts().name().as_str().to_string();
+    if name != PluginModule_Ref::NAME {
+        return Err(PluginError::NotAPlugin {
+            path: path.into(),
+            symbol: format!("root module {:?} (found {name:?})", PluginModule_Ref::NAME),
+        });
+    }
+    let module =
+        header
+            .init_root_module::<PluginModule_Ref>()
+            .map_err(|e| PluginError::Layout {
+                path: path.into(),
+                expected: ABI_VERSION,
+                details: layout_summary(&e),
+            })?;
+    let manifest = match (module.manifest())() {
+        abi_stable::std_types::RResult::ROk(m) => convert::manifest(&m, path),
+        abi_stable::std_types::RResult::RErr(e) => {
+            return Err(PluginError::Plugin {
+                path: path.into(),
+                msg: format!("manifest failed: {e}"),
+            })
+        }
+    };
+    if let Ok(mut l) = loaded().lock() {
+        l.push((canon, module, manifest.clone()));
+    }
+    Ok((module, manifest))
+}
+
+/// Loads a library and returns what it declares (the `plugins check` command).
+pub fn check(path: &Path) -> Result<LoadedPlugin, PluginError> {
+    let (module, manifest) = load_module(path)?;
+    Ok(LoadedPlugin {
+        path: path.to_path_buf(),
+        sha256: sha256_file(path)?,
+        manifest,
+        isolated: false,
+        module,
+    })
+}
+
+/// Dynamic libraries in `dir` (not recursive), sorted.
+pub fn libraries_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == library_suffix()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every plugin found, the load errors, and how components are hosted.
+#[derive(Default)]
+pub struct PluginHost {
+    /// Loaded plugins.
+    pub plugins: Vec<LoadedPlugin>,
+    /// Libraries that could not be loaded.
+    pub errors: Vec<PluginError>,
+    /// Deadline of one call.
+    pub deadline: Duration,
+    /// The program that hosts an isolated plugin (`rlvr-studio`); its arguments are
+    /// `plugin-host LIB`.
+    pub child_program: Option<PathBuf>,
+    reloads: usize,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("plugins", &self.plugins)
+            .field("errors", &self.errors)
+            .finish()
+    }
+}
+
+impl PluginHost {
+    /// An empty host with a 10 s deadline.
+    pub fn new() -> Self {
+        Self {
+            deadline: Duration::from_secs(10),
+            ..Self::default()
+        }
+    }
+
+    /// Loads every library in `dirs` (missing folders are skipped); failures are kept in
+    /// `errors`, never fatal.
+    pub fn scan(&mut self, dirs: &[PathBuf]) {
+        for d in dirs {
+            for lib in libraries_in(d) {
+                self.add(&lib);
+            }
+        }
+    }
+
+    /// Loads one library; returns whether it loaded (the error is kept in `errors`).
+    pub fn add(&mut self, path: &Path) -> bool {
+        match check(path).and_then(|p| self.no_duplicates(p)) {
+            Ok(p) => {
+                if !self.plugins.iter().any(|q| q.path == p.path) {
+                    self.plugins.push(p);
+                }
+                true
+            }
+            Err(e) => {
+                self.errors.push(e);
+                false
+            }
+        }
+    }
+
+    fn no_duplicates(&self, p: LoadedPlugin) -> Result<LoadedPlugin, PluginError> {
+        for c in &p.manifest.components {
+            for q in self.plugins.iter().filter(|q| q.path != p.path) {
+                if q.manifest
+                    .components
+                    .iter()
+                    .any(|d| d.kind == c.kind && d.name == c.name)
+                {
+                    return Err(PluginError::Duplicate {
+                        path: p.path.clone(),
+                        kind: c.kind,
+                        name: c.name.clone(),
+                        other: format!("{} ({})", q.manifest.name, q.path.display()),
+                    });
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// Loads a fresh copy of a changed library (a library is never unloaded, and the dynamic
+    /// loader returns the old code for the same path): the file is copied under a unique name,
+    /// loaded, and the copy deleted. Each reload leaks the old copy's memory (~0.5 MB).
+    pub fn reload(&mut self, path: &Path) -> Result<(), PluginError> {
+        self.reloads += 1;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let copy = std::env::temp_dir().join(format!(
+            "{stem}-reload-{}-{}.{}",
+            std::process::id(),
+            self.reloads,
+            library_suffix()
+        ));
+        std::fs::copy(path, &copy).map_err(|e| PluginError::Io {
+            path: path.into(),
+            msg: format!("copying for reload: {e}"),
+        })?;
+        let res = check(&copy);
+        let _ = std::fs::remove_file(&copy);
+        let mut p = res?;
+        p.path = path.to_path_buf();
+        p.sha256 = sha256_file(path)?;
+        self.plugins.retain(|q| q.path != path);
+        let p = self.no_duplicates(p)?;
+        self.plugins.push(p);
+        Ok(())
+    }
+
+    /// Hosts the named plugins in child processes.
+    pub fn set_isolated(&mut self, names: &[String]) {
+        for p in &mut self.plugins {
+            p.isolated = names.iter().any(|n| *n == p.manifest.name);
+        }
+    }
+
+    /// The plugin that declares a component.
+    pub fn owner(&self, kind: ComponentKind, name: &str) -> Option<&LoadedPlugin> {
+        self.plugins.iter().find(|p| {
+            p.manifest
+                .components
+                .iter()
+                .any(|c| c.kind == kind && c.name == name)
+        })
+    }
+
+    /// The engine-facing factory over the loaded plugins.
+    pub fn factory(&self) -> Arc<dyn ComponentFactory> {
+        Arc::new(Factory {
+            plugins: self.plugins.clone(),
+            deadline: self.deadline,
+            child_program: self.child_program.clone(),
+        })
+    }
+
+    /// Plugins whose components a config uses (for the run history).
+    pub fn used_by(&self, cfg: &rlvr_engine::RunConfig) -> Vec<&LoadedPlugin> {
+        let mut names: BTreeSet<(ComponentKind, String)> = BTreeSet::new();
+        if !cfg.rollout.sampler.is_empty() {
+            names.insert((ComponentKind::Sampler, cfg.rollout.sampler.clone()));
+        }
+        if cfg.rewards.verifier != "task" {
+            names.insert((ComponentKind::Verifier, cfg.rewards.verifier.clone()));
+        }
+        for c in &cfg.rewards.components {
+            names.insert((ComponentKind::Verifier, c.name.clone()));
+            names.insert((ComponentKind::Rubric, c.name.clone()));
+        }
+        names.insert((ComponentKind::Algorithm, cfg.algorithm.advantage.clone()));
+        self.plugins
+            .iter()
+            .filter(|p| {
+                p.manifest
+                    .components
+                    .iter()
+                    .any(|c| names.contains(&(c.kind, c.name.clone())))
+            })
+            .collect()
+    }
+}
+
+struct Factory {
+    plugins: Vec<LoadedPlugin>,
+    deadline: Duration,
+    child_program: Option<PathBuf>,
+}
+
+impl ComponentFactory for Factory {
+    fn components(&self) -> Vec<ComponentInfo> {
+        self.plugins
+            .iter()
+            .flat_map(|p| p.manifest.components.iter().cloned())
+            .collect()
+    }
+
+    fn instantiate(
+        &self,
+        kind: ComponentKind,
+        name: &str,
+        params: &Params,
+    ) -> Result<Instance, String> {
+        let p = self
+            .plugins
+            .iter()
+            .find(|p| {
+                p.manifest
+                    .components
+                    .iter()
+                    .any(|c| c.kind == kind && c.name == name)
+            })
+            .ok_or_else(|| format!("no loaded plugin declares {kind} {name:?}"))?;
+        let json = params.to_json();
+        if p.isolated {
+            let program = self
+                .child_program
+                .clone()
+                .ok_or("isolated mode needs the rlvr-studio program to host the plugin")?;
+            isolated::instantiate(&program, &p.path, kind, name, &json, self.deadline)
+        } else {
+            inproc::instantiate(p.module, kind, name, &json, self.deadline)
+        }
+    }
+}
