@@ -286,7 +286,10 @@ impl AlgorithmConfig {
             EngineError::config(
                 "algorithm.advantage",
                 format!("{:?}", self.advantage),
-                format!("expected one of {}", names.join(", ")),
+                format!(
+                    "expected one of {} or a loaded plugin algorithm",
+                    names.join(", ")
+                ),
             )
         })?;
         let params = Params::resolve(
@@ -575,7 +578,8 @@ impl RunConfig {
             path: PathBuf::from("<config>"),
             msg: toml_error_line(text, &e),
         })?;
-        cfg.validate()?;
+        // Plugin components are checked when the plugins are loaded (`validate_with`).
+        cfg.validate_ranges()?;
         Ok(cfg)
     }
 
@@ -592,6 +596,17 @@ impl RunConfig {
     /// Checks every range, and every plugin component named (sampler, verifier, reward
     /// components, algorithm) against the components `ext` offers and their parameter specs.
     pub fn validate_with(&self, ext: &Extensions) -> Result<()> {
+        self.validate_components(ext)?;
+        self.validate_builtin(ext, false)
+    }
+
+    /// Checks every range and built-in name; names that may belong to plugin components are
+    /// left to [`validate_with`](Self::validate_with).
+    pub fn validate_ranges(&self) -> Result<()> {
+        self.validate_builtin(&Extensions::none(), true)
+    }
+
+    fn validate_components(&self, ext: &Extensions) -> Result<()> {
         use ComponentKind as K;
         if !self.rollout.sampler.is_empty() {
             ext.check_params(
@@ -644,10 +659,10 @@ impl RunConfig {
             600_000,
             "1..=600000",
         )?;
-        self.validate_builtin(ext)
+        Ok(())
     }
 
-    fn validate_builtin(&self, ext: &Extensions) -> Result<()> {
+    fn validate_builtin(&self, ext: &Extensions, plugins_later: bool) -> Result<()> {
         check("steps", self.steps, 1, 1_000_000, "1..=1000000")?;
         check("threads", self.threads, 0, 256, "0..=256 (0 = automatic)")?;
         self.task.validate()?;
@@ -679,10 +694,11 @@ impl RunConfig {
         )?;
         check("algorithm.kl_coef", a.kl_coef, 0.0, 10.0, "0..=10")?;
         check("algorithm.inner_updates", a.inner_updates, 1, 64, "1..=64")?;
-        if ext
+        let plugin_algorithm = ext
             .find(&[crate::extensions::ComponentKind::Algorithm], &a.advantage)
-            .is_none()
-        {
+            .is_some();
+        let builtin = advantage::find(&a.advantage).is_some();
+        if builtin || !(plugin_algorithm || plugins_later) {
             a.estimator()?;
         }
         check(

@@ -130,7 +130,18 @@ fn handle(instance: Option<&Instance>, req: Request) -> Reply {
                     meta: &i.meta,
                 })
                 .collect();
-            to_value(r.score_batch(&borrowed))
+            // JSON has no NaN: a non-finite score is reported here as the error it is.
+            let scores: Vec<Result<ComponentScore, String>> = r
+                .score_batch(&borrowed)
+                .into_iter()
+                .map(|x| match x {
+                    Ok(s) if !s.score.is_finite() => {
+                        Err(format!("returned a non-finite score ({})", s.score))
+                    }
+                    other => other,
+                })
+                .collect();
+            to_value(scores)
         }
         (
             Some(Instance::Sampler(s)),
@@ -194,6 +205,28 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Writing to a child that died raises SIGPIPE in the writing thread, and the binary keeps
+/// SIGPIPE's default action (ending the process) for its `| head` use. Blocking it in the
+/// threads that talk to children turns it into an `EPIPE` error on the write instead.
+fn block_sigpipe() {
+    #[cfg(unix)]
+    {
+        thread_local! {
+            static BLOCKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        if BLOCKED.with(|b| b.replace(true)) {
+            return;
+        }
+        // SAFETY: changes only this thread's signal mask, with a properly initialised set.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGPIPE);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
     }
 }
 
@@ -277,6 +310,7 @@ impl Isolated {
     }
 
     fn exchange(&self, p: &mut Proc, req: &Request) -> Reply {
+        block_sigpipe();
         if write_frame(&mut p.stdin, req).is_err() {
             return Err(format!("plugin process {}", describe_exit(&mut p.child)));
         }

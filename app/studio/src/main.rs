@@ -3,6 +3,7 @@
 mod bench;
 mod bench_store;
 mod compare;
+mod plugins;
 mod runs;
 mod train;
 
@@ -41,6 +42,17 @@ enum Cmd {
     DefaultConfig,
     /// Complete prompts with a model and print each completion with its per-token log-probs.
     Generate(bench::GenerateArgs),
+    /// Plugin libraries: list, check, install.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCmd),
+    /// Score one completion with a plugin verifier or rubric.
+    Verify(plugins::VerifyArgs),
+    /// Host one plugin library for isolated mode (spoken to over stdin/stdout; not for humans).
+    #[command(hide = true)]
+    PluginHost {
+        /// The library.
+        lib: PathBuf,
+    },
 }
 
 /// Allocator and thread settings that must be in place before any tensor is made.
@@ -107,6 +119,9 @@ fn main() -> std::process::ExitCode {
             tune_process(threads_for_model(&bench::default_model(), 0));
             bench_store::bench_store(args)
         }
+        Some(Cmd::Plugins(cmd)) => plugins::plugins(cmd),
+        Some(Cmd::Verify(args)) => plugins::verify(args),
+        Some(Cmd::PluginHost { lib }) => plugins::plugin_host(&lib),
         Some(Cmd::DefaultConfig) => {
             print!("{}", rlvr_engine::RunConfig::default().to_toml());
             Ok(())

@@ -48,6 +48,10 @@ pub struct TrainArgs {
     /// progress bar.
     #[arg(long)]
     pub json: bool,
+    /// A folder of plugin libraries (repeatable); stored in the run's config (`plugins.dirs`)
+    /// so that a resume finds them again.
+    #[arg(long = "plugins", value_name = "DIR")]
+    pub plugins: Vec<PathBuf>,
     /// Print a step line every N steps (0 = only evaluations).
     #[arg(long, default_value_t = 10)]
     pub log_every: usize,
@@ -131,6 +135,7 @@ struct Start {
     cfg: RunConfig,
     run_id: i64,
     resume_step: Option<usize>,
+    host: rlvr_plugin_host::PluginHost,
 }
 
 fn apply_overrides(cfg: &mut RunConfig, args: &TrainArgs) {
@@ -148,6 +153,12 @@ fn apply_overrides(cfg: &mut RunConfig, args: &TrainArgs) {
     }
     if let Some(m) = &args.model {
         cfg.model.path = m.clone();
+    }
+    for d in &args.plugins {
+        let d = absolute(d);
+        if !cfg.plugins.dirs.contains(&d) {
+            cfg.plugins.dirs.push(d);
+        }
     }
 }
 
@@ -170,7 +181,8 @@ fn start_resumed(store: &Store, reference: &str, args: &TrainArgs) -> anyhow::Re
     cfg.output.dir = PathBuf::from(&run.out_dir);
     apply_overrides(&mut cfg, args);
     cfg.output.dir = PathBuf::from(&run.out_dir);
-    cfg.validate()?;
+    let host = crate::plugins::host_for(&cfg, &[])?;
+    crate::plugins::validate(&cfg, &host)?;
     let step = match latest_checkpoint(&cfg.output.dir)? {
         Some((_, step)) => Some(step),
         // Stopped before its first checkpoint: the start state is fully determined by the
@@ -186,6 +198,7 @@ fn start_resumed(store: &Store, reference: &str, args: &TrainArgs) -> anyhow::Re
         cfg,
         run_id: id,
         resume_step: step,
+        host,
     })
 }
 
@@ -198,7 +211,8 @@ pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()
             let mut cfg = RunConfig::from_file(path)?;
             apply_overrides(&mut cfg, &args);
             cfg.output.dir = absolute(&cfg.output_dir());
-            cfg.validate()?;
+            let host = crate::plugins::host_for(&cfg, &[])?;
+            crate::plugins::validate(&cfg, &host)?;
             let run_id = store.create_run(&NewRun {
                 name: cfg.name.clone(),
                 config: cfg.to_toml(),
@@ -213,6 +227,7 @@ pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()
                 cfg,
                 run_id,
                 resume_step: None,
+                host,
             }
         }
         (None, None) => anyhow::bail!("give a config file or --resume RUN"),
@@ -221,7 +236,16 @@ pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()
         cfg,
         run_id,
         resume_step,
+        host,
     } = start;
+    for p in host.used_by(&cfg) {
+        store.add_plugin(
+            run_id,
+            &p.path,
+            &format!("{} {}", p.manifest.name, p.manifest.version),
+            &p.sha256,
+        )?;
+    }
     crate::tune_process(crate::threads_for_model(&cfg.model.path, cfg.threads));
     let out_dir = cfg.output_dir();
     let writer = match resume_step {
@@ -238,8 +262,12 @@ pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()
     let keep_groups = cfg.output.keep_groups;
     let recorder = Recorder::spawn(store, run_id, keep_groups, writer)
         .context("cannot start the store writer thread")?;
-    let handle = rlvr_engine::trainer::spawn_with(cfg.clone(), resume_step.is_some())
-        .context("cannot start the engine thread")?;
+    let handle = rlvr_engine::trainer::spawn_ext(
+        cfg.clone(),
+        resume_step.is_some(),
+        crate::plugins::extensions(&host),
+    )
+    .context("cannot start the engine thread")?;
     let started = Instant::now();
     let bar = if args.json {
         ProgressBar::hidden()

@@ -22,8 +22,10 @@ impl Qae {
         let idx = ((self.k * n as f64).ceil() as usize).clamp(1, n.max(1)) - 1;
         let q = sorted.get(idx).copied().unwrap_or(0.0);
         let mean = rewards.iter().sum::<f64>() / n.max(1) as f64;
-        let std =
-            (rewards.iter().map(|r| (r - mean) * (r - mean)).sum::<f64>() / n.max(1) as f64).sqrt();
+        // Sample standard deviation (n − 1), as the engine's group normalisation uses.
+        let var = rewards.iter().map(|r| (r - mean) * (r - mean)).sum::<f64>()
+            / n.saturating_sub(1).max(1) as f64;
+        let std = var.sqrt();
         rewards
             .iter()
             .map(|r| {

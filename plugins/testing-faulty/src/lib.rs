@@ -53,9 +53,11 @@ impl Fault {
                 Ok(false)
             }
             "segfault" => {
-                // SAFETY: deliberately ends the process with SIGSEGV (that is this plugin's job).
+                // A real invalid write: `raise(SIGSEGV)` would be swallowed by the Rust
+                // runtime's stack-overflow handler.
+                // SAFETY: none — crashing the process with SIGSEGV is this mode's purpose.
                 unsafe {
-                    libc::raise(libc::SIGSEGV);
+                    std::ptr::null_mut::<u8>().write_volatile(1);
                 }
                 Ok(false)
             }

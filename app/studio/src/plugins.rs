@@ -1,0 +1,311 @@
+//! `rlvr-studio plugins list|check|install`, `rlvr-studio verify` and the hidden
+//! `rlvr-studio plugin-host LIB` (the child process of isolated mode).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use rlvr_engine::algo::params::{ParamKind, ParamValue};
+use rlvr_engine::extensions::{ComponentKind, Extensions, Instance, ScoreItem};
+use rlvr_engine::RunConfig;
+use rlvr_plugin_host::{LoadedPlugin, PluginHost};
+
+/// `plugins …` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum PluginsCmd {
+    /// List the plugins found in the user plugin folder (and `--plugins DIR`), with their
+    /// components, versions, file hashes and load errors.
+    List {
+        /// Extra plugin folders.
+        #[arg(long = "plugins", value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// One JSON object per plugin / error.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load one library and print what it declares, or why it cannot be used.
+    Check {
+        /// The library (.so / .dylib / .dll).
+        path: PathBuf,
+        /// Print the manifest as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a library and copy it into the user plugin folder.
+    Install {
+        /// The library.
+        path: PathBuf,
+    },
+}
+
+/// `verify`: try a verifier or rubric by hand.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The plugin library.
+    #[arg(long)]
+    pub plugin: PathBuf,
+    /// The verifier or rubric component.
+    #[arg(long)]
+    pub component: String,
+    /// The completion to score.
+    #[arg(long)]
+    pub completion: String,
+    /// The reference answer.
+    #[arg(long, default_value = "")]
+    pub answer: String,
+    /// The prompt.
+    #[arg(long, default_value = "")]
+    pub prompt: String,
+    /// Task metadata (JSON).
+    #[arg(long, default_value = "null")]
+    pub meta: String,
+    /// A parameter, `name=value` (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Host the plugin in a child process.
+    #[arg(long)]
+    pub isolated: bool,
+    /// Deadline of the call in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub deadline_ms: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The host for a run: the user plugin folder, the config's `plugins.dirs` and `extra` dirs;
+/// isolation and deadline from the config.
+pub fn host_for(cfg: &RunConfig, extra: &[PathBuf]) -> anyhow::Result<PluginHost> {
+    let mut host = PluginHost::new();
+    host.deadline = Duration::from_millis(cfg.plugins.deadline_ms);
+    host.child_program = Some(std::env::current_exe().context("locating rlvr-studio")?);
+    let mut dirs: Vec<PathBuf> = rlvr_plugin_host::user_plugin_dir().into_iter().collect();
+    dirs.extend(cfg.plugins.dirs.iter().cloned());
+    dirs.extend(extra.iter().cloned());
+    host.scan(&dirs);
+    host.set_isolated(&cfg.plugins.isolated);
+    Ok(host)
+}
+
+/// The extensions a run gets from a host.
+pub fn extensions(host: &PluginHost) -> Extensions {
+    Extensions::none().with(host.factory())
+}
+
+/// Validates a config against the loaded plugins; a failure also lists the libraries that
+/// could not be loaded (the component may be in one of them).
+pub fn validate(cfg: &RunConfig, host: &PluginHost) -> anyhow::Result<()> {
+    if let Err(e) = cfg.validate_with(&extensions(host)) {
+        let mut msg = e.to_string();
+        for err in &host.errors {
+            msg.push_str(&format!("\n  plugin not loaded: {err}"));
+        }
+        anyhow::bail!(msg);
+    }
+    Ok(())
+}
+
+fn kind_name(k: ComponentKind) -> String {
+    k.to_string()
+}
+
+fn print_plugin(p: &LoadedPlugin) {
+    let m = &p.manifest;
+    println!(
+        "{} {}  (SDK {}, ABI {})",
+        m.name, m.version, m.sdk_version, m.abi_version
+    );
+    println!("  file    {}", p.path.display());
+    println!("  sha256  {}", p.sha256);
+    if !m.description.is_empty() {
+        println!("  {}", m.description);
+    }
+    for c in &m.components {
+        println!("  {:<9} {:<22} {}", kind_name(c.kind), c.name, c.summary);
+        for s in &c.params {
+            let default = match s.kind {
+                ParamKind::Text => format!("{:?}", s.default_text),
+                ParamKind::Bool => (s.default != 0.0).to_string(),
+                _ => format!("{} in {}..={}", s.default, s.min, s.max),
+            };
+            println!("            {:<20} {default:<24} {}", s.name, s.help);
+        }
+        for k in &c.criteria {
+            println!(
+                "            criterion {:<12} weight {:<5} {}",
+                k.name, k.weight, k.description
+            );
+        }
+    }
+}
+
+fn manifest_json(p: &LoadedPlugin) -> serde_json::Value {
+    serde_json::json!({
+        "path": p.path,
+        "sha256": p.sha256,
+        "manifest": p.manifest,
+    })
+}
+
+/// Runs a `plugins` subcommand.
+pub fn plugins(cmd: PluginsCmd) -> anyhow::Result<()> {
+    match cmd {
+        PluginsCmd::List { dirs, json } => {
+            let mut host = PluginHost::new();
+            let mut all: Vec<PathBuf> = rlvr_plugin_host::user_plugin_dir().into_iter().collect();
+            all.extend(dirs);
+            host.scan(&all);
+            if json {
+                for p in &host.plugins {
+                    println!("{}", manifest_json(p));
+                }
+                for e in &host.errors {
+                    println!("{}", serde_json::json!({ "error": e.to_string() }));
+                }
+                return Ok(());
+            }
+            println!(
+                "plugin folders: {}",
+                all.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            if host.plugins.is_empty() && host.errors.is_empty() {
+                println!("no plugins found");
+            }
+            for p in &host.plugins {
+                print_plugin(p);
+            }
+            for e in &host.errors {
+                println!("not loaded: {e}");
+            }
+            Ok(())
+        }
+        PluginsCmd::Check { path, json } => {
+            let p = rlvr_plugin_host::check(&path)?;
+            if json {
+                println!("{}", manifest_json(&p));
+            } else {
+                print_plugin(&p);
+                println!(
+                    "ok: compatible with this RLVR Studio (plugin ABI {})",
+                    rlvr_plugin_api::ABI_VERSION
+                );
+            }
+            Ok(())
+        }
+        PluginsCmd::Install { path } => {
+            let p = rlvr_plugin_host::check(&path)?;
+            let dir = rlvr_plugin_host::user_plugin_dir()
+                .context("no user plugin folder on this platform (set RLVR_STUDIO_PLUGINS)")?;
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let name = path.file_name().context("the path has no file name")?;
+            let dest = dir.join(name);
+            std::fs::copy(&path, &dest)
+                .with_context(|| format!("copying {} to {}", path.display(), dest.display()))?;
+            println!(
+                "installed {} {} as {}",
+                p.manifest.name,
+                p.manifest.version,
+                dest.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Parses `name=value` parameters: booleans, integers, floats, else text.
+fn parse_params(args: &[String]) -> anyhow::Result<BTreeMap<String, ParamValue>> {
+    let mut out = BTreeMap::new();
+    for a in args {
+        let (k, v) = a
+            .split_once('=')
+            .with_context(|| format!("--param {a:?}: expected NAME=VALUE"))?;
+        let value = if let Ok(b) = v.parse::<bool>() {
+            ParamValue::Bool(b)
+        } else if let Ok(i) = v.parse::<i64>() {
+            ParamValue::Int(i)
+        } else if let Some(f) = v.parse::<f64>().ok().filter(|f| f.is_finite()) {
+            ParamValue::Float(f)
+        } else {
+            ParamValue::Text(v.to_string())
+        };
+        out.insert(k.to_string(), value);
+    }
+    Ok(out)
+}
+
+/// `verify`: load one plugin, build the component, score one completion, print it.
+pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let mut host = PluginHost::new();
+    host.deadline = Duration::from_millis(args.deadline_ms);
+    host.child_program = Some(std::env::current_exe().context("locating rlvr-studio")?);
+    if !host.add(&args.plugin) {
+        let err = host.errors.pop().map(|e| e.to_string()).unwrap_or_default();
+        anyhow::bail!(err);
+    }
+    if args.isolated {
+        let names: Vec<String> = host
+            .plugins
+            .iter()
+            .map(|p| p.manifest.name.clone())
+            .collect();
+        host.set_isolated(&names);
+    }
+    let ext = extensions(&host);
+    let values = parse_params(&args.params)?;
+    let (_, inst) = ext.build(
+        "--component",
+        "--param",
+        &[ComponentKind::Verifier, ComponentKind::Rubric],
+        &args.component,
+        &values,
+    )?;
+    let Instance::Reward(r) = inst else {
+        anyhow::bail!("{} is not a verifier or rubric", args.component);
+    };
+    let meta: serde_json::Value =
+        serde_json::from_str(&args.meta).context("--meta: expected a JSON document")?;
+    let item = ScoreItem {
+        prompt: &args.prompt,
+        completion: &args.completion,
+        answer: &args.answer,
+        meta: &meta,
+    };
+    let t0 = std::time::Instant::now();
+    let out = r
+        .score_batch(&[item])
+        .pop()
+        .unwrap_or_else(|| Err("no result".into()));
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    match out {
+        Ok(s) if args.json => println!("{}", serde_json::json!({ "ok": s, "ms": ms })),
+        Ok(s) => {
+            let passed = match s.passed {
+                Some(true) => "passed",
+                Some(false) => "failed",
+                None if s.score >= 1.0 => "passed",
+                None => "failed",
+            };
+            println!("score {:.4}  {passed}  ({ms:.2} ms)", s.score);
+            println!("reason: {}", s.reason);
+            for p in &s.parts {
+                println!(
+                    "  {:<20} {:.4}  weight {}  {}",
+                    p.name, p.score, p.weight, p.reason
+                );
+            }
+        }
+        Err(e) if args.json => println!("{}", serde_json::json!({ "error": e, "ms": ms })),
+        Err(e) => anyhow::bail!("{}: {e}", args.component),
+    }
+    Ok(())
+}
+
+/// The child process of isolated mode.
+pub fn plugin_host(lib: &Path) -> anyhow::Result<()> {
+    rlvr_plugin_host::serve_stdio(lib).map_err(anyhow::Error::msg)
+}
