@@ -427,7 +427,7 @@ impl PluginHost {
     /// Hosts the named plugins in child processes.
     pub fn set_isolated(&mut self, names: &[String]) {
         for p in &mut self.plugins {
-            p.isolated = names.iter().any(|n| *n == p.manifest.name);
+            p.isolated = names.contains(&p.manifest.name);
         }
     }
 

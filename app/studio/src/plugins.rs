@@ -38,6 +38,19 @@ pub enum PluginsCmd {
         /// The library.
         path: PathBuf,
     },
+    /// Measure the per-call cost of a verifier: built-in task verifier vs the plugin in-process
+    /// vs isolated, for batches of 1 and 64 completions.
+    Bench {
+        /// The plugin library (e.g. the template's `libmy_rlvr_plugin.so`).
+        #[arg(long)]
+        plugin: PathBuf,
+        /// Its verifier component.
+        #[arg(long, default_value = "exact_match")]
+        component: String,
+        /// Calls per measurement.
+        #[arg(long, default_value_t = 2000)]
+        iters: usize,
+    },
 }
 
 /// `verify`: try a verifier or rubric by hand.
@@ -197,6 +210,11 @@ pub fn plugins(cmd: PluginsCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        PluginsCmd::Bench {
+            plugin,
+            component,
+            iters,
+        } => bench(&plugin, &component, iters),
         PluginsCmd::Install { path } => {
             let p = rlvr_plugin_host::check(&path)?;
             let dir = rlvr_plugin_host::user_plugin_dir()
@@ -215,6 +233,102 @@ pub fn plugins(cmd: PluginsCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Median of `iters` timed calls, in microseconds.
+fn time_calls(iters: usize, mut f: impl FnMut()) -> f64 {
+    let mut t: Vec<f64> = (0..iters.max(1))
+        .map(|_| {
+            let t0 = std::time::Instant::now();
+            f();
+            t0.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn bench(plugin: &Path, component: &str, iters: usize) -> anyhow::Result<()> {
+    use rlvr_engine::tasks::{ArithmeticConfig, TaskConfig};
+    let task = TaskConfig::Arithmetic(ArithmeticConfig::default()).build()?;
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+    let problems: Vec<_> = (0..64).map(|_| task.generate(&mut rng)).collect();
+    let meta = serde_json::Value::Null;
+    println!(
+        "per-call cost of a verifier (median of {iters} calls; µs per call, µs per completion)"
+    );
+    println!("{:<28} {:>12} {:>14}", "path", "batch of 1", "batch of 64");
+    let builtin: Vec<f64> = [1usize, 64]
+        .iter()
+        .map(|&n| {
+            time_calls(iters, || {
+                for p in &problems[..n] {
+                    std::hint::black_box(task.verify(p, &p.answer));
+                }
+            })
+        })
+        .collect();
+    println!(
+        "{:<28} {:>12.2} {:>9.2} ({:.3})",
+        "built-in task verifier",
+        builtin[0],
+        builtin[1],
+        builtin[1] / 64.0
+    );
+    for isolated in [false, true] {
+        let mut host = PluginHost::new();
+        host.child_program = Some(std::env::current_exe().context("locating rlvr-studio")?);
+        if !host.add(plugin) {
+            anyhow::bail!(host.errors.pop().map(|e| e.to_string()).unwrap_or_default());
+        }
+        if isolated {
+            let names: Vec<String> = host
+                .plugins
+                .iter()
+                .map(|p| p.manifest.name.clone())
+                .collect();
+            host.set_isolated(&names);
+        }
+        let (_, inst) = extensions(&host).build(
+            "--component",
+            "--param",
+            &[ComponentKind::Verifier],
+            component,
+            &BTreeMap::new(),
+        )?;
+        let Instance::Reward(r) = inst else {
+            anyhow::bail!("{component} is not a verifier");
+        };
+        let times: Vec<f64> = [1usize, 64]
+            .iter()
+            .map(|&n| {
+                let items: Vec<ScoreItem<'_>> = problems[..n]
+                    .iter()
+                    .map(|p| ScoreItem {
+                        prompt: &p.prompt,
+                        completion: &p.answer,
+                        answer: &p.answer,
+                        meta: &meta,
+                    })
+                    .collect();
+                time_calls(iters, || {
+                    std::hint::black_box(r.score_batch(&items));
+                })
+            })
+            .collect();
+        let name = if isolated {
+            "plugin, isolated process"
+        } else {
+            "plugin, in-process"
+        };
+        println!(
+            "{name:<28} {:>12.2} {:>9.2} ({:.3})",
+            times[0],
+            times[1],
+            times[1] / 64.0
+        );
+    }
+    Ok(())
 }
 
 /// Parses `name=value` parameters: booleans, integers, floats, else text.

@@ -8,6 +8,7 @@ use regex::Regex;
 use rlvr_plugin_api::{export_plugin, Criterion, CriterionScore, Plugin, Rubric, Sample, Spec};
 
 /// One configured check.
+#[derive(Debug)]
 enum Check {
     /// Share of these patterns found.
     Required(Vec<Regex>),
@@ -20,6 +21,7 @@ enum Check {
 }
 
 /// The rubric.
+#[derive(Debug)]
 pub struct KeywordRubric {
     checks: Vec<(Criterion, Check)>,
 }

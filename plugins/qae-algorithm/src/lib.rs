@@ -44,7 +44,7 @@ impl Qae {
 impl Algorithm for Qae {
     fn compute(&self, batch: &AlgoBatch<'_>) -> Result<AlgoOutput, String> {
         let g = batch.group_size();
-        if g == 0 || batch.rows() % g != 0 {
+        if g == 0 || !batch.rows().is_multiple_of(g) {
             return Err(format!("{} rows do not form groups of {g}", batch.rows()));
         }
         let per_row: Vec<f32> = batch

@@ -42,7 +42,7 @@ impl Fault {
     /// Misbehaves if this call is due; returns `Some(NaN-mode)` when the caller must return NaN.
     fn strike(&self) -> Result<bool, String> {
         let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % self.every != 0 {
+        if !n.is_multiple_of(self.every) {
             return Ok(false);
         }
         match self.mode.as_str() {

@@ -22,8 +22,11 @@ pub(super) struct Reward {
     pub component: Arc<dyn RewardComponent>,
 }
 
-/// Reward components: (name, value, reason) entries of one completion, plus the weighted sum.
-pub(super) type Scored = (Vec<(String, f32, String)>, f32);
+/// (name, value, reason) entries of one completion's reward components.
+pub(super) type Entries = Vec<(String, f32, String)>;
+
+/// Reward components of one completion, plus their weighted sum.
+pub(super) type Scored = (Entries, f32);
 
 /// The run's plugin components.
 #[derive(Default)]
@@ -160,11 +163,7 @@ impl RunComponents {
 
     /// The run's verdicts (task verifier or plugin verifier) for each pair, with the plugin
     /// verifier's logged sub-scores.
-    pub fn verify(
-        &self,
-        task: &dyn Task,
-        items: &[(&Problem, &str)],
-    ) -> Vec<(Verdict, Vec<(String, f32, String)>)> {
+    pub fn verify(&self, task: &dyn Task, items: &[(&Problem, &str)]) -> Vec<(Verdict, Entries)> {
         let Some((name, v)) = &self.verifier else {
             return items
                 .iter()
