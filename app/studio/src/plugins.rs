@@ -99,6 +99,9 @@ pub fn host_for(cfg: &RunConfig, extra: &[PathBuf]) -> anyhow::Result<PluginHost
     dirs.extend(extra.iter().cloned());
     host.scan(&dirs);
     host.set_isolated(&cfg.plugins.isolated);
+    for e in &host.errors {
+        eprintln!("warning: plugin not loaded: {e}");
+    }
     Ok(host)
 }
 
