@@ -455,3 +455,47 @@ fn configs_naming_unknown_or_misconfigured_components_are_clear_errors() {
         err("[[rewards.components]]\nname = \"keyword_rubric\"\nparams = { colour = \"red\" }\n");
     assert!(e.contains("rewards.components[0].params.colour"), "{e}");
 }
+
+#[test]
+fn sql_preset_trains_on_a_dataset_with_the_sql_verifier() {
+    plugins_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let preset = repo()
+        .join("app/presets/sql.toml")
+        .to_string_lossy()
+        .into_owned();
+    let out = dir.path().join("out").to_string_lossy().into_owned();
+    let text = ok(&studio(&[
+        "train", &preset, "--json", "--out", &out, "--steps", "2",
+    ]));
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps = of_type(&lines, "step");
+    assert_eq!(steps.len(), 2);
+    assert!(
+        steps[1]["reward_components"]["sql_exec"].is_object(),
+        "{}",
+        steps[1]
+    );
+    assert!(steps[1].get("plugin_errors").is_none(), "{}", steps[1]);
+    let started = &of_type(&lines, "started")[0];
+    assert_eq!(started["task"], "dataset");
+    // Every completion was executed (and, from this arithmetic-trained policy, rejected with
+    // SQLite's reason).
+    let samples = ok(&studio(&[
+        "runs",
+        "samples",
+        &run_id(&lines),
+        "--step",
+        "1",
+    ]));
+    assert!(
+        samples.contains("sql_exec=0.00 (query failed:"),
+        "{samples}"
+    );
+    let run = show(&run_id(&lines));
+    let plugins = run["plugins"].to_string();
+    assert!(plugins.contains("sql-tools 0.1.0"), "{plugins}");
+}

@@ -554,30 +554,46 @@ impl RunConfig {
     /// Reads a TOML file; relative model paths are resolved against the file's folder.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
-        let mut cfg = Self::from_toml(&text).map_err(|e| EngineError::ConfigFile {
+        let in_file = |e: EngineError| EngineError::ConfigFile {
             path: path.to_owned(),
             msg: match e {
                 EngineError::ConfigFile { msg, .. } => msg,
                 other => other.to_string(),
             },
-        })?;
-        if cfg.model.path.is_relative() {
-            let base = path.parent().unwrap_or(Path::new("."));
-            cfg.model.path = base.join(&cfg.model.path);
+        };
+        let mut cfg = Self::parse(&text).map_err(in_file)?;
+        // Paths in the file are relative to its folder; made absolute, so the resolved config
+        // saved with a run stays valid from anywhere.
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                *p = base.join(&*p);
+            }
+            if let Ok(abs) = std::fs::canonicalize(&*p) {
+                *p = abs;
+            }
+        };
+        resolve(&mut cfg.model.path);
+        if let TaskConfig::Dataset(d) = &mut cfg.task {
+            resolve(&mut d.path);
         }
-        // Absolute, so the resolved config saved with a run stays valid from anywhere.
-        if let Ok(abs) = std::fs::canonicalize(&cfg.model.path) {
-            cfg.model.path = abs;
+        for d in &mut cfg.plugins.dirs {
+            resolve(d);
         }
+        cfg.validate_ranges().map_err(in_file)?;
         Ok(cfg)
+    }
+
+    fn parse(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| EngineError::ConfigFile {
+            path: PathBuf::from("<config>"),
+            msg: toml_error_line(text, &e),
+        })
     }
 
     /// Parses TOML text (paths are left as written) and validates it.
     pub fn from_toml(text: &str) -> Result<Self> {
-        let cfg: Self = toml::from_str(text).map_err(|e| EngineError::ConfigFile {
-            path: PathBuf::from("<config>"),
-            msg: toml_error_line(text, &e),
-        })?;
+        let cfg = Self::parse(text)?;
         // Plugin components are checked when the plugins are loaded (`validate_with`).
         cfg.validate_ranges()?;
         Ok(cfg)

@@ -38,8 +38,11 @@ fn render(v: ValueRef<'_>) -> String {
 }
 
 impl SqlExec {
+    /// The database of a sample: the metadata's `"db"` or the `database` parameter; a relative
+    /// path is resolved against the dataset's folder (`"dataset_dir"` in the metadata). A `.sql`
+    /// file is a script run into an in-memory database, which is then made query-only.
     fn open(&self, meta: &rlvr_plugin_api::serde_json::Value) -> Result<Connection, String> {
-        let path = meta
+        let mut path = meta
             .get("db")
             .and_then(|v| v.as_str())
             .map(PathBuf::from)
@@ -49,6 +52,21 @@ impl SqlExec {
                 "no database: set the `database` parameter or a \"db\" field in the task metadata"
                     .into(),
             );
+        }
+        if path.is_relative() {
+            if let Some(dir) = meta.get("dataset_dir").and_then(|v| v.as_str()) {
+                path = PathBuf::from(dir).join(path);
+            }
+        }
+        if path.extension().is_some_and(|x| x == "sql") {
+            let script = std::fs::read_to_string(&path)
+                .map_err(|e| format!("{}: cannot read the SQL script: {e}", path.display()))?;
+            let conn = Connection::open_in_memory().map_err(|e| e.to_string())?;
+            conn.execute_batch(&script)
+                .map_err(|e| format!("{}: the script failed: {e}", path.display()))?;
+            conn.pragma_update(None, "query_only", true)
+                .map_err(|e| e.to_string())?;
+            return Ok(conn);
         }
         Connection::open_with_flags(
             &path,
@@ -174,7 +192,12 @@ fn plugin() -> Plugin {
             "sql_exec",
             "runs the generated and the reference query read-only; passes when the result sets match",
         )
-        .text("database", "", "SQLite database file (a task metadata \"db\" field overrides it)")
+        .text(
+            "database",
+            "",
+            "SQLite database file, or a .sql script loaded into memory (a task metadata \"db\" \
+             field overrides it; relative paths are relative to the dataset file)",
+        )
         .int("timeout_ms", 2000, 1, 60_000, "time limit of each query in milliseconds")
         .bool("order_matters", false, "compare rows in order (for ORDER BY questions)")
         .int("max_rows", 10_000, 1, 10_000_000, "a query returning more rows fails"),
@@ -289,6 +312,28 @@ mod tests {
             "{}",
             r.reason
         );
+    }
+
+    #[test]
+    fn sql_scripts_relative_to_the_dataset_are_query_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("shop.sql"),
+            "CREATE TABLE t(n INTEGER); INSERT INTO t VALUES (1),(2);",
+        )
+        .unwrap();
+        let v = verifier(std::path::Path::new("shop.sql"), 2000);
+        let meta = json!({ "dataset_dir": dir.path().to_string_lossy() });
+        let ok = check(
+            &v,
+            "select n from t",
+            "select n from t order by n desc",
+            &meta,
+        )
+        .unwrap();
+        assert_eq!(ok.passed, Some(true), "{ok:?}");
+        let write = check(&v, "insert into t values (3)", "select 1", &meta).unwrap();
+        assert_eq!(write.passed, Some(false), "{write:?}");
     }
 
     #[test]

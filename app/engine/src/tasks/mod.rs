@@ -12,11 +12,13 @@
 
 mod arithmetic;
 mod countdown;
+mod dataset;
 mod reverse;
 mod sorting;
 
 pub use arithmetic::{Arithmetic, ArithmeticConfig};
 pub use countdown::{Countdown, CountdownConfig};
+pub use dataset::{Dataset, DatasetConfig};
 pub use reverse::{Charset, Reverse, ReverseConfig};
 pub use sorting::{Sorting, SortingConfig};
 
@@ -129,6 +131,16 @@ pub enum TaskError {
         /// Probe draws made.
         probes: usize,
     },
+    /// A dataset file is missing or malformed (`line` 0 = the file as a whole).
+    #[error("{path}{}: {msg}", if *line > 0 { format!(":{line}") } else { String::new() })]
+    Dataset {
+        /// The file.
+        path: String,
+        /// 1-based line number, 0 for the whole file.
+        line: usize,
+        /// What is wrong.
+        msg: String,
+    },
 }
 
 /// Check `min..=max` for an integer setting.
@@ -205,6 +217,8 @@ pub enum TaskConfig {
     Sorting(SortingConfig),
     /// Reverse a short string (partial credit per position).
     Reverse(ReverseConfig),
+    /// Problems read from a JSONL file (`prompt`, `answer`, any other fields as metadata).
+    Dataset(DatasetConfig),
 }
 
 impl Default for TaskConfig {
@@ -221,6 +235,7 @@ impl TaskConfig {
             TaskConfig::Countdown(_) => "countdown",
             TaskConfig::Sorting(_) => "sorting",
             TaskConfig::Reverse(_) => "reverse",
+            TaskConfig::Dataset(_) => "dataset",
         }
     }
 
@@ -236,6 +251,7 @@ impl TaskConfig {
             TaskConfig::Countdown(c) => Box::new(Countdown::new(c)?),
             TaskConfig::Sorting(c) => Box::new(Sorting::new(c)?),
             TaskConfig::Reverse(c) => Box::new(Reverse::new(c)?),
+            TaskConfig::Dataset(c) => Box::new(Dataset::new(c)?),
         })
     }
 }
