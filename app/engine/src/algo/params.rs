@@ -23,6 +23,18 @@ pub enum ParamKind {
     Text,
 }
 
+impl ParamKind {
+    /// What a value of this kind looks like, for error messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ParamKind::Float => "a number",
+            ParamKind::Int => "a whole number",
+            ParamKind::Bool => "true or false",
+            ParamKind::Text => "a string in quotes",
+        }
+    }
+}
+
 /// One parameter of a component.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ParamSpec {
@@ -127,6 +139,17 @@ pub enum ParamValue {
     Text(String),
 }
 
+impl std::fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamValue::Bool(b) => write!(f, "{b}"),
+            ParamValue::Int(i) => write!(f, "{i}"),
+            ParamValue::Float(x) => write!(f, "{x}"),
+            ParamValue::Text(t) => write!(f, "{t:?}"),
+        }
+    }
+}
+
 /// Checked parameter values, every spec present (defaults filled in).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Params {
@@ -146,11 +169,11 @@ impl Params {
                 let known: Vec<&str> = specs.iter().map(|s| s.name.as_ref()).collect();
                 return Err(EngineError::config(
                     &format!("{section}.{key}"),
-                    "?",
+                    &values[key],
                     if known.is_empty() {
                         "no parameters are accepted here".to_string()
                     } else {
-                        format!("unknown parameter; expected one of {}", known.join(", "))
+                        format!("unknown parameter; the parameters are {}", known.join(", "))
                     },
                 ));
             }
@@ -165,8 +188,8 @@ impl Params {
                     Some(other) => {
                         return Err(EngineError::config(
                             &key,
-                            format!("{other:?}"),
-                            format!("expected a string ({})", s.help),
+                            other,
+                            format!("expected a string in quotes ({})", s.help),
                         ))
                     }
                 };
@@ -181,8 +204,8 @@ impl Params {
                 (Some(other), kind) => {
                     return Err(EngineError::config(
                         &key,
-                        format!("{other:?}"),
-                        format!("expected a {kind:?} value"),
+                        other,
+                        format!("expected {} ({})", kind.describe(), s.help),
                     ))
                 }
             };

@@ -156,7 +156,10 @@ fn params_are_checked_against_specs() {
     let e = Params::resolve("algorithm.advantage_params", info.params, &v)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("kk") && e.contains("expected one of k"), "{e}");
+    assert!(
+        e.contains("kk = 2") && e.contains("the parameters are k"),
+        "{e}"
+    );
     for info in ESTIMATORS {
         for s in info.params {
             assert!(
