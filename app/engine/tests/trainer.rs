@@ -317,3 +317,155 @@ fn damaged_checkpoints_are_clear_errors() {
         .to_string();
     assert!(e.contains("resume-1.ckpt") && e.contains("shape"), "{e}");
 }
+
+mod extensions {
+    //! The extension points driven by plain Rust components (what the plugin host adapts
+    //! plugin libraries to).
+    use std::sync::{Arc, Mutex};
+
+    use rlvr_engine::algo::params::{ParamSpec, Params};
+    use rlvr_engine::extensions::*;
+
+    use super::default_policy_run;
+
+    /// Records the batch it sees; gives +1 to every token of passed rows and -1 otherwise.
+    struct Recording(Arc<Mutex<Option<AlgoBatch>>>);
+    impl TokenAlgorithm for Recording {
+        fn compute(&self, b: &AlgoBatch) -> Result<AlgoOutput, String> {
+            *self.0.lock().unwrap() = Some(b.clone());
+            let mut adv = Vec::new();
+            for (r, w) in b.token_offsets.windows(2).enumerate() {
+                let a = if b.passed[r] { 1.0 } else { -1.0 };
+                adv.extend(std::iter::repeat_n(a, (w[1] - w[0]) as usize));
+            }
+            Ok(AlgoOutput {
+                advantages: adv,
+                weights: Vec::new(),
+            })
+        }
+    }
+
+    /// Length of the completion as a reward component; errors on empty completions.
+    struct Length;
+    impl RewardComponent for Length {
+        fn score_batch(&self, items: &[ScoreItem<'_>]) -> Vec<Result<ComponentScore, String>> {
+            items
+                .iter()
+                .map(|i| match i.completion.trim().len() {
+                    0 => Err("empty".to_string()),
+                    n => Ok(ComponentScore {
+                        score: n as f32,
+                        passed: None,
+                        reason: format!("{n} chars"),
+                        parts: vec![],
+                    }),
+                })
+                .collect()
+        }
+    }
+
+    /// Produces NaN logits on every other call (the engine must restore the row).
+    struct NanEveryOther(std::sync::atomic::AtomicUsize);
+    impl TokenSampler for NanEveryOther {
+        fn transform(&self, logits: &mut [f32], _p: usize, _g: &[u32]) -> Result<(), String> {
+            if self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2 == 0 {
+                logits.fill(f32::NAN);
+            }
+            Ok(())
+        }
+    }
+
+    struct Factory(Arc<Mutex<Option<AlgoBatch>>>);
+    impl ComponentFactory for Factory {
+        fn components(&self) -> Vec<ComponentInfo> {
+            let info = |kind, name: &str, params| ComponentInfo {
+                kind,
+                name: name.into(),
+                summary: String::new(),
+                params,
+                criteria: vec![],
+                origin: "test".into(),
+            };
+            vec![
+                info(ComponentKind::Algorithm, "recording", vec![]),
+                info(
+                    ComponentKind::Rubric,
+                    "length",
+                    vec![ParamSpec::float("scale", 1.0, 0.0, 2.0, "scale")],
+                ),
+                info(ComponentKind::Sampler, "nan_sampler", vec![]),
+            ]
+        }
+        fn instantiate(
+            &self,
+            kind: ComponentKind,
+            _name: &str,
+            _p: &Params,
+        ) -> Result<Instance, String> {
+            Ok(match kind {
+                ComponentKind::Algorithm => {
+                    Instance::Algorithm(Arc::new(Recording(self.0.clone())))
+                }
+                ComponentKind::Sampler => {
+                    Instance::Sampler(Arc::new(NanEveryOther(Default::default())))
+                }
+                _ => Instance::Reward(Arc::new(Length)),
+            })
+        }
+    }
+
+    #[test]
+    fn components_shape_rewards_advantages_and_sampling() {
+        let seen = Arc::new(Mutex::new(None));
+        let ext = Extensions::none().with(Arc::new(Factory(seen.clone())));
+        let mut cfg = default_policy_run(
+            "[algorithm]\nadvantage = \"recording\"\nkl_coef = 0.05\n\
+             [[rewards.components]]\nname = \"length\"\nweight = 0.5\nparams = { scale = 1.5 }\n",
+        );
+        cfg.rollout.sampler = "nan_sampler".into();
+        // Without the extensions the names are clear errors.
+        let e = rlvr_engine::Trainer::new(cfg.clone())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("rollout.sampler = \"nan_sampler\""), "{e}");
+        let mut t = rlvr_engine::Trainer::with_extensions(cfg, &ext).unwrap();
+        let (m, groups) = t.train_step().unwrap();
+        let b = seen.lock().unwrap().take().unwrap();
+        // Reference log-probs come with the batch (KL on), one per token, and at step 1 the
+        // reference is the policy that sampled them.
+        assert_eq!(b.ref_logprobs.len(), b.old_logprobs.len());
+        let worst = b
+            .ref_logprobs
+            .iter()
+            .zip(&b.old_logprobs)
+            .map(|(a, c)| (a - c).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst < 1e-3,
+            "reference vs sampling log-probs differ by {worst}"
+        );
+        assert!(
+            b.component_names.contains(&"length".to_string()),
+            "{:?}",
+            b.component_names
+        );
+        // Token advantages are the algorithm's (+1 passed, -1 failed).
+        for g in &groups {
+            for s in &g.samples {
+                let want = if s.passed { 1.0 } else { -1.0 };
+                assert!(s.tokens.advantage.iter().all(|&a| a == want), "{s:?}");
+                let len = s.completion.trim().len() as f32;
+                let comp = s.components.iter().find(|c| c.0 == "length").unwrap();
+                if len > 0.0 {
+                    assert_eq!(comp.1, len);
+                } else {
+                    assert!(comp.2.starts_with("error: empty"), "{comp:?}");
+                }
+            }
+        }
+        assert!(m.reward_components.contains_key("length"));
+        // The NaN-producing sampler was caught on every other call and counted (by the run loop).
+        assert!(m.entropy.is_finite());
+    }
+}

@@ -282,6 +282,34 @@ impl Trainer {
         Ok((token_adv, loss_v))
     }
 
+    /// Log-probs of every completion token under the reference policy, rows concatenated (the
+    /// `ref_logprobs` of a plugin algorithm's batch).
+    fn reference_logprobs(
+        &self,
+        reference: &Transformer,
+        rows: &[Vec<u32>],
+        completions: &[&Completion],
+    ) -> Result<Vec<f32>> {
+        let idx: Vec<usize> = (0..rows.len())
+            .filter(|&i| !completions[i].tokens.is_empty())
+            .collect();
+        if idx.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prompts: Vec<&[u32]> = idx.iter().map(|&i| rows[i].as_slice()).collect();
+        let comps: Vec<&[u32]> = idx
+            .iter()
+            .map(|&i| completions[i].tokens.as_slice())
+            .collect();
+        let batch = TrainBatch::new(&prompts, &comps, self.policy.tok.pad, self.policy.device())?;
+        let lp = batch.logprobs(reference)?.1.to_vec2::<f32>()?;
+        let mut out = Vec::new();
+        for (row, &i) in lp.iter().zip(&idx) {
+            out.extend_from_slice(&row[..completions[i].tokens.len()]);
+        }
+        Ok(out)
+    }
+
     /// Samples `n` prompts × G completions and scores them.
     fn rollout_groups(&mut self, n: usize) -> Result<Vec<Group>> {
         let g = self.cfg.rollout.group_size;
@@ -493,7 +521,10 @@ impl Trainer {
         let mut plugin_weights: Option<Vec<Vec<f32>>> = None;
         let plugin_out = match &self.components.algorithm {
             Some((name, alg)) => {
-                let batch = algo_batch(&groups, &completions, &rewards, &observed, g);
+                let mut batch = algo_batch(&groups, &completions, &rewards, &observed, g);
+                if let Some(r) = &self.reference {
+                    batch.ref_logprobs = self.reference_logprobs(r, &rows, &completions)?;
+                }
                 let out = alg.compute(&batch).and_then(|o| split_output(o, &batch));
                 if let Err(e) = &out {
                     self.components
