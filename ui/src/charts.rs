@@ -1,0 +1,312 @@
+//! The chart grid: one egui_plot per metric group, with smoothing, step or time on the x axis,
+//! hover values, and linked x zoom/pan and cursor across all charts. Used by the live view (one
+//! run, one colour per metric) and the comparison view (several runs, one colour per run).
+
+use egui::{Color32, Id};
+use egui_plot::{Legend, Line, Plot, PlotPoints};
+use serde::{Deserialize, Serialize};
+
+use crate::history::MetricTable;
+use crate::theme;
+
+/// One chart: a title and the metrics it draws. A name ending in `/*` draws every metric with
+/// that prefix (reward components, pass@k, KL by estimator).
+pub struct ChartDef {
+    /// Title above the chart.
+    pub title: &'static str,
+    /// Metric names or prefixes.
+    pub metrics: &'static [&'static str],
+}
+
+/// The charts of the live and comparison views.
+pub const CHARTS: &[ChartDef] = &[
+    ChartDef {
+        title: "Reward",
+        metrics: &["reward_mean", "reward_components/*/mean"],
+    },
+    ChartDef {
+        title: "Accuracy",
+        metrics: &["accuracy", "eval/greedy_accuracy", "eval/pass_at_1"],
+    },
+    ChartDef {
+        title: "pass@k (held-out)",
+        metrics: &["eval/pass_at_k/*"],
+    },
+    ChartDef {
+        title: "Entropy (nats)",
+        metrics: &["entropy", "entropy_top20", "entropy_rest"],
+    },
+    ChartDef {
+        title: "KL to reference",
+        metrics: &["kl", "kl_by_kind/*"],
+    },
+    ChartDef {
+        title: "Response length (tokens)",
+        metrics: &["response_len_mean", "response_len_max"],
+    },
+    ChartDef {
+        title: "Clip fractions",
+        metrics: &["clip_low_frac", "clip_high_frac", "truncated_frac"],
+    },
+    ChartDef {
+        title: "Zero-variance groups",
+        metrics: &["zero_var_frac", "nonzero_adv_frac"],
+    },
+    ChartDef {
+        title: "Gradient norm",
+        metrics: &["grad_norm"],
+    },
+    ChartDef {
+        title: "Throughput (tokens/s)",
+        metrics: &["tokens_per_s", "train_tokens_per_s"],
+    },
+];
+
+/// What the x axis shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum XAxis {
+    /// Update steps.
+    Step,
+    /// Seconds since the run started.
+    Time,
+}
+
+/// Chart settings (persisted).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChartSettings {
+    /// Exponential smoothing weight in [0, 0.99] (0 = raw).
+    pub smoothing: f64,
+    /// Step or time.
+    pub x_axis: XAxis,
+    /// Charts per row.
+    pub columns: usize,
+}
+
+impl Default for ChartSettings {
+    fn default() -> Self {
+        Self {
+            smoothing: 0.6,
+            x_axis: XAxis::Step,
+            columns: 2,
+        }
+    }
+}
+
+impl ChartSettings {
+    /// The smoothing slider, x-axis switch and column count.
+    pub fn controls(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            let l = ui.label("Smoothing");
+            ui.add(egui::Slider::new(&mut self.smoothing, 0.0..=0.99).fixed_decimals(2))
+                .labelled_by(l.id);
+            ui.separator();
+            let l = ui.label("X axis");
+            egui::ComboBox::from_id_salt("x_axis")
+                .selected_text(match self.x_axis {
+                    XAxis::Step => "step",
+                    XAxis::Time => "time (s)",
+                })
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut self.x_axis, XAxis::Step, "step");
+                    ui.selectable_value(&mut self.x_axis, XAxis::Time, "time (s)");
+                })
+                .response
+                .labelled_by(l.id);
+            ui.separator();
+            let l = ui.label("Columns");
+            ui.add(egui::DragValue::new(&mut self.columns).range(1..=4))
+                .labelled_by(l.id);
+        });
+    }
+}
+
+/// A run as drawn in the charts.
+pub struct RunSeries<'a> {
+    /// Label in legends.
+    pub label: String,
+    /// Its metrics.
+    pub table: &'a MetricTable,
+    /// Its colour when several runs are overlaid.
+    pub color: Color32,
+}
+
+/// Names in `table` matching `pattern` (`a/*/b` or `a/*` match any one or more segments).
+pub fn matching(table: &MetricTable, pattern: &str) -> Vec<String> {
+    match pattern.split_once('*') {
+        None => {
+            if table.cols.contains_key(pattern) {
+                vec![pattern.to_string()]
+            } else {
+                Vec::new()
+            }
+        }
+        Some((pre, post)) => table
+            .cols
+            .range(pre.to_string()..)
+            .take_while(|(k, _)| k.starts_with(pre))
+            .filter(|(k, _)| k.ends_with(post) && k.len() > pre.len() + post.len())
+            .map(|(k, _)| k.clone())
+            .collect(),
+    }
+}
+
+/// Exponential moving average with TensorBoard-style debiasing.
+pub fn smooth(points: &[[f64; 2]], weight: f64) -> Vec<[f64; 2]> {
+    if weight <= 0.0 {
+        return points.to_vec();
+    }
+    let mut out = Vec::with_capacity(points.len());
+    let mut acc = 0.0;
+    let mut n = 0;
+    for p in points {
+        if !p[1].is_finite() {
+            continue;
+        }
+        n += 1;
+        acc = acc * weight + (1.0 - weight) * p[1];
+        let debias = 1.0 - weight.powi(n);
+        out.push([p[0], acc / debias]);
+    }
+    out
+}
+
+/// Keeps at most ~2 points per bucket (min and max, in order) so long series draw fast.
+pub fn decimate(points: Vec<[f64; 2]>, buckets: usize) -> Vec<[f64; 2]> {
+    if buckets == 0 || points.len() <= 2 * buckets {
+        return points;
+    }
+    let per = points.len().div_ceil(buckets);
+    let mut out = Vec::with_capacity(2 * buckets + 1);
+    for chunk in points.chunks(per) {
+        let (mut lo, mut hi) = (0, 0);
+        for (i, p) in chunk.iter().enumerate() {
+            if p[1] < chunk[lo][1] {
+                lo = i;
+            }
+            if p[1] > chunk[hi][1] {
+                hi = i;
+            }
+        }
+        let (a, b) = if lo <= hi { (lo, hi) } else { (hi, lo) };
+        out.push(chunk[a]);
+        if b != a {
+            out.push(chunk[b]);
+        }
+    }
+    out
+}
+
+fn short(name: &str) -> String {
+    name.trim_start_matches("reward_components/")
+        .trim_end_matches("/mean")
+        .replace("eval/pass_at_k/", "pass@")
+        .to_string()
+}
+
+/// Points of one metric of one run, as drawn (time axis mapped, smoothed, decimated).
+pub fn prepared(
+    table: &MetricTable,
+    name: &str,
+    settings: &ChartSettings,
+    buckets: usize,
+) -> Vec<[f64; 2]> {
+    let raw = table.get(name);
+    let mut pts: Vec<[f64; 2]> = match settings.x_axis {
+        XAxis::Step => raw.to_vec(),
+        XAxis::Time => raw.iter().map(|p| [table.time_of(p[0]), p[1]]).collect(),
+    };
+    // Evaluations are sparse: smoothing them would lag by many steps.
+    if !name.starts_with("eval/") {
+        pts = smooth(&pts, settings.smoothing);
+    }
+    decimate(pts, buckets)
+}
+
+/// Draws the chart grid for `runs`; returns the number of lines drawn (for tests).
+pub fn chart_grid(
+    ui: &mut egui::Ui,
+    id: &str,
+    runs: &[RunSeries<'_>],
+    settings: &ChartSettings,
+    height: f32,
+) -> usize {
+    let link = Id::unique((id, "link"));
+    let cols = settings.columns.max(1);
+    let width =
+        ((ui.available_width() - theme::GAP * (cols as f32 - 1.0)) / cols as f32).max(120.0);
+    let buckets = (width as usize).max(50);
+    let mut lines = 0;
+    let overlay = runs.len() > 1;
+    // Only charts with data for at least one run.
+    let charts: Vec<(&ChartDef, Vec<Vec<String>>)> = CHARTS
+        .iter()
+        .map(|c| {
+            let names = runs
+                .iter()
+                .map(|r| {
+                    c.metrics
+                        .iter()
+                        .flat_map(|m| matching(r.table, m))
+                        .collect()
+                })
+                .collect::<Vec<Vec<String>>>();
+            (c, names)
+        })
+        .filter(|(_, names)| names.iter().any(|n| !n.is_empty()))
+        .collect();
+    if charts.is_empty() {
+        ui.label("No metrics yet.");
+        return 0;
+    }
+    egui::Grid::new((id, "grid"))
+        .num_columns(cols)
+        .spacing(egui::vec2(theme::GAP, theme::GAP))
+        .show(ui, |ui| {
+            for (i, (chart, names)) in charts.iter().enumerate() {
+                ui.vertical(|ui| {
+                    ui.set_width(width);
+                    ui.label(egui::RichText::new(chart.title).strong());
+                    let plot = Plot::new((id, chart.title))
+                        .height(height)
+                        .width(width)
+                        .link_axis(link, [true, false])
+                        .link_cursor(link, [true, false])
+                        .legend(Legend::default().position(egui_plot::Corner::LeftTop))
+                        .x_axis_label(match settings.x_axis {
+                            XAxis::Step => "step",
+                            XAxis::Time => "seconds",
+                        })
+                        .y_axis_min_width(36.0);
+                    plot.show(ui, |pui| {
+                        for (r, run) in runs.iter().enumerate() {
+                            for (k, name) in names[r].iter().enumerate() {
+                                let pts = prepared(run.table, name, settings, buckets);
+                                let (label, color) = if overlay {
+                                    let c = if names[r].len() > 1 {
+                                        run.color.gamma_multiply(1.0 - 0.25 * k.min(3) as f32)
+                                    } else {
+                                        run.color
+                                    };
+                                    (format!("{} · {}", run.label, short(name)), c)
+                                } else {
+                                    (short(name), theme::series(k))
+                                };
+                                let mut line = Line::new(label, PlotPoints::new(pts))
+                                    .color(color)
+                                    .width(1.5);
+                                if name.starts_with("eval/") {
+                                    line = line.style(egui_plot::LineStyle::dashed_loose());
+                                }
+                                pui.line(line);
+                                lines += 1;
+                            }
+                        }
+                    });
+                });
+                if (i + 1) % cols == 0 {
+                    ui.end_row();
+                }
+            }
+        });
+    lines
+}
