@@ -233,9 +233,9 @@ impl StudioApp {
         let Some(l) = self.live.as_mut() else {
             return 0;
         };
-        let was_active = l.phase.is_active();
+        let was_running = !l.ended();
         let n = l.poll(4096);
-        if was_active && !l.phase.is_active() {
+        if was_running && l.ended() {
             self.runs.invalidate();
         }
         n

@@ -52,6 +52,8 @@ pub struct RunsPanel {
     pub message: Option<(bool, String)>,
     /// Run awaiting delete confirmation.
     pub confirm_delete: Option<i64>,
+    /// Last held-out greedy accuracy of each listed run.
+    pub final_acc: HashMap<i64, Option<f64>>,
     stale: bool,
 }
 
@@ -174,7 +176,14 @@ impl RunsPanel {
                 for r in &rows {
                     if r.status == RunStatus::Running {
                         self.tables.remove(&r.id);
+                        self.final_acc.remove(&r.id);
                     }
+                    self.final_acc.entry(r.id).or_insert_with(|| {
+                        store
+                            .series(r.id, "eval/greedy_accuracy")
+                            .ok()
+                            .and_then(|s| s.last().map(|p| p.1))
+                    });
                 }
                 self.rows = rows;
             }
@@ -265,7 +274,7 @@ impl RunsPanel {
             .max_height(ui.available_height() * 0.55)
             .show(ui, |ui| {
                 egui::Grid::new("runs_grid")
-                    .num_columns(7)
+                    .num_columns(6)
                     .striped(true)
                     .spacing(egui::vec2(10.0, 4.0))
                     .show(ui, |ui| {
@@ -284,8 +293,8 @@ impl RunsPanel {
                         for r in &self.rows {
                             let mut on = self.selected.contains(&r.id);
                             if ui
-                                .checkbox(&mut on, "")
-                                .on_hover_text(format!("compare run {}", r.id))
+                                .checkbox(&mut on, format!("{} #{}", r.name, r.id))
+                                .on_hover_text("tick to overlay this run's curves")
                                 .changed()
                             {
                                 if on {
@@ -295,13 +304,9 @@ impl RunsPanel {
                                 }
                             }
                             ui.colored_label(status_color(r.status), r.status.as_str());
-                            ui.label(format!("{} #{}", r.name, r.id));
                             ui.label(&r.task);
                             ui.label(algorithm_of(&r.config));
-                            let acc = self
-                                .tables
-                                .get(&r.id)
-                                .and_then(|t| t.get("eval/greedy_accuracy").last().map(|p| p[1]));
+                            let acc = self.final_acc.get(&r.id).copied().flatten();
                             ui.label(acc.map_or("—".into(), |a| format!("{a:.3}")));
                             ui.label(r.created.get(..16).unwrap_or(&r.created).replace('T', " "));
                             ui.end_row();

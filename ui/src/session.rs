@@ -401,6 +401,11 @@ impl LiveRun {
         }
     }
 
+    /// Whether the engine and the history writer have both finished (everything is stored).
+    pub fn ended(&self) -> bool {
+        self.forwarder.is_none()
+    }
+
     /// Whether the run is paused (or a pause is pending).
     pub fn is_paused(&self) -> bool {
         self.phase == Phase::Paused
