@@ -245,6 +245,10 @@ impl StudioApp {
         let ctx = ui.ctx().clone();
         // Keys typed into a text field are text, not commands.
         let typing = ctx.egui_wants_keyboard_input();
+        if ctx.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::Q)) {
+            // Closing stops a live run cleanly (see the shell's on_exit).
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
         let (space, s, e, train, stop) = ctx.input_mut(|i| {
             let train = i.consume_key(egui::Modifiers::COMMAND, egui::Key::Enter);
             let stop = i.consume_key(egui::Modifiers::COMMAND, egui::Key::Period);
@@ -454,7 +458,7 @@ impl StudioApp {
                 );
                 ui.label(
                     egui::RichText::new(
-                        "Shortcuts: Ctrl+Enter train · Space pause/resume · S step once · E evaluate · Ctrl+. stop",
+                        "Shortcuts: Ctrl+Enter train · Space pause/resume · S step once · E evaluate · Ctrl+. stop · Ctrl+Q quit",
                     )
                     .color(self.theme.weak())
                     .small(),
@@ -538,7 +542,7 @@ impl StudioApp {
             }
         });
         let Some(l) = &self.live else { return };
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             let eta = l
                 .eta()
                 .map_or(String::new(), |d| format!(" · ETA {}", fmt_duration(d)));
@@ -552,7 +556,7 @@ impl StudioApp {
             ui.add(
                 egui::ProgressBar::new(l.progress())
                     .text(text)
-                    .desired_width(ui.available_width().min(520.0)),
+                    .desired_width((ui.available_width() * 0.5).min(460.0)),
             );
             if let Some(m) = l.steps.last() {
                 ui.label(

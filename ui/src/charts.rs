@@ -22,7 +22,7 @@ pub struct ChartDef {
 pub const CHARTS: &[ChartDef] = &[
     ChartDef {
         title: "Reward",
-        metrics: &["reward_mean", "reward_components/*/mean"],
+        metrics: &["reward_components/*/mean", "reward_mean"],
     },
     ChartDef {
         title: "Accuracy",
@@ -61,6 +61,9 @@ pub const CHARTS: &[ChartDef] = &[
         metrics: &["tokens_per_s", "train_tokens_per_s"],
     },
 ];
+
+/// Width reserved for a chart's y axis labels.
+const Y_AXIS: f32 = 40.0;
 
 /// What the x axis shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,11 +235,24 @@ pub fn chart_grid(
 ) -> usize {
     let link = Id::unique((id, "link"));
     let cols = settings.columns.max(1);
-    let width =
-        ((ui.available_width() - theme::GAP * (cols as f32 - 1.0)) / cols as f32).max(120.0);
+    // The plot's width excludes its y axis; leave room for the axis and a scroll bar.
+    let avail = ui.available_width().min(ui.clip_rect().width()) - 18.0;
+    let cell = ((avail - theme::GAP * (cols as f32 - 1.0)) / cols as f32).max(160.0);
+    let width = cell - Y_AXIS;
     let buckets = (width as usize).max(50);
     let mut lines = 0;
     let overlay = runs.len() > 1;
+    // Sparse charts (evaluations only) still span the steps trained so far.
+    let x_max = runs
+        .iter()
+        .map(|r| {
+            let last = r.table.last_step() as f64;
+            match settings.x_axis {
+                XAxis::Step => last,
+                XAxis::Time => r.table.time_of(last),
+            }
+        })
+        .fold(1.0, f64::max);
     // Only charts with data for at least one run.
     let charts: Vec<(&ChartDef, Vec<Vec<String>>)> = CHARTS
         .iter()
@@ -264,19 +280,26 @@ pub fn chart_grid(
         .show(ui, |ui| {
             for (i, (chart, names)) in charts.iter().enumerate() {
                 ui.vertical(|ui| {
-                    ui.set_width(width);
+                    ui.set_width(cell);
                     ui.label(egui::RichText::new(chart.title).strong());
                     let plot = Plot::new((id, chart.title))
                         .height(height)
                         .width(width)
                         .link_axis(link, [true, false])
                         .link_cursor(link, [true, false])
-                        .legend(Legend::default().position(egui_plot::Corner::LeftTop))
+                        .legend(
+                            Legend::default()
+                                .position(egui_plot::Corner::LeftTop)
+                                .text_style(egui::TextStyle::Small)
+                                .background_alpha(0.6),
+                        )
+                        .include_x(0.0)
+                        .include_x(x_max)
                         .x_axis_label(match settings.x_axis {
                             XAxis::Step => "step",
                             XAxis::Time => "seconds",
                         })
-                        .y_axis_min_width(36.0);
+                        .y_axis_min_width(Y_AXIS);
                     plot.show(ui, |pui| {
                         for (r, run) in runs.iter().enumerate() {
                             for (k, name) in names[r].iter().enumerate() {
@@ -291,13 +314,29 @@ pub fn chart_grid(
                                 } else {
                                     (short(name), theme::series(k))
                                 };
-                                let mut line = Line::new(label, PlotPoints::new(pts))
-                                    .color(color)
-                                    .width(1.5);
                                 if name.starts_with("eval/") {
-                                    line = line.style(egui_plot::LineStyle::dashed_loose());
+                                    // Sparse held-out evaluations: markers joined by a dashed line.
+                                    pui.points(
+                                        egui_plot::Points::new(
+                                            label.clone(),
+                                            PlotPoints::new(pts.clone()),
+                                        )
+                                        .color(color)
+                                        .radius(3.0),
+                                    );
+                                    pui.line(
+                                        Line::new(label, PlotPoints::new(pts))
+                                            .color(color)
+                                            .width(1.0)
+                                            .style(egui_plot::LineStyle::dashed_loose()),
+                                    );
+                                } else {
+                                    pui.line(
+                                        Line::new(label, PlotPoints::new(pts))
+                                            .color(color)
+                                            .width(1.5),
+                                    );
                                 }
-                                pui.line(line);
                                 lines += 1;
                             }
                         }
