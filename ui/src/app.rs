@@ -409,6 +409,7 @@ impl StudioApp {
             egui::Panel::left("form_panel")
                 .resizable(true)
                 .default_size(430.0)
+                .max_size(560.0)
                 .show(ui, |ui| {
                     ui.horizontal(|ui| {
                         ui.heading("New run");

@@ -16,6 +16,8 @@ pub struct ChartDef {
     pub title: &'static str,
     /// Metric names or prefixes.
     pub metrics: &'static [&'static str],
+    /// The few drawn when several runs are overlaid (a `*` pattern draws its largest match).
+    pub overlay: &'static [&'static str],
 }
 
 /// The charts of the live and comparison views.
@@ -23,42 +25,52 @@ pub const CHARTS: &[ChartDef] = &[
     ChartDef {
         title: "Reward",
         metrics: &["reward_components/*/mean", "reward_mean"],
+        overlay: &["reward_mean"],
     },
     ChartDef {
         title: "Accuracy",
         metrics: &["accuracy", "eval/greedy_accuracy", "eval/pass_at_1"],
+        overlay: &["accuracy", "eval/greedy_accuracy"],
     },
     ChartDef {
         title: "pass@k (held-out)",
         metrics: &["eval/pass_at_k/*"],
+        overlay: &["eval/pass_at_k/*"],
     },
     ChartDef {
         title: "Entropy (nats)",
         metrics: &["entropy", "entropy_top20", "entropy_rest"],
+        overlay: &["entropy"],
     },
     ChartDef {
         title: "KL to reference",
         metrics: &["kl", "kl_by_kind/*"],
+        overlay: &["kl"],
     },
     ChartDef {
         title: "Response length (tokens)",
         metrics: &["response_len_mean", "response_len_max"],
+        overlay: &["response_len_mean"],
     },
     ChartDef {
         title: "Clip fractions",
         metrics: &["clip_low_frac", "clip_high_frac", "truncated_frac"],
+        overlay: &["clip_high_frac", "clip_low_frac"],
     },
     ChartDef {
         title: "Zero-variance groups",
         metrics: &["zero_var_frac", "nonzero_adv_frac"],
+        overlay: &["zero_var_frac"],
     },
     ChartDef {
         title: "Gradient norm",
         metrics: &["grad_norm"],
+        overlay: &["grad_norm"],
     },
     ChartDef {
         title: "Throughput (tokens/s)",
         metrics: &["tokens_per_s", "train_tokens_per_s"],
+        overlay: &["tokens_per_s"],
     },
 ];
 
@@ -153,6 +165,17 @@ pub fn matching(table: &MetricTable, pattern: &str) -> Vec<String> {
     }
 }
 
+/// The match with the largest numeric suffix (`pass_at_k/16` over `pass_at_k/8`).
+fn largest(mut names: Vec<String>) -> Option<String> {
+    names.sort_by_key(|n| {
+        n.rsplit('/')
+            .next()
+            .and_then(|x| x.parse::<u64>().ok())
+            .unwrap_or(0)
+    });
+    names.pop()
+}
+
 /// Exponential moving average with TensorBoard-style debiasing.
 pub fn smooth(points: &[[f64; 2]], weight: f64) -> Vec<[f64; 2]> {
     if weight <= 0.0 {
@@ -234,14 +257,16 @@ pub fn chart_grid(
     height: f32,
 ) -> usize {
     let link = Id::unique((id, "link"));
-    let cols = settings.columns.max(1);
+    let overlay = runs.len() > 1;
     // The plot's width excludes its y axis; leave room for the axis and a scroll bar.
     let avail = ui.available_width().min(ui.clip_rect().width()) - 18.0;
+    // Fewer columns when charts would get too narrow (large text, small windows).
+    let fit = ((avail / 340.0).floor() as usize).max(1);
+    let cols = settings.columns.clamp(1, fit);
     let cell = ((avail - theme::GAP * (cols as f32 - 1.0)) / cols as f32).max(160.0);
     let width = cell - Y_AXIS;
     let buckets = (width as usize).max(50);
     let mut lines = 0;
-    let overlay = runs.len() > 1;
     // Sparse charts (evaluations only) still span the steps trained so far.
     let x_max = runs
         .iter()
@@ -260,10 +285,17 @@ pub fn chart_grid(
             let names = runs
                 .iter()
                 .map(|r| {
-                    c.metrics
-                        .iter()
-                        .flat_map(|m| matching(r.table, m))
-                        .collect()
+                    if overlay {
+                        c.overlay
+                            .iter()
+                            .filter_map(|m| largest(matching(r.table, m)))
+                            .collect()
+                    } else {
+                        c.metrics
+                            .iter()
+                            .flat_map(|m| matching(r.table, m))
+                            .collect()
+                    }
                 })
                 .collect::<Vec<Vec<String>>>();
             (c, names)
@@ -310,7 +342,14 @@ pub fn chart_grid(
                                     } else {
                                         run.color
                                     };
-                                    (format!("{} · {}", run.label, short(name)), c)
+                                    (
+                                        if names[r].len() > 1 {
+                                            format!("{} · {}", run.label, short(name))
+                                        } else {
+                                            run.label.clone()
+                                        },
+                                        c,
+                                    )
                                 } else {
                                     (short(name), theme::series(k))
                                 };

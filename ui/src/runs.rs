@@ -278,15 +278,7 @@ impl RunsPanel {
                     .striped(true)
                     .spacing(egui::vec2(10.0, 4.0))
                     .show(ui, |ui| {
-                        for h in [
-                            "",
-                            "status",
-                            "name",
-                            "task",
-                            "algorithm",
-                            "accuracy",
-                            "created",
-                        ] {
+                        for h in ["run", "status", "task", "algorithm", "accuracy", "created"] {
                             ui.label(egui::RichText::new(h).strong());
                         }
                         ui.end_row();
