@@ -125,6 +125,7 @@ pub struct StudioApp {
     pub form_open: bool,
     /// Lines drawn in the live charts last frame (for tests and the benchmark).
     pub live_lines: usize,
+    chart_cache: charts::ChartCache,
     applied_theme: Option<Theme>,
 }
 
@@ -153,6 +154,7 @@ impl StudioApp {
             status: None,
             form_open: persisted.form_open,
             live_lines: 0,
+            chart_cache: Default::default(),
             applied_theme: None,
         }
     }
@@ -302,7 +304,7 @@ impl StudioApp {
         self.shortcuts(ui);
         if self.live.as_ref().is_some_and(|l| l.phase.is_active()) {
             // The ETA and elapsed time tick even between steps.
-            ui.ctx().request_repaint_after(Duration::from_millis(500));
+            ui.ctx().request_repaint_after(Duration::from_secs(1));
         }
         egui::Panel::top("top_bar").show(ui, |ui| self.top_bar(ui));
         egui::CentralPanel::default().show(ui, |ui| match self.view {
@@ -596,7 +598,14 @@ impl StudioApp {
                         l.wall_s()
                     ));
                 }
-                lines = charts::chart_grid(ui, "live", &series, &self.charts, theme::CHART_HEIGHT);
+                lines = charts::chart_grid(
+                    ui,
+                    "live",
+                    &series,
+                    &self.charts,
+                    theme::CHART_HEIGHT,
+                    &mut self.chart_cache,
+                );
                 if !l.logs.is_empty() {
                     egui::CollapsingHeader::new(format!("Log ({} lines)", l.logs.len())).show(
                         ui,

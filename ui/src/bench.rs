@@ -191,6 +191,11 @@ pub fn run(opts: AppOptions, b: BenchOptions) -> Result<BenchReport, GuiError> {
         viewport: egui::ViewportBuilder::default()
             .with_title("RLVR Studio — frame benchmark")
             .with_inner_size([1280.0, 800.0]),
+        // Measure the frame, not the wait for the display's refresh.
+        glow_options: eframe::egui_glow::GlowConfiguration {
+            vsync: false,
+            ..Default::default()
+        },
         ..Default::default()
     };
     eframe::run_native(

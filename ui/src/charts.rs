@@ -135,6 +135,48 @@ impl ChartSettings {
     }
 }
 
+/// Series prepared for drawing (mapped, smoothed, decimated), reused while nothing changed.
+#[derive(Default)]
+pub struct ChartCache {
+    entries: std::collections::HashMap<(u64, String), CacheEntry>,
+}
+
+struct CacheEntry {
+    key: (u64, u64, XAxis, usize),
+    points: Vec<[f64; 2]>,
+}
+
+impl ChartCache {
+    fn get(
+        &mut self,
+        table: &MetricTable,
+        name: &str,
+        settings: &ChartSettings,
+        buckets: usize,
+    ) -> &[[f64; 2]] {
+        let key = (
+            table.version,
+            settings.smoothing.to_bits(),
+            settings.x_axis,
+            buckets,
+        );
+        let e = self
+            .entries
+            .entry((table.uid, name.to_string()))
+            .or_insert_with(|| CacheEntry {
+                key,
+                points: prepared(table, name, settings, buckets),
+            });
+        if e.key != key {
+            *e = CacheEntry {
+                key,
+                points: prepared(table, name, settings, buckets),
+            };
+        }
+        &e.points
+    }
+}
+
 /// A run as drawn in the charts.
 pub struct RunSeries<'a> {
     /// Label in legends.
@@ -255,6 +297,7 @@ pub fn chart_grid(
     runs: &[RunSeries<'_>],
     settings: &ChartSettings,
     height: f32,
+    cache: &mut ChartCache,
 ) -> usize {
     let link = Id::unique((id, "link"));
     let overlay = runs.len() > 1;
@@ -265,7 +308,8 @@ pub fn chart_grid(
     let cols = settings.columns.clamp(1, fit);
     let cell = ((avail - theme::GAP * (cols as f32 - 1.0)) / cols as f32).max(160.0);
     let width = cell - Y_AXIS;
-    let buckets = (width as usize).max(50);
+    // Min and max per bucket: at most about one point per pixel column.
+    let buckets = (width as usize / 6).max(20);
     let mut lines = 0;
     // Sparse charts (evaluations only) still span the steps trained so far.
     let x_max = runs
@@ -313,18 +357,33 @@ pub fn chart_grid(
             for (i, (chart, names)) in charts.iter().enumerate() {
                 ui.vertical(|ui| {
                     ui.set_width(cell);
+                    // Charts scrolled out of view only take their space.
+                    let title_h =
+                        ui.text_style_height(&egui::TextStyle::Body) + ui.spacing().item_spacing.y;
+                    let full = egui::Rect::from_min_size(
+                        ui.cursor().min,
+                        egui::vec2(cell, height + title_h),
+                    );
+                    if !ui.is_rect_visible(full) {
+                        ui.allocate_space(full.size());
+                        return;
+                    }
                     ui.label(egui::RichText::new(chart.title).strong());
-                    let plot = Plot::new((id, chart.title))
+                    let mut plot = Plot::new((id, chart.title))
                         .height(height)
                         .width(width)
                         .link_axis(link, [true, false])
-                        .link_cursor(link, [true, false])
-                        .legend(
+                        .link_cursor(link, [true, false]);
+                    // Overlays share one legend above the grid (runs by colour).
+                    if !overlay || std::env::var_os("RLVR_PLOT_LEGENDS").is_some() {
+                        plot = plot.legend(
                             Legend::default()
                                 .position(egui_plot::Corner::LeftTop)
                                 .text_style(egui::TextStyle::Small)
                                 .background_alpha(0.6),
-                        )
+                        );
+                    }
+                    let plot = plot
                         .include_x(0.0)
                         .include_x(x_max)
                         .x_axis_label(match settings.x_axis {
@@ -335,7 +394,7 @@ pub fn chart_grid(
                     plot.show(ui, |pui| {
                         for (r, run) in runs.iter().enumerate() {
                             for (k, name) in names[r].iter().enumerate() {
-                                let pts = prepared(run.table, name, settings, buckets);
+                                let pts = cache.get(run.table, name, settings, buckets).to_vec();
                                 let (label, color) = if overlay {
                                     let c = if names[r].len() > 1 {
                                         run.color.gamma_multiply(1.0 - 0.25 * k.min(3) as f32)

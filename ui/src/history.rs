@@ -8,12 +8,28 @@ use rlvr_engine::events::{EvalMetrics, StepMetrics};
 use rlvr_store::Store;
 
 /// Columns of (step, value) points, by metric name, plus each step's wall time.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug)]
 pub struct MetricTable {
     /// Points per metric, in step order.
     pub cols: BTreeMap<String, Vec<[f64; 2]>>,
     /// Seconds since the run started, by step (`elapsed_s` of the step or evaluation).
     pub time: BTreeMap<u64, f64>,
+    /// Identity of this table (for caches of derived data).
+    pub uid: u64,
+    /// Bumped on every change (for caches of derived data).
+    pub version: u64,
+}
+
+impl Default for MetricTable {
+    fn default() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Self {
+            cols: BTreeMap::new(),
+            time: BTreeMap::new(),
+            uid: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            version: 0,
+        }
+    }
 }
 
 /// Flattens JSON into `(name, value)` pairs exactly like the store does (`a/b` for nesting).
@@ -57,6 +73,7 @@ impl MetricTable {
     }
 
     fn push(&mut self, step: u64, values: Vec<(String, f64)>) {
+        self.version += 1;
         for (name, x) in values {
             let col = self.cols.entry(name).or_default();
             // Keep step order (a resumed run re-sends nothing older than its checkpoint).
@@ -94,6 +111,7 @@ impl MetricTable {
 
     /// Keeps only steps ≤ `step` (a resumed run continues from its checkpoint).
     pub fn truncate(&mut self, step: u64) {
+        self.version += 1;
         for c in self.cols.values_mut() {
             c.retain(|p| p[0] <= step as f64);
         }

@@ -52,6 +52,8 @@ pub struct RunsPanel {
     pub message: Option<(bool, String)>,
     /// Run awaiting delete confirmation.
     pub confirm_delete: Option<i64>,
+    /// Prepared chart series.
+    pub cache: charts::ChartCache,
     /// Last held-out greedy accuracy of each listed run.
     pub final_acc: HashMap<i64, Option<f64>>,
     stale: bool,
@@ -483,7 +485,14 @@ impl RunsPanel {
         egui::ScrollArea::vertical()
             .id_salt("compare_scroll")
             .show(ui, |ui| {
-                charts::chart_grid(ui, "compare", &series, settings, theme::CHART_HEIGHT);
+                charts::chart_grid(
+                    ui,
+                    "compare",
+                    &series,
+                    settings,
+                    theme::CHART_HEIGHT,
+                    &mut self.cache,
+                );
             });
     }
 

@@ -87,6 +87,9 @@ impl Phase {
     }
 }
 
+/// Longest wait between an engine event and the frame showing it.
+pub const REPAINT_EVERY: Duration = Duration::from_millis(150);
+
 /// Steps whose sampled groups stay in memory (older ones are read back from the store).
 pub const KEEP_SAMPLE_STEPS: usize = 64;
 
@@ -525,7 +528,9 @@ fn forward(
         }
         let _ = tx.send(for_ui);
         if let Some(ctx) = &repaint {
-            ctx.request_repaint();
+            // Coalesced: a step brings several events, and every frame drawn by a software
+            // renderer takes CPU from the trainer.
+            ctx.request_repaint_after(REPAINT_EVERY);
         }
     }
     let stored = recorder.finish();
