@@ -350,6 +350,15 @@ pub fn chart_grid(
         ui.label("No metrics yet.");
         return 0;
     }
+    if overlay {
+        ui.horizontal_wrapped(|ui| {
+            for run in runs {
+                ui.label(egui::RichText::new("■").color(run.color));
+                ui.label(&run.label);
+                ui.add_space(theme::GAP);
+            }
+        });
+    }
     egui::Grid::new((id, "grid"))
         .num_columns(cols)
         .spacing(egui::vec2(theme::GAP, theme::GAP))

@@ -698,6 +698,17 @@ impl NewRunForm {
                 if field(ui, &mut self.doc, &folder, err.as_deref(), theme) {
                     changed = true;
                 }
+                ui.label("");
+                if ui
+                    .button("Choose folder…")
+                    .on_hover_text(
+                        "pick a model folder (config.json, tokenizer.json, *.safetensors)",
+                    )
+                    .clicked()
+                {
+                    self.open_dialog(DialogKind::Folder);
+                }
+                ui.end_row();
                 heading(ui, "Task");
                 changed |= self.task_fields(ui, catalog, err.as_deref(), theme);
                 heading(ui, "Algorithm");
@@ -735,11 +746,6 @@ impl NewRunForm {
         if changed {
             self.dirty = true;
             self.message = None;
-        }
-        if let Some(d) = self.dialog.as_ref().map(|d| d.0) {
-            if d == DialogKind::Folder {
-                ui.label("choosing a folder…");
-            }
         }
     }
 

@@ -384,3 +384,113 @@ fn runs_view_overlays_two_runs_with_a_config_diff_and_exports() {
     h.run_steps(2);
     assert_eq!(h.state().runs.rows.len(), 1);
 }
+
+#[test]
+fn a_component_added_to_the_catalog_appears_in_the_form_with_its_parameters() {
+    use rlvr_engine::algo::params::ParamSpec;
+    use rlvr_ui::catalog::{Component, ComponentKind};
+    let (_fx, mut app) = fixture();
+    // What a plugin host will do: no UI code involved.
+    app.catalog.add(Component {
+        kind: ComponentKind::Estimator,
+        name: "plugin_baseline".into(),
+        summary: "a baseline from a plugin".into(),
+        params: vec![ParamSpec::float("alpha_knob", 0.25, 0.0, 1.0, "how much")],
+        defaults: toml::Table::new(),
+        origin: "plugins/libexample.so".into(),
+    });
+    let mut h = harness(app);
+    h.run_steps(2);
+    assert!(h.query_by_label("alpha_knob").is_none());
+    // The estimator is further down the form.
+    h.get_by_label("advantage").scroll_to_me();
+    h.run_steps(3);
+    h.get_by_label("advantage").click();
+    h.run_steps(3);
+    h.get_by_label("plugin_baseline").click_accesskit();
+    h.run_steps(3);
+    h.get_by_label_contains("a baseline from a plugin");
+    h.get_by_label("alpha_knob").set_value_accesskit(0.5);
+    h.run_steps(2);
+    let toml = h.state().form.toml_text();
+    assert!(toml.contains("advantage = \"plugin_baseline\""), "{toml}");
+    assert!(toml.contains("alpha_knob = 0.5"), "{toml}");
+    // The Plugins view lists it with its origin; the placeholder says no plugins are loaded.
+    h.get_by_label("Plugins").click();
+    h.run_steps(2);
+    h.get_by_label("No plugins loaded");
+    h.get_by_label("plugins/libexample.so");
+}
+
+#[test]
+fn duplicate_run_fills_the_form_and_ui_state_survives_a_restart() {
+    let (_fx, mut app) = fixture();
+    let mut cfg = tiny_config(2);
+    cfg.name = "original".into();
+    cfg.rollout.group_size = 5;
+    app.form.set_config(&cfg, "test");
+    let opts = app.opts.clone();
+    let mut h = harness(app);
+    h.run_steps(2);
+    h.get_by_label("▶  Train").click();
+    run_until(&mut h, Duration::from_secs(60), "the run to finish", |a| {
+        a.live.as_ref().is_some_and(|l| l.ended())
+    });
+    // Start over from the default, then duplicate the stored run.
+    h.state_mut().form = Default::default();
+    h.get_by_label("Runs").click();
+    h.run_steps(2);
+    let id = h.state().runs.rows[0].id;
+    h.get_by_label(&format!("original #{id}")).click();
+    h.run_steps(2);
+    h.get_by_label("Duplicate run").click();
+    h.run_steps(2);
+    assert_eq!(h.state().view, View::Train);
+    let dup = h.state().form.config().unwrap();
+    assert_eq!(dup.name, "original-copy");
+    assert_eq!(dup.rollout.group_size, 5);
+    assert!(dup.output.dir.as_os_str().is_empty(), "a new output folder");
+    // Look settings: dark → light, large text.
+    h.get_by_label("Light mode").click();
+    h.run_steps(1);
+    h.get_by_label("Large text").click();
+    h.run_steps(2);
+    assert!(!h.state().theme.dark && h.state().theme.large_text);
+    // What eframe persists, restored by a new app.
+    let saved = ron_roundtrip(&h.state().persisted());
+    let app = StudioApp::new(opts, saved);
+    assert!(!app.theme.dark && app.theme.large_text);
+    assert_eq!(app.view, View::Train);
+    assert_eq!(app.form.config().unwrap().name, "original-copy");
+}
+
+/// The persisted state goes through serde like eframe's storage does.
+fn ron_roundtrip(p: &Persisted) -> Persisted {
+    let json = serde_json::to_string(p).unwrap();
+    serde_json::from_str(&json).unwrap()
+}
+
+#[test]
+fn a_bad_history_file_is_a_message_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.sqlite");
+    std::fs::write(
+        &db,
+        b"this is not a database, just text that is long enough",
+    )
+    .unwrap();
+    let app = StudioApp::new(
+        AppOptions {
+            db: db.clone(),
+            runs_root: dir.path().join("runs"),
+        },
+        Persisted::default(),
+    );
+    let mut h = harness(app);
+    h.run_steps(2);
+    h.get_by_label_contains("Run history unavailable");
+    h.get_by_label_contains("history.sqlite");
+    h.get_by_label("Runs").click();
+    h.run_steps(2);
+    h.get_by_label_contains("The run history is not open");
+}
