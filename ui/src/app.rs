@@ -628,9 +628,10 @@ impl StudioApp {
             .filter(|l| l.phase.is_active())
             .map(|l| l.run_id);
         let store = self.store.as_ref().ok();
+        let live_table = self.live.as_ref().map(|l| (l.run_id, &l.table));
         let action = self
             .runs
-            .ui(ui, self.theme, store, &mut self.charts, live_id);
+            .ui(ui, self.theme, store, &mut self.charts, live_id, live_table);
         match action {
             Some(RunsAction::Inspect(id)) => {
                 let step = self

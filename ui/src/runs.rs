@@ -216,6 +216,7 @@ impl RunsPanel {
         store: Option<&Store>,
         charts_settings: &mut ChartSettings,
         live_run: Option<i64>,
+        live_table: Option<(i64, &MetricTable)>,
     ) -> Option<RunsAction> {
         let Some(store) = store else {
             ui.colored_label(
@@ -235,7 +236,7 @@ impl RunsPanel {
                 action = self.list_ui(ui, theme, store, live_run);
             });
         egui::CentralPanel::default().show(ui, |ui| {
-            self.compare_ui(ui, theme, store, charts_settings);
+            self.compare_ui(ui, theme, store, charts_settings, live_table);
         });
         action
     }
@@ -419,6 +420,7 @@ impl RunsPanel {
         theme: Theme,
         store: &Store,
         settings: &mut ChartSettings,
+        live_table: Option<(i64, &MetricTable)>,
     ) {
         if self.selected.is_empty() {
             ui.label("Tick one or more runs on the left to see their curves here.");
@@ -468,7 +470,11 @@ impl RunsPanel {
             .iter()
             .enumerate()
             .filter_map(|(i, id)| {
-                let t = self.tables.get(id)?;
+                // The run being trained: its live table, not a snapshot of the history.
+                let t = match live_table {
+                    Some((lid, t)) if lid == *id => t,
+                    _ => self.tables.get(id)?,
+                };
                 let name = self
                     .rows
                     .iter()
