@@ -112,6 +112,27 @@ fn idle(h: &mut Harness<'static, StudioApp>, d: Duration) {
     }
 }
 
+/// Frames until no step arrived for 800 ms (the step in flight when pausing has landed).
+fn settle(h: &mut Harness<'static, StudioApp>) -> usize {
+    let t = Instant::now();
+    let mut n = steps_done(h.state());
+    let mut since = Instant::now();
+    while since.elapsed() < Duration::from_millis(800) {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the run never settled"
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+        let m = steps_done(h.state());
+        if m != n {
+            n = m;
+            since = Instant::now();
+        }
+    }
+    n
+}
+
 #[test]
 fn pause_step_once_resume_and_stop_from_buttons_and_shortcuts() {
     let (fx, mut app) = fixture();
@@ -127,8 +148,7 @@ fn pause_step_once_resume_and_stop_from_buttons_and_shortcuts() {
     h.key_press(egui::Key::Space);
     h.step();
     assert!(h.state().live.as_ref().unwrap().is_paused());
-    idle(&mut h, Duration::from_millis(1500));
-    let n0 = steps_done(h.state());
+    let n0 = settle(&mut h);
     idle(&mut h, Duration::from_millis(700));
     assert_eq!(steps_done(h.state()), n0, "paused runs do not step");
     // "Step once" runs exactly one update.
