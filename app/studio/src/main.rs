@@ -53,6 +53,69 @@ enum Cmd {
         /// The library.
         lib: PathBuf,
     },
+    /// Measure the desktop app's frame time (p50/p95) while it trains and overlays many runs.
+    GuiBench(GuiBenchArgs),
+}
+
+/// `rlvr-studio gui-bench`.
+#[derive(clap::Args, Debug)]
+struct GuiBenchArgs {
+    /// Frames to measure.
+    #[arg(long, default_value_t = 300)]
+    frames: usize,
+    /// Synthetic runs overlaid in the comparison view.
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    /// Steps per synthetic run.
+    #[arg(long, default_value_t = 5000)]
+    points: usize,
+    /// Do not train while measuring.
+    #[arg(long)]
+    no_train: bool,
+}
+
+/// The desktop app (no subcommand).
+fn gui(db: Option<PathBuf>) -> anyhow::Result<()> {
+    let model = rlvr_ui::form::default_config().model.path;
+    tune_process(threads_for_model(&model, 0));
+    rlvr_ui::run_native(rlvr_ui::AppOptions::from_db(db))?;
+    Ok(())
+}
+
+/// `rlvr-studio gui-bench`: frame times of the real window.
+fn gui_bench(args: GuiBenchArgs, db: Option<PathBuf>) -> anyhow::Result<()> {
+    let model = rlvr_ui::form::default_config().model.path;
+    tune_process(threads_for_model(&model, 0));
+    // A throwaway history and run folder unless --db is given.
+    let tmp = tempfile::tempdir()?;
+    let opts = match db {
+        Some(db) => rlvr_ui::AppOptions::from_db(Some(db)),
+        None => rlvr_ui::AppOptions::from_db(Some(tmp.path().join("history.sqlite"))),
+    };
+    let r = rlvr_ui::bench::run(
+        opts,
+        rlvr_ui::bench::BenchOptions {
+            frames: args.frames,
+            runs: args.runs,
+            points: args.points,
+            train: !args.no_train,
+            ..Default::default()
+        },
+    )?;
+    println!(
+        "gui-bench: {} frames, {} runs x {} points overlaid{}: frame time p50 {:.1} ms, p95 {:.1} ms \
+         (StudioApp::ui alone: p50 {:.1} ms, p95 {:.1} ms); {} training steps meanwhile",
+        r.frames,
+        r.lines,
+        args.points,
+        if args.no_train { "" } else { ", training" },
+        r.frame_p50_ms,
+        r.frame_p95_ms,
+        r.ui_p50_ms,
+        r.ui_p95_ms,
+        r.trained_steps
+    );
+    Ok(())
 }
 
 /// Allocator and thread settings that must be in place before any tensor is made.
@@ -126,13 +189,8 @@ fn main() -> std::process::ExitCode {
             print!("{}", rlvr_engine::RunConfig::default().to_toml());
             Ok(())
         }
-        None => {
-            eprintln!(
-                "rlvr-studio: the desktop app is not built yet; run headless with\n  \
-                 rlvr-studio train app/presets/default.toml\n(see rlvr-studio --help)"
-            );
-            Ok(())
-        }
+        Some(Cmd::GuiBench(args)) => gui_bench(args, cli.db),
+        None => gui(cli.db),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,67 @@
+#!/bin/sh
+# Regenerates docs/screenshots/*.png: the real app in a virtual X display (Xvfb) during a live
+# run, driven with xdotool. Takes about 3 minutes.
+#   apt-get install -y --no-install-recommends xvfb imagemagick xdotool x11-utils
+#   cargo build --release -p rlvr-studio && packaging/screenshots.sh
+# The window is 1280x800; click positions below assume that size and the default layout.
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${BIN:-$ROOT/target/release/rlvr-studio}
+OUT=${OUT:-$ROOT/docs/screenshots}
+TRAIN_SECONDS=${TRAIN_SECONDS:-45}
+WORK=$(mktemp -d)
+mkdir -p "$OUT"
+export HOME="$WORK" LANG=C.UTF-8 XDG_RUNTIME_DIR="$WORK" RLVR_STUDIO_DB="$WORK/history.sqlite"
+chmod 700 "$WORK"
+DISP=":${SCREENSHOT_DISPLAY:-97}"
+Xvfb "$DISP" -screen 0 1280x800x24 -nolisten tcp >/dev/null 2>&1 &
+XPID=$!
+APP=
+cleanup() {
+  [ -n "$APP" ] && kill "$APP" 2>/dev/null || true
+  kill "$XPID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+export DISPLAY="$DISP"
+sleep 1
+
+echo "1/3 two short runs in the history to compare (headless CLI)"
+cd "$WORK"
+"$BIN" train "$ROOT/app/presets/grpo.toml" --steps 50 --out "$WORK/runs/grpo" >/dev/null
+"$BIN" train "$ROOT/app/presets/rloo.toml" --steps 50 --out "$WORK/runs/rloo" >/dev/null
+
+echo "2/3 the app"
+"$BIN" >"$WORK/app.log" 2>&1 &
+APP=$!
+sleep 5
+WID=$(xdotool search --sync --name "RLVR Studio" | head -1)
+xdotool windowfocus --sync "$WID"
+shot() { sleep "${2:-1.5}"; import -window root "$OUT/$1.png"; echo "  $OUT/$1.png"; }
+click() { xdotool mousemove "$1" "$2" click 1; }
+
+shot 01-first-start 0.5
+xdotool key ctrl+Return
+sleep "$TRAIN_SECONDS"
+shot 02-live-training 0
+click 290 14    # Inspector
+shot 03-inspector
+click 219 14    # Runs
+sleep 1.5
+click 22 151    # tick the live run
+click 22 177    # tick rloo
+click 22 203    # tick grpo
+shot 04-runs-compare 2
+click 370 14    # Plugins
+shot 05-plugins
+click 162 14    # Train
+click 1140 14   # Light mode
+sleep 0.5
+click 1231 14   # Large text
+shot 06-light-large-text 2
+
+echo "3/3 closing mid-run (Ctrl+Q) stops the run cleanly"
+xdotool key ctrl+q
+wait "$APP" || true
+APP=
+"$BIN" runs list | head -4

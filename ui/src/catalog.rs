@@ -1,0 +1,117 @@
+//! The components a new run can choose from, with their parameter specs. Built-in entries come
+//! from the engine (advantage estimators, tasks); plugins add entries at run time with
+//! [`ComponentCatalog::add`], and the new-run form shows them without UI code.
+
+use rlvr_engine::algo::advantage::ESTIMATORS;
+use rlvr_engine::algo::params::ParamSpec;
+use rlvr_engine::tasks::{
+    ArithmeticConfig, CountdownConfig, ReverseConfig, SortingConfig, TaskConfig,
+};
+
+/// What a component plugs into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ComponentKind {
+    /// An advantage estimator (`algorithm.advantage`, parameters in
+    /// `algorithm.advantage_params`).
+    Estimator,
+    /// A task (`task.name`, its knobs in `[task]`).
+    Task,
+}
+
+/// One choosable component.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Component {
+    /// What it plugs into.
+    pub kind: ComponentKind,
+    /// The name written in the config.
+    pub name: String,
+    /// One line for the form.
+    pub summary: String,
+    /// Typed parameters (the form makes a widget for each).
+    pub params: Vec<ParamSpec>,
+    /// Other settings with their default values (task knobs that are not numbers, e.g. `ops`).
+    pub defaults: toml::Table,
+    /// Where it comes from ("built-in" or a plugin file).
+    pub origin: String,
+}
+
+/// Every component the form offers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ComponentCatalog {
+    /// In display order.
+    pub components: Vec<Component>,
+}
+
+fn task_defaults(t: TaskConfig) -> toml::Table {
+    let mut table = toml::Table::try_from(&t).unwrap_or_default();
+    table.remove("name");
+    table
+}
+
+impl ComponentCatalog {
+    /// The engine's built-in estimators and tasks.
+    pub fn builtin() -> Self {
+        let mut c = Self::default();
+        for e in ESTIMATORS {
+            c.add(Component {
+                kind: ComponentKind::Estimator,
+                name: e.name.to_string(),
+                summary: e.summary.to_string(),
+                params: e.params.to_vec(),
+                defaults: toml::Table::new(),
+                origin: "built-in".into(),
+            });
+        }
+        for (t, summary) in [
+            (
+                TaskConfig::Arithmetic(ArithmeticConfig::default()),
+                "a+b= style integer arithmetic",
+            ),
+            (
+                TaskConfig::Countdown(CountdownConfig::default()),
+                "reach the target with + - * using the given numbers",
+            ),
+            (
+                TaskConfig::Sorting(SortingConfig::default()),
+                "sort a short list of integers",
+            ),
+            (
+                TaskConfig::Reverse(ReverseConfig::default()),
+                "reverse a short string (partial credit per position)",
+            ),
+        ] {
+            c.add(Component {
+                kind: ComponentKind::Task,
+                name: t.name().to_string(),
+                summary: summary.to_string(),
+                params: Vec::new(),
+                defaults: task_defaults(t),
+                origin: "built-in".into(),
+            });
+        }
+        c
+    }
+
+    /// Adds (or replaces, by kind and name) a component.
+    pub fn add(&mut self, comp: Component) {
+        if let Some(old) = self
+            .components
+            .iter_mut()
+            .find(|c| c.kind == comp.kind && c.name == comp.name)
+        {
+            *old = comp;
+        } else {
+            self.components.push(comp);
+        }
+    }
+
+    /// Components of one kind.
+    pub fn of(&self, kind: ComponentKind) -> impl Iterator<Item = &Component> {
+        self.components.iter().filter(move |c| c.kind == kind)
+    }
+
+    /// One component.
+    pub fn find(&self, kind: ComponentKind, name: &str) -> Option<&Component> {
+        self.of(kind).find(|c| c.name == name)
+    }
+}

@@ -1,0 +1,1082 @@
+//! The new-run form. The configuration being edited is a TOML table; every widget is generated
+//! from a parameter spec (the engine's loss specs, the catalog's estimators and tasks, and the
+//! tables below for the plain sections), and the whole table is validated with the engine's own
+//! `RunConfig::from_toml` on every change, so the messages are the CLI's.
+
+use std::path::{Path, PathBuf};
+
+use crossbeam_channel::Receiver;
+use rlvr_engine::algo::params::{ParamKind, ParamSpec};
+use rlvr_engine::RunConfig;
+
+use crate::catalog::{ComponentCatalog, ComponentKind};
+use crate::theme::{self, Theme};
+
+/// The default preset, embedded so the first start needs no files.
+pub const DEFAULT_PRESET: &str = include_str!("../../app/presets/default.toml");
+
+/// Where the bundled presets live (the source tree; `$RLVR_STUDIO_PRESETS` overrides).
+pub fn presets_dir() -> PathBuf {
+    std::env::var_os("RLVR_STUDIO_PRESETS").map_or_else(
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../app/presets")),
+        PathBuf::from,
+    )
+}
+
+/// The embedded default preset with its model folder resolved.
+pub fn default_config() -> RunConfig {
+    let mut cfg = RunConfig::from_toml(DEFAULT_PRESET).unwrap_or_default();
+    if cfg.model.path.is_relative() {
+        let p = presets_dir().join(&cfg.model.path);
+        cfg.model.path = std::fs::canonicalize(&p).unwrap_or(p);
+    }
+    if !cfg.model.path.exists() {
+        cfg.model.path = RunConfig::default().model.path;
+    }
+    cfg
+}
+
+/// One widget of the form.
+#[derive(Clone, Debug)]
+pub enum Field {
+    /// A number or switch at `key` (dotted path).
+    Num(&'static str, ParamSpec),
+    /// One of fixed options.
+    Choice {
+        /// Dotted path.
+        key: &'static str,
+        /// Allowed values.
+        options: &'static [&'static str],
+        /// Tooltip.
+        help: &'static str,
+    },
+    /// Free text.
+    Text(&'static str, &'static str),
+    /// A folder.
+    Folder(&'static str, &'static str),
+}
+
+const fn num(key: &'static str, spec: ParamSpec) -> Field {
+    Field::Num(key, spec)
+}
+
+/// The plain sections of a run config (the engine has no specs for these).
+pub fn run_fields() -> Vec<Field> {
+    vec![
+        Field::Text("name", "run name (names the output folder)"),
+        num("seed", ParamSpec::int("seed", 0.0, 0.0, 4e9, "random seed")),
+        num(
+            "steps",
+            ParamSpec::int("steps", 200.0, 1.0, 1e6, "policy updates"),
+        ),
+        num(
+            "threads",
+            ParamSpec::int("threads", 0.0, 0.0, 256.0, "0 = automatic"),
+        ),
+    ]
+}
+
+/// Sampler settings.
+pub fn rollout_fields() -> Vec<Field> {
+    use ParamSpec as P;
+    vec![
+        num(
+            "rollout.prompts_per_step",
+            P::int("prompts_per_step", 16.0, 1.0, 1024.0, "prompts per update"),
+        ),
+        num(
+            "rollout.group_size",
+            P::int("group_size", 8.0, 2.0, 256.0, "completions per prompt (G)"),
+        ),
+        num(
+            "rollout.max_new_tokens",
+            P::int("max_new_tokens", 0.0, 0.0, 4096.0, "0 = from the task"),
+        ),
+        num(
+            "rollout.temperature",
+            P::float("temperature", 1.0, 0.0, 10.0, "sampling temperature"),
+        ),
+        num(
+            "rollout.top_k",
+            P::int("top_k", 0.0, 0.0, 100000.0, "0 = off"),
+        ),
+        num(
+            "rollout.top_p",
+            P::float("top_p", 1.0, 0.0, 1.0, "nucleus sampling, 1 = off"),
+        ),
+        num(
+            "rollout.min_p",
+            P::float("min_p", 0.0, 0.0, 1.0, "min-p sampling, 0 = off"),
+        ),
+    ]
+}
+
+/// Reward noise and its correction.
+pub fn reward_fields() -> Vec<Field> {
+    use ParamSpec as P;
+    vec![
+        num(
+            "rewards.flip_false_negative",
+            P::float(
+                "flip_false_negative",
+                0.0,
+                0.0,
+                0.5,
+                "chance a correct answer is scored wrong",
+            ),
+        ),
+        num(
+            "rewards.flip_false_positive",
+            P::float(
+                "flip_false_positive",
+                0.0,
+                0.0,
+                0.5,
+                "chance a wrong answer is scored right",
+            ),
+        ),
+        Field::Choice {
+            key: "rewards.correction",
+            options: &["none", "backward", "forward"],
+            help: "noise correction",
+        },
+        num(
+            "rewards.assumed_false_negative",
+            P::float(
+                "assumed_false_negative",
+                -1.0,
+                -1.0,
+                0.5,
+                "-1 = the true rate",
+            ),
+        ),
+        num(
+            "rewards.assumed_false_positive",
+            P::float(
+                "assumed_false_positive",
+                -1.0,
+                -1.0,
+                0.5,
+                "-1 = the true rate",
+            ),
+        ),
+    ]
+}
+
+/// Optimiser settings.
+pub fn optim_fields() -> Vec<Field> {
+    use ParamSpec as P;
+    vec![
+        num("optim.lr", P::float("lr", 1e-4, 0.0, 1.0, "learning rate")),
+        num("optim.beta1", P::float("beta1", 0.9, 0.0, 1.0, "AdamW β1")),
+        num("optim.beta2", P::float("beta2", 0.99, 0.0, 1.0, "AdamW β2")),
+        num("optim.eps", P::float("eps", 1e-8, 0.0, 1.0, "AdamW ε")),
+        num(
+            "optim.weight_decay",
+            P::float("weight_decay", 0.0, 0.0, 1.0, "decoupled weight decay"),
+        ),
+        num(
+            "optim.grad_clip",
+            P::float(
+                "grad_clip",
+                1.0,
+                0.0,
+                1e6,
+                "global gradient-norm clip (0 = off)",
+            ),
+        ),
+        Field::Choice {
+            key: "optim.schedule",
+            options: &["constant", "linear", "cosine"],
+            help: "learning-rate schedule",
+        },
+        num(
+            "optim.warmup_steps",
+            P::int("warmup_steps", 0.0, 0.0, 1e6, "linear warm-up steps"),
+        ),
+        num(
+            "optim.min_lr_ratio",
+            P::float(
+                "min_lr_ratio",
+                0.1,
+                0.0,
+                1.0,
+                "final lr / lr for decaying schedules",
+            ),
+        ),
+    ]
+}
+
+/// Held-out evaluation and output.
+pub fn eval_fields() -> Vec<Field> {
+    use ParamSpec as P;
+    vec![
+        num(
+            "eval.every",
+            P::int(
+                "every",
+                25.0,
+                0.0,
+                1e6,
+                "evaluate every N steps (0 = start and end)",
+            ),
+        ),
+        num(
+            "eval.heldout_size",
+            P::int("heldout_size", 200.0, 1.0, 1e6, "held-out problems"),
+        ),
+        num(
+            "eval.samples",
+            P::int(
+                "samples",
+                0.0,
+                0.0,
+                1024.0,
+                "samples per problem for pass@k (0 = off)",
+            ),
+        ),
+        num(
+            "eval.temperature",
+            P::float(
+                "temperature",
+                1.0,
+                0.0,
+                10.0,
+                "sampling temperature of pass@k",
+            ),
+        ),
+        Field::Folder(
+            "output.dir",
+            "output folder (empty = a new folder next to the history)",
+        ),
+        num(
+            "output.checkpoint_every",
+            P::int(
+                "checkpoint_every",
+                1.0,
+                0.0,
+                1e6,
+                "resume state every N steps",
+            ),
+        ),
+        num(
+            "output.keep_every",
+            P::int(
+                "keep_every",
+                100.0,
+                0.0,
+                1e6,
+                "keep a policy folder every N steps",
+            ),
+        ),
+    ]
+}
+
+/// Loss pieces without a numeric spec.
+pub fn algorithm_choices() -> Vec<Field> {
+    vec![
+        Field::Choice {
+            key: "algorithm.ratio",
+            options: &["token", "sequence"],
+            help: "importance ratio per token (GRPO) or per sequence (GSPO)",
+        },
+        Field::Choice {
+            key: "algorithm.aggregation",
+            options: &["grpo", "bnpo", "dr_grpo", "dapo"],
+            help: "how token losses are averaged",
+        },
+        Field::Choice {
+            key: "algorithm.kl",
+            options: &["k1", "k2", "k3"],
+            help: "KL estimator (used when kl_coef > 0)",
+        },
+        Field::Choice {
+            key: "algorithm.divergence",
+            options: &["none", "forward_kl", "js"],
+            help: "DPH-RL divergence to the initial policy",
+        },
+        Field::Choice {
+            key: "algorithm.zero_variance",
+            options: &["keep", "resample"],
+            help: "groups whose rewards are all equal",
+        },
+        Field::Choice {
+            key: "algorithm.overlong",
+            options: &["none", "mask", "soft"],
+            help: "treatment of completions cut at the length limit",
+        },
+    ]
+}
+
+/// Reads a dotted path.
+pub fn get<'a>(doc: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
+    let mut parts = key.split('.');
+    let first = parts.next()?;
+    let mut v = doc.get(first)?;
+    for p in parts {
+        v = v.as_table()?.get(p)?;
+    }
+    Some(v)
+}
+
+/// Writes a dotted path, creating tables on the way.
+pub fn set(doc: &mut toml::Table, key: &str, value: toml::Value) {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let Some(last) = parts.pop() else { return };
+    let mut t = doc;
+    for p in parts {
+        let entry = t
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let Some(next) = entry.as_table_mut() else {
+            return;
+        };
+        t = next;
+    }
+    t.insert(last.to_string(), value);
+}
+
+/// Removes a dotted path.
+pub fn remove(doc: &mut toml::Table, key: &str) {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let Some(last) = parts.pop() else { return };
+    let mut t = doc;
+    for p in parts {
+        let Some(next) = t.get_mut(p).and_then(|v| v.as_table_mut()) else {
+            return;
+        };
+        t = next;
+    }
+    t.remove(last);
+}
+
+fn as_f64(v: Option<&toml::Value>) -> Option<f64> {
+    match v? {
+        toml::Value::Integer(i) => Some(*i as f64),
+        toml::Value::Float(f) => Some(*f),
+        toml::Value::Boolean(b) => Some(f64::from(u8::from(*b))),
+        _ => None,
+    }
+}
+
+/// The new-run form's state.
+pub struct NewRunForm {
+    /// The configuration being edited.
+    pub doc: toml::Table,
+    /// Where it came from (a preset, a file, a past run).
+    pub source: String,
+    /// The engine's verdict on `doc` (None = valid).
+    pub error: Option<String>,
+    /// Path for Save / Load (also filled by the file dialog).
+    pub path: String,
+    /// Tags for the new run (comma separated).
+    pub tags: String,
+    /// Show the TOML preview.
+    pub show_toml: bool,
+    /// Result of the last save/load/copy: (ok, message).
+    pub message: Option<(bool, String)>,
+    /// Text last copied to the clipboard (for tests and the status line).
+    pub copied: Option<String>,
+    dialog: Option<(DialogKind, Receiver<Option<PathBuf>>)>,
+    presets: Vec<(String, PathBuf)>,
+    dirty: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum DialogKind {
+    Open,
+    Save,
+    Folder,
+}
+
+fn to_doc(cfg: &RunConfig) -> toml::Table {
+    toml::from_str(&cfg.to_toml()).unwrap_or_default()
+}
+
+impl Default for NewRunForm {
+    fn default() -> Self {
+        Self::new(&default_config(), "default preset")
+    }
+}
+
+impl NewRunForm {
+    /// A form holding `cfg`.
+    pub fn new(cfg: &RunConfig, source: &str) -> Self {
+        let mut f = Self {
+            doc: to_doc(cfg),
+            source: source.into(),
+            error: None,
+            path: String::new(),
+            tags: String::new(),
+            show_toml: false,
+            message: None,
+            copied: None,
+            dialog: None,
+            presets: list_presets(&presets_dir()),
+            dirty: true,
+        };
+        f.revalidate();
+        f
+    }
+
+    /// Replaces the config (preset, file, past run).
+    pub fn set_config(&mut self, cfg: &RunConfig, source: &str) {
+        self.doc = to_doc(cfg);
+        self.source = source.into();
+        self.dirty = true;
+        self.revalidate();
+    }
+
+    /// Starts from a past run's config: a new name and a new output folder.
+    pub fn duplicate(&mut self, run_id: i64, config_toml: &str) -> Result<(), String> {
+        let mut cfg = RunConfig::from_toml(config_toml)
+            .map_err(|e| format!("stored configuration of run {run_id}: {e}"))?;
+        cfg.name = format!("{}-copy", cfg.name);
+        cfg.output.dir = PathBuf::new();
+        self.set_config(&cfg, &format!("copy of run {run_id}"));
+        Ok(())
+    }
+
+    /// The TOML text of the current form.
+    pub fn toml_text(&self) -> String {
+        toml::to_string_pretty(&self.doc).unwrap_or_default()
+    }
+
+    /// The config, or the engine's message naming the field.
+    pub fn config(&self) -> Result<RunConfig, String> {
+        RunConfig::from_toml(&self.toml_text()).map_err(|e| e.to_string())
+    }
+
+    /// Re-checks after a change.
+    pub fn revalidate(&mut self) {
+        if self.dirty {
+            self.error = self.config().err();
+            self.dirty = false;
+        }
+    }
+
+    /// A shell command that reproduces this run with the CLI.
+    pub fn cli_command(&self) -> String {
+        let saved = !self.path.trim().is_empty() && Path::new(self.path.trim()).is_file();
+        if saved {
+            format!("rlvr-studio train '{}'", self.path.trim())
+        } else {
+            format!(
+                "cat > run.toml <<'EOF'\n{}EOF\nrlvr-studio train run.toml",
+                self.toml_text()
+            )
+        }
+    }
+
+    /// Loads a TOML file (errors name the file and line).
+    pub fn load_file(&mut self, path: &Path) {
+        match RunConfig::from_file(path) {
+            Ok(cfg) => {
+                self.set_config(&cfg, &path.display().to_string());
+                self.path = path.display().to_string();
+                self.message = Some((true, format!("loaded {}", path.display())));
+            }
+            Err(e) => self.message = Some((false, e.to_string())),
+        }
+    }
+
+    /// Saves the current TOML to a file.
+    pub fn save_file(&mut self, path: &Path) {
+        let text = match self.config() {
+            Ok(cfg) => cfg.to_toml(),
+            Err(_) => self.toml_text(),
+        };
+        self.message = Some(match std::fs::write(path, text) {
+            Ok(()) => {
+                self.path = path.display().to_string();
+                (true, format!("saved {}", path.display()))
+            }
+            Err(e) => (false, format!("{}: {e}", path.display())),
+        });
+    }
+
+    fn open_dialog(&mut self, kind: DialogKind) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let start = presets_dir();
+        let spawned = std::thread::Builder::new()
+            .name("file-dialog".into())
+            .spawn(move || {
+                let d = rfd::FileDialog::new().set_directory(&start);
+                let picked = match kind {
+                    DialogKind::Open => d.add_filter("TOML", &["toml"]).pick_file(),
+                    DialogKind::Save => d
+                        .add_filter("TOML", &["toml"])
+                        .set_file_name("run.toml")
+                        .save_file(),
+                    DialogKind::Folder => d.pick_folder(),
+                };
+                let _ = tx.send(picked);
+            });
+        if spawned.is_ok() {
+            self.dialog = Some((kind, rx));
+        }
+    }
+
+    fn poll_dialog(&mut self) {
+        let Some((kind, rx)) = &self.dialog else {
+            return;
+        };
+        let kind = *kind;
+        let Ok(picked) = rx.try_recv() else { return };
+        self.dialog = None;
+        match (picked, kind) {
+            (None, _) => {
+                self.message = Some((
+                    false,
+                    "no file chosen (or no file dialog is available here): type a path in the \
+                     field and use Load / Save"
+                        .into(),
+                ))
+            }
+            (Some(p), DialogKind::Open) => self.load_file(&p),
+            (Some(p), DialogKind::Save) => self.save_file(&p),
+            (Some(p), DialogKind::Folder) => {
+                set(
+                    &mut self.doc,
+                    "model.path",
+                    toml::Value::String(p.display().to_string()),
+                );
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Draws the form; returns what the user asked for.
+    pub fn ui(&mut self, ui: &mut egui::Ui, catalog: &ComponentCatalog, theme: Theme) {
+        self.poll_dialog();
+        // Header: presets, file actions.
+        ui.horizontal_wrapped(|ui| {
+            let l = ui.label("Preset");
+            let mut chosen = None;
+            egui::ComboBox::from_id_salt("preset")
+                .selected_text(&self.source)
+                .show_ui(ui, |ui| {
+                    if ui.selectable_label(false, "default (embedded)").clicked() {
+                        chosen = Some(None);
+                    }
+                    for (name, path) in &self.presets {
+                        if ui.selectable_label(false, name).clicked() {
+                            chosen = Some(Some(path.clone()));
+                        }
+                    }
+                })
+                .response
+                .labelled_by(l.id);
+            match chosen {
+                Some(None) => self.set_config(&default_config(), "default preset"),
+                Some(Some(p)) => {
+                    let keep = self.path.clone();
+                    self.load_file(&p);
+                    self.path = keep;
+                }
+                None => {}
+            }
+            ui.separator();
+            let l = ui.label("File");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.path)
+                    .hint_text("path/to/run.toml")
+                    .desired_width(220.0),
+            )
+            .labelled_by(l.id);
+            let typed = PathBuf::from(self.path.trim());
+            if ui
+                .button("Load")
+                .on_hover_text("load the TOML file named in the field")
+                .clicked()
+            {
+                if self.path.trim().is_empty() {
+                    self.message = Some((false, "type a path to load first".into()));
+                } else {
+                    self.load_file(&typed);
+                }
+            }
+            if ui
+                .button("Save")
+                .on_hover_text("save to the file named in the field")
+                .clicked()
+            {
+                if self.path.trim().is_empty() {
+                    self.message = Some((false, "type a path to save to first".into()));
+                } else {
+                    self.save_file(&typed);
+                }
+            }
+            if ui
+                .button("Open…")
+                .on_hover_text("choose a TOML file")
+                .clicked()
+            {
+                self.open_dialog(DialogKind::Open);
+            }
+            if ui
+                .button("Save as…")
+                .on_hover_text("choose where to save")
+                .clicked()
+            {
+                self.open_dialog(DialogKind::Save);
+            }
+        });
+        ui.horizontal_wrapped(|ui| {
+            ui.toggle_value(&mut self.show_toml, "Preview TOML");
+            if ui
+                .button("Copy CLI command")
+                .on_hover_text("a shell command that runs this config headless")
+                .clicked()
+            {
+                let cmd = self.cli_command();
+                ui.ctx().copy_text(cmd.clone());
+                self.copied = Some(cmd);
+                self.message = Some((true, "CLI command copied to the clipboard".into()));
+            }
+            let l = ui.label("Tags");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.tags)
+                    .hint_text("comma,separated")
+                    .desired_width(140.0),
+            )
+            .labelled_by(l.id);
+        });
+        if let Some((ok, msg)) = &self.message {
+            ui.colored_label(if *ok { theme::GOOD } else { theme::BAD }, msg);
+        }
+        self.revalidate();
+        match &self.error {
+            Some(e) => {
+                ui.colored_label(theme::BAD, format!("▲ {e}"));
+            }
+            None => {
+                ui.colored_label(theme::GOOD, "● configuration is valid");
+            }
+        }
+        if self.show_toml {
+            let mut text = self.toml_text();
+            egui::CollapsingHeader::new("TOML")
+                .default_open(true)
+                .show(ui, |ui| {
+                    let l = ui.label("config.toml (read-only)");
+                    ui.add(
+                        egui::TextEdit::multiline(&mut text)
+                            .code_editor()
+                            .interactive(false)
+                            .desired_width(f32::INFINITY),
+                    )
+                    .labelled_by(l.id);
+                });
+        }
+        ui.add_space(theme::GAP);
+        self.sections(ui, catalog, theme);
+    }
+
+    fn sections(&mut self, ui: &mut egui::Ui, catalog: &ComponentCatalog, theme: Theme) {
+        let err = self.error.clone();
+        let mut changed = false;
+        egui::Grid::new("form_grid")
+            .num_columns(2)
+            .spacing(egui::vec2(12.0, 6.0))
+            .striped(false)
+            .show(ui, |ui| {
+                let heading = |ui: &mut egui::Ui, t: &str| {
+                    ui.end_row();
+                    theme::section(ui, t);
+                    ui.end_row();
+                };
+                heading(ui, "Run");
+                for f in run_fields() {
+                    changed |= field(ui, &mut self.doc, &f, err.as_deref(), theme);
+                }
+                heading(ui, "Model");
+                let folder = Field::Folder("model.path", "Hugging Face model folder");
+                if field(ui, &mut self.doc, &folder, err.as_deref(), theme) {
+                    changed = true;
+                }
+                ui.label("");
+                if ui
+                    .button("Choose folder…")
+                    .on_hover_text(
+                        "pick a model folder (config.json, tokenizer.json, *.safetensors)",
+                    )
+                    .clicked()
+                {
+                    self.open_dialog(DialogKind::Folder);
+                }
+                ui.end_row();
+                heading(ui, "Task");
+                changed |= self.task_fields(ui, catalog, err.as_deref(), theme);
+                heading(ui, "Algorithm");
+                changed |= self.estimator_fields(ui, catalog, err.as_deref(), theme);
+                for f in algorithm_choices() {
+                    changed |= field(ui, &mut self.doc, &f, err.as_deref(), theme);
+                }
+                for spec in rlvr_engine::algo::LOSS_PARAMS {
+                    let key: &'static str = spec_key("algorithm", &spec.name);
+                    changed |= field(
+                        ui,
+                        &mut self.doc,
+                        &Field::Num(key, spec.clone()),
+                        err.as_deref(),
+                        theme,
+                    );
+                }
+                heading(ui, "Sampler");
+                for f in rollout_fields() {
+                    changed |= field(ui, &mut self.doc, &f, err.as_deref(), theme);
+                }
+                heading(ui, "Rewards and noise");
+                for f in reward_fields() {
+                    changed |= field(ui, &mut self.doc, &f, err.as_deref(), theme);
+                }
+                heading(ui, "Optimisation");
+                for f in optim_fields() {
+                    changed |= field(ui, &mut self.doc, &f, err.as_deref(), theme);
+                }
+                heading(ui, "Evaluation and output");
+                for f in eval_fields() {
+                    changed |= field(ui, &mut self.doc, &f, err.as_deref(), theme);
+                }
+            });
+        if changed {
+            self.dirty = true;
+            self.message = None;
+        }
+    }
+
+    fn task_fields(
+        &mut self,
+        ui: &mut egui::Ui,
+        catalog: &ComponentCatalog,
+        err: Option<&str>,
+        theme: Theme,
+    ) -> bool {
+        let mut changed = false;
+        let current = get(&self.doc, "task.name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+        let l = ui.label("task");
+        let mut pick = None;
+        egui::ComboBox::from_id_salt("task.name")
+            .selected_text(&current)
+            .show_ui(ui, |ui| {
+                for c in catalog.of(ComponentKind::Task) {
+                    if ui
+                        .selectable_label(c.name == current, &c.name)
+                        .on_hover_text(&c.summary)
+                        .clicked()
+                    {
+                        pick = Some(c.name.clone());
+                    }
+                }
+            })
+            .response
+            .labelled_by(l.id);
+        ui.end_row();
+        if let Some(name) = pick.filter(|n| *n != current) {
+            let mut t = catalog
+                .find(ComponentKind::Task, &name)
+                .map(|c| c.defaults.clone())
+                .unwrap_or_default();
+            t.insert("name".into(), toml::Value::String(name));
+            self.doc.insert("task".into(), toml::Value::Table(t));
+            changed = true;
+        }
+        if let Some(c) = catalog.find(ComponentKind::Task, &current) {
+            ui.label("");
+            ui.label(egui::RichText::new(&c.summary).color(theme.weak()).small());
+            ui.end_row();
+        }
+        // The task's knobs: typed by their default values.
+        let keys: Vec<(String, toml::Value)> = get(&self.doc, "task")
+            .and_then(|t| t.as_table())
+            .map(|t| {
+                t.iter()
+                    .filter(|(k, _)| k.as_str() != "name")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (k, v) in keys {
+            let full = format!("task.{k}");
+            let l = ui.label(&k);
+            let mut nv = v.clone();
+            let resp = match &mut nv {
+                toml::Value::Integer(i) => ui.add(egui::DragValue::new(i)),
+                toml::Value::Float(x) => ui.add(egui::DragValue::new(x).speed(0.01)),
+                toml::Value::Boolean(b) => ui.checkbox(b, ""),
+                toml::Value::String(s) => ui.text_edit_singleline(s),
+                _ => ui.label(v.to_string()),
+            };
+            let resp = resp.labelled_by(l.id);
+            if nv != v {
+                set(&mut self.doc, &full, nv);
+                changed = true;
+            }
+            let _ = resp;
+            ui.end_row();
+            field_error(ui, &full, err);
+        }
+        changed
+    }
+
+    fn estimator_fields(
+        &mut self,
+        ui: &mut egui::Ui,
+        catalog: &ComponentCatalog,
+        err: Option<&str>,
+        theme: Theme,
+    ) -> bool {
+        let mut changed = false;
+        let current = get(&self.doc, "algorithm.advantage")
+            .and_then(|v| v.as_str())
+            .unwrap_or("grpo")
+            .to_string();
+        let l = ui.label("advantage");
+        let mut pick = None;
+        egui::ComboBox::from_id_salt("algorithm.advantage")
+            .selected_text(&current)
+            .show_ui(ui, |ui| {
+                for c in catalog.of(ComponentKind::Estimator) {
+                    if ui
+                        .selectable_label(c.name == current, &c.name)
+                        .on_hover_text(format!("{} ({})", c.summary, c.origin))
+                        .clicked()
+                    {
+                        pick = Some(c.name.clone());
+                    }
+                }
+            })
+            .response
+            .labelled_by(l.id);
+        ui.end_row();
+        field_error(ui, "algorithm.advantage", err);
+        if let Some(name) = pick.filter(|n| *n != current) {
+            set(
+                &mut self.doc,
+                "algorithm.advantage",
+                toml::Value::String(name),
+            );
+            set(
+                &mut self.doc,
+                "algorithm.advantage_params",
+                toml::Value::Table(toml::Table::new()),
+            );
+            changed = true;
+        }
+        if let Some(c) = catalog.find(ComponentKind::Estimator, &current) {
+            ui.label("");
+            ui.label(egui::RichText::new(&c.summary).color(theme.weak()).small());
+            ui.end_row();
+            for spec in &c.params {
+                let key = spec_key("algorithm.advantage_params", &spec.name);
+                changed |= field(
+                    ui,
+                    &mut self.doc,
+                    &Field::Num(key, spec.clone()),
+                    err,
+                    theme,
+                );
+            }
+        }
+        changed
+    }
+}
+
+/// `section.name` as a `&'static str` (specs are few and fixed; the strings are interned once).
+fn spec_key(section: &str, name: &str) -> &'static str {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static KEYS: OnceLock<Mutex<HashMap<String, &'static str>>> = OnceLock::new();
+    let key = format!("{section}.{name}");
+    let mut m = KEYS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(k) = m.get(&key) {
+        return k;
+    }
+    let leaked: &'static str = Box::leak(key.clone().into_boxed_str());
+    m.insert(key, leaked);
+    leaked
+}
+
+fn field_error(ui: &mut egui::Ui, key: &str, err: Option<&str>) {
+    if let Some(e) = err.filter(|e| e.starts_with(&format!("{key} = "))) {
+        ui.label("");
+        ui.colored_label(theme::BAD, e);
+        ui.end_row();
+    }
+}
+
+/// One row of the grid: label, widget, and the validation message when it concerns this key.
+/// Returns whether the value changed.
+fn field(
+    ui: &mut egui::Ui,
+    doc: &mut toml::Table,
+    f: &Field,
+    err: Option<&str>,
+    _theme: Theme,
+) -> bool {
+    let mut changed = false;
+    let key = match f {
+        Field::Num(k, _)
+        | Field::Choice { key: k, .. }
+        | Field::Text(k, _)
+        | Field::Folder(k, _) => *k,
+    };
+    let short = key.rsplit('.').next().unwrap_or(key);
+    match f {
+        Field::Num(_, spec) => {
+            let l = ui.label(short);
+            let range = if spec.kind == ParamKind::Bool {
+                String::new()
+            } else {
+                format!(" ({}..={}, default {})", spec.min, spec.max, spec.default)
+            };
+            let help = format!("{}{range}", spec.help);
+            let cur = as_f64(get(doc, key)).unwrap_or(spec.default);
+            match spec.kind {
+                ParamKind::Bool => {
+                    let mut b = cur != 0.0;
+                    if ui
+                        .checkbox(&mut b, "")
+                        .labelled_by(l.id)
+                        .on_hover_text(&help)
+                        .changed()
+                    {
+                        set(doc, key, toml::Value::Boolean(b));
+                        changed = true;
+                    }
+                }
+                ParamKind::Int => {
+                    let mut i = cur as i64;
+                    let r = ui
+                        .add(egui::DragValue::new(&mut i).speed(0.2))
+                        .labelled_by(l.id)
+                        .on_hover_text(&help);
+                    if r.changed() {
+                        set(doc, key, toml::Value::Integer(i));
+                        changed = true;
+                    }
+                }
+                ParamKind::Float => {
+                    let mut x = cur;
+                    let speed = (spec.max - spec.min).abs().min(10.0) / 500.0;
+                    let r = ui
+                        .add(
+                            egui::DragValue::new(&mut x)
+                                .speed(speed.max(1e-6))
+                                .max_decimals(8),
+                        )
+                        .labelled_by(l.id)
+                        .on_hover_text(&help);
+                    if r.changed() {
+                        set(doc, key, toml::Value::Float(x));
+                        changed = true;
+                    }
+                }
+                ParamKind::Text => {
+                    let mut t = get(doc, key)
+                        .and_then(|v| v.as_str())
+                        .unwrap_or(&spec.default_text)
+                        .to_string();
+                    let r = ui
+                        .text_edit_singleline(&mut t)
+                        .labelled_by(l.id)
+                        .on_hover_text(spec.help.as_ref());
+                    if r.changed() {
+                        set(doc, key, toml::Value::String(t));
+                        changed = true;
+                    }
+                }
+            }
+        }
+        Field::Choice { options, help, .. } => {
+            let l = ui.label(short);
+            let cur = get(doc, key)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string();
+            let mut pick = None;
+            egui::ComboBox::from_id_salt(key)
+                .selected_text(&cur)
+                .show_ui(ui, |ui| {
+                    for o in options.iter() {
+                        if ui.selectable_label(*o == cur, *o).clicked() {
+                            pick = Some(*o);
+                        }
+                    }
+                })
+                .response
+                .labelled_by(l.id)
+                .on_hover_text(*help);
+            if let Some(p) = pick.filter(|p| *p != cur) {
+                set(doc, key, toml::Value::String(p.to_string()));
+                changed = true;
+            }
+        }
+        Field::Text(_, help) | Field::Folder(_, help) => {
+            let l = ui.label(short);
+            let mut s = get(doc, key)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string();
+            let r = ui
+                .add(egui::TextEdit::singleline(&mut s).desired_width(320.0))
+                .labelled_by(l.id)
+                .on_hover_text(*help);
+            if r.changed() {
+                if s.is_empty() && key == "output.dir" {
+                    remove(doc, key);
+                    set(doc, key, toml::Value::String(String::new()));
+                } else {
+                    set(doc, key, toml::Value::String(s));
+                }
+                changed = true;
+            }
+        }
+    }
+    ui.end_row();
+    if key == "model.path" {
+        let p = get(doc, key).and_then(|v| v.as_str()).unwrap_or("");
+        if !p.is_empty() && !Path::new(p).join("config.json").is_file() {
+            ui.label("");
+            ui.colored_label(
+                theme::WARN,
+                format!("{p}: no config.json here (not a model folder?)"),
+            );
+            ui.end_row();
+        }
+    }
+    field_error(ui, key, err);
+    changed
+}
+
+/// The `*.toml` files of a presets folder, by name.
+pub fn list_presets(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .map(|p| {
+                    (
+                        p.file_stem()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        p,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}

@@ -1,0 +1,516 @@
+//! The desktop app driven headless by egui_kittest: real clicks on the real `StudioApp`, a real
+//! engine thread and a real run history in a temporary folder.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use egui_kittest::kittest::Queryable as _;
+use egui_kittest::Harness;
+use rlvr_store::{RunFilter, RunStatus, Store};
+use rlvr_ui::{AppOptions, Persisted, StudioApp, View};
+
+/// A tiny, fast configuration: 2 prompts × 4 completions, one thread.
+fn tiny_config(steps: usize) -> rlvr_engine::RunConfig {
+    let mut cfg = rlvr_ui::form::default_config();
+    cfg.name = "kittest".into();
+    cfg.steps = steps;
+    cfg.threads = 1;
+    cfg.rollout.prompts_per_step = 2;
+    cfg.rollout.group_size = 4;
+    cfg.eval.heldout_size = 8;
+    cfg.eval.every = 0;
+    cfg.output.keep_every = 0;
+    cfg
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    db: std::path::PathBuf,
+}
+
+fn fixture() -> (Fixture, StudioApp) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.sqlite");
+    let opts = AppOptions {
+        db: db.clone(),
+        runs_root: dir.path().join("runs"),
+    };
+    let app = StudioApp::new(opts, Persisted::default());
+    (Fixture { _dir: dir, db }, app)
+}
+
+fn harness(app: StudioApp) -> Harness<'static, StudioApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .build_ui_state(|ui, app: &mut StudioApp| app.ui(ui), app)
+}
+
+/// Runs frames until `done` holds (panics after `limit`).
+fn run_until(
+    h: &mut Harness<'static, StudioApp>,
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&StudioApp) -> bool,
+) {
+    let t = Instant::now();
+    loop {
+        h.step();
+        if done(h.state()) {
+            return;
+        }
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn steps_done(app: &StudioApp) -> usize {
+    app.live.as_ref().map_or(0, |l| l.done_steps)
+}
+
+#[test]
+fn first_start_shows_default_task_and_model_and_train_streams_metrics_into_the_store() {
+    let (fx, mut app) = fixture();
+    // The first start shows the embedded default preset.
+    let cfg = app.form.config().unwrap();
+    assert_eq!(cfg.task.name(), "countdown");
+    assert_eq!(app.view, View::Train);
+    app.form.set_config(&tiny_config(6), "test");
+    let mut h = harness(app);
+    h.run_steps(2);
+    h.get_by_label_contains("Task: countdown");
+    h.get_by_label_contains("Model: default-policy");
+    // One obvious Train action.
+    h.get_by_label("▶  Train").click();
+    run_until(&mut h, Duration::from_secs(90), "3 steps", |a| {
+        steps_done(a) >= 3
+    });
+    let app = h.state();
+    let live = app.live.as_ref().unwrap();
+    assert!(live.table.get("reward_mean").len() >= 3);
+    assert!(!live.table.get("accuracy").is_empty());
+    assert!(app.live_lines > 0, "the charts drew lines");
+    // The run is in the history, with its metrics.
+    let store = Store::open(&fx.db).unwrap();
+    let runs = store.list_runs(&RunFilter::default()).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].id, live.run_id);
+    assert_eq!(runs[0].task, "countdown");
+    run_until(&mut h, Duration::from_secs(90), "the run to finish", |a| {
+        a.live.as_ref().is_some_and(|l| l.ended())
+    });
+    let run = store.run(runs[0].id).unwrap();
+    assert_eq!(run.status, RunStatus::Finished);
+    assert_eq!(store.series(run.id, "reward_mean").unwrap().len(), 6);
+}
+
+/// Frames for `d` (the engine keeps running meanwhile).
+fn idle(h: &mut Harness<'static, StudioApp>, d: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < d {
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Frames until no step arrived for 800 ms (the step in flight when pausing has landed).
+fn settle(h: &mut Harness<'static, StudioApp>) -> usize {
+    let t = Instant::now();
+    let mut n = steps_done(h.state());
+    let mut since = Instant::now();
+    while since.elapsed() < Duration::from_millis(800) {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the run never settled"
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+        let m = steps_done(h.state());
+        if m != n {
+            n = m;
+            since = Instant::now();
+        }
+    }
+    n
+}
+
+#[test]
+fn pause_step_once_resume_and_stop_from_buttons_and_shortcuts() {
+    let (fx, mut app) = fixture();
+    app.form.set_config(&tiny_config(10_000), "test");
+    let mut h = harness(app);
+    h.run_steps(2);
+    // Ctrl+Enter trains.
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Enter);
+    run_until(&mut h, Duration::from_secs(90), "2 steps", |a| {
+        steps_done(a) >= 2
+    });
+    // Space pauses; the step in flight may still arrive, then nothing more.
+    h.key_press(egui::Key::Space);
+    h.step();
+    assert!(h.state().live.as_ref().unwrap().is_paused());
+    let n0 = settle(&mut h);
+    idle(&mut h, Duration::from_millis(700));
+    assert_eq!(steps_done(h.state()), n0, "paused runs do not step");
+    // "Step once" runs exactly one update.
+    h.get_by_label("Step once").click();
+    run_until(&mut h, Duration::from_secs(30), "one step", |a| {
+        steps_done(a) > n0
+    });
+    idle(&mut h, Duration::from_millis(700));
+    assert_eq!(steps_done(h.state()), n0 + 1, "exactly one more step");
+    // S steps once too.
+    h.key_press(egui::Key::S);
+    run_until(&mut h, Duration::from_secs(30), "one step", |a| {
+        steps_done(a) > n0 + 1
+    });
+    idle(&mut h, Duration::from_millis(500));
+    assert_eq!(steps_done(h.state()), n0 + 2);
+    // Resume continues.
+    h.get_by_label("▶ Resume").click();
+    run_until(&mut h, Duration::from_secs(30), "steps after resume", |a| {
+        steps_done(a) >= n0 + 4
+    });
+    assert!(!h.state().live.as_ref().unwrap().is_paused());
+    // The progress bar shows the step count.
+    h.get_by_label_contains("/10000 · running");
+    // Stop: the run ends interrupted in the history.
+    h.get_by_label("■ Stop").click();
+    run_until(&mut h, Duration::from_secs(30), "the run to stop", |a| {
+        a.live.as_ref().is_some_and(|l| l.ended())
+    });
+    let id = h.state().live.as_ref().unwrap().run_id;
+    let store = Store::open(&fx.db).unwrap();
+    assert_eq!(store.run(id).unwrap().status, RunStatus::Interrupted);
+}
+
+#[test]
+fn closing_mid_run_marks_it_interrupted_and_resume_continues_from_its_checkpoint() {
+    let (fx, mut app) = fixture();
+    app.form.set_config(&tiny_config(10_000), "test");
+    let opts = app.opts.clone();
+    let mut h = harness(app);
+    h.run_steps(2);
+    h.get_by_label("▶  Train").click();
+    run_until(&mut h, Duration::from_secs(90), "3 steps", |a| {
+        steps_done(a) >= 3
+    });
+    // What the window's on_exit does.
+    let mut app = h.into_state();
+    app.shutdown();
+    let live = app.live.as_ref().unwrap();
+    let (id, stopped_at) = (live.run_id, live.done_steps);
+    assert!(!live.phase.is_active());
+    drop(app);
+    let store = Store::open(&fx.db).unwrap();
+    let row = store.run(id).unwrap();
+    assert_eq!(row.status, RunStatus::Interrupted);
+    assert_eq!(row.last_step as usize, stopped_at);
+    // A new app (as after a restart) resumes it from the Runs view.
+    let app = StudioApp::new(opts, Persisted::default());
+    let mut h = harness(app);
+    h.state_mut().view = View::Runs;
+    h.run_steps(2);
+    h.get_by_label(&format!("kittest #{id}")).click();
+    h.run_steps(2);
+    h.get_by_label("Resume").click();
+    h.run_steps(1);
+    let live = h.state().live.as_ref().expect("resumed");
+    assert_eq!(live.run_id, id);
+    assert_eq!(live.start_step, stopped_at);
+    run_until(
+        &mut h,
+        Duration::from_secs(60),
+        "steps after resuming",
+        |a| steps_done(a) >= stopped_at + 2,
+    );
+    // The curve continues where it stopped: no step twice.
+    let steps: Vec<f64> = h
+        .state()
+        .live
+        .as_ref()
+        .unwrap()
+        .table
+        .get("reward_mean")
+        .iter()
+        .map(|p| p[0])
+        .collect();
+    assert_eq!(steps[0], 1.0);
+    assert!(steps.windows(2).all(|w| w[1] == w[0] + 1.0), "{steps:?}");
+    let mut app = h.into_state();
+    app.shutdown();
+    assert_eq!(store.run(id).unwrap().status, RunStatus::Interrupted);
+}
+
+#[test]
+fn form_shows_the_cli_validation_message_and_trains_what_it_shows() {
+    let (_fx, mut app) = fixture();
+    app.form.set_config(&tiny_config(3), "test");
+    let mut h = harness(app);
+    h.run_steps(2);
+    h.get_by_label_contains("configuration is valid");
+    // An invalid value: the engine's own message, as the CLI prints it.
+    h.get_by_label("group_size").set_value_accesskit(0.0);
+    h.run_steps(2);
+    let cli = rlvr_engine::RunConfig::from_toml("[rollout]\ngroup_size = 0")
+        .unwrap_err()
+        .to_string();
+    assert!(cli.contains("rollout.group_size"), "{cli}");
+    assert!(
+        h.get_all_by_label_contains(&cli).count() >= 1,
+        "the form shows {cli:?}"
+    );
+    // Train is disabled while the config is invalid.
+    h.get_by_label("▶  Train").click();
+    h.run_steps(2);
+    assert!(h.state().live.is_none());
+    // Fixed: a valid value; the run trains exactly that config.
+    h.get_by_label("group_size").set_value_accesskit(3.0);
+    h.run_steps(2);
+    assert!(h.state().form.error.is_none(), "{:?}", h.state().form.error);
+    // Preview TOML and Copy CLI command.
+    h.get_by_label("Preview TOML").click();
+    h.run_steps(2);
+    let toml = h.get_by_label("config.toml (read-only)").value().unwrap();
+    assert!(toml.contains("group_size = 3"), "{toml}");
+    h.get_by_label("Copy CLI command").click();
+    h.run_steps(1);
+    let cmd = h.state().form.copied.clone().unwrap();
+    assert!(cmd.contains("rlvr-studio train"), "{cmd}");
+    assert!(cmd.contains("group_size = 3"), "{cmd}");
+    h.get_by_label("▶  Train").click();
+    run_until(&mut h, Duration::from_secs(60), "the run to finish", |a| {
+        a.live.as_ref().is_some_and(|l| l.ended())
+    });
+    let live = h.state().live.as_ref().unwrap();
+    assert_eq!(live.cfg.rollout.group_size, 3);
+    assert_eq!(live.samples.values().next().unwrap()[0].samples.len(), 3);
+}
+
+#[test]
+fn save_and_load_toml_through_the_path_field_and_errors_name_the_file() {
+    let (fx, mut app) = fixture();
+    app.form.set_config(&tiny_config(7), "test");
+    let mut h = harness(app);
+    h.run_steps(2);
+    let path = fx.db.with_file_name("saved.toml");
+    h.get_by_label("File").focus();
+    h.get_by_label("File").type_text(path.to_str().unwrap());
+    h.run_steps(1);
+    h.get_by_label("Save").click();
+    h.run_steps(2);
+    let saved = rlvr_engine::RunConfig::from_file(&path).unwrap();
+    assert_eq!(saved.steps, 7);
+    // A broken file: the message names the file and the line.
+    std::fs::write(&path, "steps = \"many\"\n").unwrap();
+    h.get_by_label("Load").click();
+    h.run_steps(2);
+    let msg = h.state().form.message.clone().unwrap();
+    assert!(!msg.0);
+    assert!(
+        msg.1.contains("saved.toml") && msg.1.contains("line 1"),
+        "{msg:?}"
+    );
+    h.get_by_label_contains("saved.toml");
+    // The form kept the last good config.
+    assert_eq!(h.state().form.config().unwrap().steps, 7);
+}
+
+#[test]
+fn inspector_shows_a_steps_groups_and_switches_token_colouring() {
+    let (_fx, mut app) = fixture();
+    app.form.set_config(&tiny_config(3), "test");
+    let mut h = harness(app);
+    h.run_steps(2);
+    h.get_by_label("▶  Train").click();
+    run_until(&mut h, Duration::from_secs(60), "the run to finish", |a| {
+        a.live.as_ref().is_some_and(|l| l.ended())
+    });
+    h.get_by_label("Inspector").click();
+    h.run_steps(3);
+    let ins = &h.state().inspector;
+    assert_eq!(ins.step, 3, "the newest step");
+    assert_eq!(ins.groups.len(), 2, "2 prompts");
+    assert!(
+        ins.groups.iter().all(|g| g.samples.len() == 4),
+        "G = 4 completions each"
+    );
+    h.get_by_label_contains("2 of 2 groups at step 3");
+    h.get_by_label_contains("Legend (entropy)");
+    // Switch the colouring to advantage: the legend follows.
+    h.get_by_label("Colour tokens by").click();
+    h.run_steps(3);
+    h.get_by_label("advantage").click();
+    h.run_steps(2);
+    h.get_by_label_contains("Legend (advantage)");
+    // An earlier step, read back from the store.
+    h.get_by_label("◀").click();
+    h.run_steps(3);
+    assert_eq!(h.state().inspector.step, 2);
+    assert_eq!(h.state().inspector.groups.len(), 2);
+    // Search narrows the groups.
+    let prompt = h.state().inspector.groups[0].prompt.clone();
+    h.get_by_label("Search").focus();
+    h.get_by_label("Search").type_text(&prompt);
+    h.run_steps(2);
+    h.get_by_label_contains("1 of 2 groups");
+}
+
+#[test]
+fn runs_view_overlays_two_runs_with_a_config_diff_and_exports() {
+    let (fx, mut app) = fixture();
+    let mut cfg = tiny_config(3);
+    app.form.set_config(&cfg, "test");
+    let mut h = harness(app);
+    h.run_steps(2);
+    for lr in [1e-4, 3e-4] {
+        cfg.optim.lr = lr;
+        h.state_mut().form.set_config(&cfg, "test");
+        h.get_by_label("▶  Train").click();
+        run_until(&mut h, Duration::from_secs(60), "the run to finish", |a| {
+            a.live.as_ref().is_some_and(|l| l.ended())
+        });
+    }
+    h.get_by_label("Runs").click();
+    h.run_steps(2);
+    let ids: Vec<i64> = h.state().runs.rows.iter().map(|r| r.id).collect();
+    assert_eq!(ids.len(), 2);
+    for id in &ids {
+        h.get_by_label(&format!("kittest #{id}")).click();
+        h.run_steps(1);
+    }
+    h.run_steps(2);
+    assert_eq!(
+        h.state().runs.overlaid("reward_mean"),
+        2,
+        "two runs in one chart"
+    );
+    h.get_by_label_contains("Config diff (2 runs)");
+    h.get_by_label("optim.lr");
+    // Export the newest ticked run as CSV.
+    let out = fx.db.with_file_name("export.csv");
+    h.get_by_label("Export to").focus();
+    h.get_by_label("Export to").type_text(out.to_str().unwrap());
+    h.run_steps(1);
+    h.get_by_label("Export CSV").click();
+    h.run_steps(2);
+    let csv = std::fs::read_to_string(&out).unwrap();
+    assert!(csv.starts_with("step,"), "{csv}");
+    assert_eq!(csv.lines().count(), 1 + 4, "header + steps 0..=3");
+    // Delete asks first.
+    h.get_by_label("Delete…").click();
+    h.run_steps(2);
+    assert!(h.state().runs.confirm_delete.is_some(), "asks first");
+    h.get_by_label("Yes, delete").click();
+    h.run_steps(2);
+    assert_eq!(h.state().runs.rows.len(), 1);
+}
+
+#[test]
+fn a_component_added_to_the_catalog_appears_in_the_form_with_its_parameters() {
+    use rlvr_engine::algo::params::ParamSpec;
+    use rlvr_ui::catalog::{Component, ComponentKind};
+    let (_fx, mut app) = fixture();
+    // What a plugin host will do: no UI code involved.
+    app.catalog.add(Component {
+        kind: ComponentKind::Estimator,
+        name: "plugin_baseline".into(),
+        summary: "a baseline from a plugin".into(),
+        params: vec![ParamSpec::float("alpha_knob", 0.25, 0.0, 1.0, "how much")],
+        defaults: toml::Table::new(),
+        origin: "plugins/libexample.so".into(),
+    });
+    let mut h = harness(app);
+    h.run_steps(2);
+    assert!(h.query_by_label("alpha_knob").is_none());
+    // The estimator is further down the form.
+    h.get_by_label("advantage").scroll_to_me();
+    h.run_steps(3);
+    h.get_by_label("advantage").click();
+    h.run_steps(3);
+    h.get_by_label("plugin_baseline").click_accesskit();
+    h.run_steps(3);
+    h.get_by_label_contains("a baseline from a plugin");
+    h.get_by_label("alpha_knob").set_value_accesskit(0.5);
+    h.run_steps(2);
+    let toml = h.state().form.toml_text();
+    assert!(toml.contains("advantage = \"plugin_baseline\""), "{toml}");
+    assert!(toml.contains("alpha_knob = 0.5"), "{toml}");
+    // The Plugins view lists it with its origin; the placeholder says no plugins are loaded.
+    h.get_by_label("Plugins").click();
+    h.run_steps(2);
+    h.get_by_label("No plugins loaded");
+    h.get_by_label("plugins/libexample.so");
+}
+
+#[test]
+fn duplicate_run_fills_the_form_and_ui_state_survives_a_restart() {
+    let (_fx, mut app) = fixture();
+    let mut cfg = tiny_config(2);
+    cfg.name = "original".into();
+    cfg.rollout.group_size = 5;
+    app.form.set_config(&cfg, "test");
+    let opts = app.opts.clone();
+    let mut h = harness(app);
+    h.run_steps(2);
+    h.get_by_label("▶  Train").click();
+    run_until(&mut h, Duration::from_secs(60), "the run to finish", |a| {
+        a.live.as_ref().is_some_and(|l| l.ended())
+    });
+    // Start over from the default, then duplicate the stored run.
+    h.state_mut().form = Default::default();
+    h.get_by_label("Runs").click();
+    h.run_steps(2);
+    let id = h.state().runs.rows[0].id;
+    h.get_by_label(&format!("original #{id}")).click();
+    h.run_steps(2);
+    h.get_by_label("Duplicate run").click();
+    h.run_steps(2);
+    assert_eq!(h.state().view, View::Train);
+    let dup = h.state().form.config().unwrap();
+    assert_eq!(dup.name, "original-copy");
+    assert_eq!(dup.rollout.group_size, 5);
+    assert!(dup.output.dir.as_os_str().is_empty(), "a new output folder");
+    // Look settings: dark → light, large text.
+    h.get_by_label("Light mode").click();
+    h.run_steps(1);
+    h.get_by_label("Large text").click();
+    h.run_steps(2);
+    assert!(!h.state().theme.dark && h.state().theme.large_text);
+    // What eframe persists, restored by a new app.
+    let saved = ron_roundtrip(&h.state().persisted());
+    let app = StudioApp::new(opts, saved);
+    assert!(!app.theme.dark && app.theme.large_text);
+    assert_eq!(app.view, View::Train);
+    assert_eq!(app.form.config().unwrap().name, "original-copy");
+}
+
+/// The persisted state goes through serde like eframe's storage does.
+fn ron_roundtrip(p: &Persisted) -> Persisted {
+    let json = serde_json::to_string(p).unwrap();
+    serde_json::from_str(&json).unwrap()
+}
+
+#[test]
+fn a_bad_history_file_is_a_message_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.sqlite");
+    std::fs::write(
+        &db,
+        b"this is not a database, just text that is long enough",
+    )
+    .unwrap();
+    let app = StudioApp::new(
+        AppOptions {
+            db: db.clone(),
+            runs_root: dir.path().join("runs"),
+        },
+        Persisted::default(),
+    );
+    let mut h = harness(app);
+    h.run_steps(2);
+    h.get_by_label_contains("Run history unavailable");
+    h.get_by_label_contains("history.sqlite");
+    h.get_by_label("Runs").click();
+    h.run_steps(2);
+    h.get_by_label_contains("The run history is not open");
+}
