@@ -51,6 +51,8 @@ pub struct AppOptions {
     pub db: PathBuf,
     /// Parent of new runs' output folders.
     pub runs_root: PathBuf,
+    /// Folders scanned for plugin libraries at start (the user plugin folder by default).
+    pub plugin_dirs: Vec<PathBuf>,
 }
 
 impl AppOptions {
@@ -63,7 +65,12 @@ impl AppOptions {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("runs"), |p| p.join("runs"));
-        Self { db, runs_root }
+        let plugin_dirs = rlvr_plugin_host::user_plugin_dir().into_iter().collect();
+        Self {
+            db,
+            runs_root,
+            plugin_dirs,
+        }
     }
 }
 
@@ -81,6 +88,8 @@ pub struct Persisted {
     pub last_config: Option<String>,
     /// Width of the form panel.
     pub form_open: bool,
+    /// Plugins hosted in a child process (by name).
+    pub isolated_plugins: Vec<String>,
 }
 
 impl Default for Persisted {
@@ -91,6 +100,7 @@ impl Default for Persisted {
             view: View::Train,
             last_config: None,
             form_open: true,
+            isolated_plugins: Vec::new(),
         }
     }
 }
@@ -133,7 +143,11 @@ impl StudioApp {
     /// A fresh app on `opts`, restoring `persisted` UI state.
     pub fn new(opts: AppOptions, persisted: Persisted) -> Self {
         let store = Store::open(&opts.db).map_err(|e| e.to_string());
+        let plugins = PluginsPanel::load(&opts.plugin_dirs, &persisted.isolated_plugins);
+        let mut catalog = ComponentCatalog::builtin();
+        plugins.fill_catalog(&mut catalog);
         let mut form = NewRunForm::default();
+        form.set_extensions(plugins.extensions());
         if let Some(text) = &persisted.last_config {
             if let Ok(cfg) = rlvr_engine::RunConfig::from_toml(text) {
                 form.set_config(&cfg, "last session");
@@ -143,14 +157,14 @@ impl StudioApp {
             opts,
             theme: persisted.theme,
             view: persisted.view,
-            catalog: ComponentCatalog::builtin(),
+            catalog,
             form,
             live: None,
             charts: persisted.charts,
             store,
             inspector: Inspector::default(),
             runs: RunsPanel::default(),
-            plugins: PluginsPanel::default(),
+            plugins,
             status: None,
             form_open: persisted.form_open,
             live_lines: 0,
@@ -167,6 +181,7 @@ impl StudioApp {
             view: self.view,
             last_config: Some(self.form.toml_text()),
             form_open: self.form_open,
+            isolated_plugins: self.plugins.isolated(),
         }
     }
 
@@ -190,7 +205,14 @@ impl StudioApp {
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty())
             .collect();
-        match LiveRun::start(cfg, &self.opts.db, &self.opts.runs_root, tags, ctx) {
+        match LiveRun::start(
+            cfg,
+            &self.opts.db,
+            &self.opts.runs_root,
+            tags,
+            &self.plugins.host,
+            ctx,
+        ) {
             Ok(run) => {
                 self.status = Some((true, format!("run {} started", run.run_id)));
                 self.inspector = Inspector::default();
@@ -208,7 +230,7 @@ impl StudioApp {
             self.status = Some((false, "a run is already training; stop it first".into()));
             return;
         }
-        match LiveRun::resume(run_id, &self.opts.db, ctx) {
+        match LiveRun::resume(run_id, &self.opts.db, &self.plugins.host, ctx) {
             Ok(run) => {
                 self.status = Some((
                     true,
@@ -314,7 +336,11 @@ impl StudioApp {
                 let store = self.store.as_ref().ok();
                 self.inspector.ui(ui, self.theme, store, self.live.as_ref());
             }
-            View::Plugins => self.plugins.ui(ui, &self.catalog, self.theme),
+            View::Plugins => {
+                if self.plugins.ui(ui, &mut self.catalog, self.theme) {
+                    self.form.set_extensions(self.plugins.extensions());
+                }
+            }
         });
     }
 

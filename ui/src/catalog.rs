@@ -16,6 +16,25 @@ pub enum ComponentKind {
     Estimator,
     /// A task (`task.name`, its knobs in `[task]`).
     Task,
+    /// A plugin verifier (`rewards.verifier`, or a `[[rewards.components]]` entry).
+    Verifier,
+    /// A plugin rubric (a `[[rewards.components]]` entry).
+    Rubric,
+    /// A plugin sampler (`rollout.sampler`).
+    Sampler,
+}
+
+impl ComponentKind {
+    /// A word for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            ComponentKind::Estimator => "estimator",
+            ComponentKind::Task => "task",
+            ComponentKind::Verifier => "verifier",
+            ComponentKind::Rubric => "rubric",
+            ComponentKind::Sampler => "sampler",
+        }
+    }
 }
 
 /// One choosable component.
@@ -103,6 +122,34 @@ impl ComponentCatalog {
         } else {
             self.components.push(comp);
         }
+    }
+
+    /// Adds a plugin component (a plugin algorithm is offered as an advantage estimator).
+    pub fn add_plugin_component(&mut self, c: &rlvr_engine::extensions::ComponentInfo) {
+        use rlvr_engine::extensions::ComponentKind as E;
+        let kind = match c.kind {
+            E::Verifier => ComponentKind::Verifier,
+            E::Rubric => ComponentKind::Rubric,
+            E::Sampler => ComponentKind::Sampler,
+            E::Algorithm => ComponentKind::Estimator,
+        };
+        let mut summary = c.summary.clone();
+        if !c.criteria.is_empty() {
+            let crit: Vec<String> = c
+                .criteria
+                .iter()
+                .map(|k| format!("{} (weight {})", k.name, k.weight))
+                .collect();
+            summary.push_str(&format!("; criteria: {}", crit.join(", ")));
+        }
+        self.add(Component {
+            kind,
+            name: c.name.clone(),
+            summary,
+            params: c.params.clone(),
+            defaults: toml::Table::new(),
+            origin: c.origin.clone(),
+        });
     }
 
     /// Components of one kind.

@@ -380,6 +380,8 @@ pub struct NewRunForm {
     pub message: Option<(bool, String)>,
     /// Text last copied to the clipboard (for tests and the status line).
     pub copied: Option<String>,
+    /// Plugin components the config may name (checked with their parameter specs).
+    pub ext: rlvr_engine::extensions::Extensions,
     dialog: Option<(DialogKind, Receiver<Option<PathBuf>>)>,
     presets: Vec<(String, PathBuf)>,
     dirty: bool,
@@ -414,6 +416,7 @@ impl NewRunForm {
             show_toml: false,
             message: None,
             copied: None,
+            ext: Default::default(),
             dialog: None,
             presets: list_presets(&presets_dir()),
             dirty: true,
@@ -447,7 +450,16 @@ impl NewRunForm {
 
     /// The config, or the engine's message naming the field.
     pub fn config(&self) -> Result<RunConfig, String> {
-        RunConfig::from_toml(&self.toml_text()).map_err(|e| e.to_string())
+        let cfg = RunConfig::from_toml(&self.toml_text()).map_err(|e| e.to_string())?;
+        cfg.validate_with(&self.ext).map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+
+    /// New plugin components: re-check the config against them.
+    pub fn set_extensions(&mut self, ext: rlvr_engine::extensions::Extensions) {
+        self.ext = ext;
+        self.dirty = true;
+        self.revalidate();
     }
 
     /// Re-checks after a change.
@@ -730,7 +742,26 @@ impl NewRunForm {
                 for f in rollout_fields() {
                     changed |= field(ui, &mut self.doc, &f, err.as_deref(), theme);
                 }
+                changed |= plugin_choice(
+                    ui,
+                    &mut self.doc,
+                    ("rollout.sampler", "rollout.sampler_params"),
+                    catalog.of(ComponentKind::Sampler).collect(),
+                    "none",
+                    err.as_deref(),
+                    theme,
+                );
                 heading(ui, "Rewards and noise");
+                changed |= plugin_choice(
+                    ui,
+                    &mut self.doc,
+                    ("rewards.verifier", "rewards.verifier_params"),
+                    catalog.of(ComponentKind::Verifier).collect(),
+                    "task",
+                    err.as_deref(),
+                    theme,
+                );
+                changed |= reward_components(ui, &mut self.doc, catalog, err.as_deref(), theme);
                 for f in reward_fields() {
                     changed |= field(ui, &mut self.doc, &f, err.as_deref(), theme);
                 }
@@ -887,6 +918,198 @@ impl NewRunForm {
         }
         changed
     }
+}
+
+/// A choice between a built-in (`none_label`: "none" = empty string, or "task") and the plugin
+/// components offered, with the chosen component's parameters.
+fn plugin_choice(
+    ui: &mut egui::Ui,
+    doc: &mut toml::Table,
+    (key, params_key): (&str, &str),
+    offered: Vec<&crate::catalog::Component>,
+    none_label: &str,
+    err: Option<&str>,
+    theme: Theme,
+) -> bool {
+    let none_value = if none_label == "none" { "" } else { none_label };
+    let current = get(doc, key)
+        .and_then(|v| v.as_str())
+        .unwrap_or(none_value)
+        .to_string();
+    if offered.is_empty() && current == none_value {
+        return false;
+    }
+    let short = key.rsplit('.').next().unwrap_or(key);
+    let l = ui.label(short);
+    let shown = if current.is_empty() {
+        none_label
+    } else {
+        current.as_str()
+    };
+    let mut pick = None;
+    egui::ComboBox::from_id_salt(key)
+        .selected_text(shown)
+        .show_ui(ui, |ui| {
+            if ui
+                .selectable_label(current == none_value, none_label)
+                .clicked()
+            {
+                pick = Some(none_value.to_string());
+            }
+            for c in &offered {
+                if ui
+                    .selectable_label(c.name == current, &c.name)
+                    .on_hover_text(format!("{} ({})", c.summary, c.origin))
+                    .clicked()
+                {
+                    pick = Some(c.name.clone());
+                }
+            }
+        })
+        .response
+        .labelled_by(l.id);
+    ui.end_row();
+    field_error(ui, key, err);
+    let mut changed = false;
+    if let Some(name) = pick.filter(|n| *n != current) {
+        set(doc, key, toml::Value::String(name));
+        set(doc, params_key, toml::Value::Table(toml::Table::new()));
+        changed = true;
+    }
+    if let Some(c) = offered.iter().find(|c| c.name == current) {
+        ui.label("");
+        ui.label(egui::RichText::new(&c.summary).color(theme.weak()).small());
+        ui.end_row();
+        for spec in &c.params {
+            let k = spec_key(params_key, &spec.name);
+            changed |= field(ui, doc, &Field::Num(k, spec.clone()), err, theme);
+        }
+    }
+    changed
+}
+
+/// The `[[rewards.components]]` list: each entry's component, weight and parameters, with add
+/// and remove buttons.
+fn reward_components(
+    ui: &mut egui::Ui,
+    doc: &mut toml::Table,
+    catalog: &ComponentCatalog,
+    err: Option<&str>,
+    theme: Theme,
+) -> bool {
+    let offered: Vec<&crate::catalog::Component> = catalog
+        .of(ComponentKind::Verifier)
+        .chain(catalog.of(ComponentKind::Rubric))
+        .collect();
+    let entries: Vec<toml::Table> = get(doc, "rewards.components")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_table().cloned()).collect())
+        .unwrap_or_default();
+    if offered.is_empty() && entries.is_empty() {
+        return false;
+    }
+    let mut new = entries.clone();
+    let mut remove = None;
+    for (i, entry) in new.iter_mut().enumerate() {
+        let current = entry
+            .get("name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+        let l = ui.label(format!("reward component {}", i + 1));
+        let mut pick = None;
+        ui.horizontal(|ui| {
+            egui::ComboBox::from_id_salt(("rewards.components", i))
+                .selected_text(&current)
+                .show_ui(ui, |ui| {
+                    for c in &offered {
+                        if ui
+                            .selectable_label(c.name == current, &c.name)
+                            .on_hover_text(format!(
+                                "{} {}: {}",
+                                c.kind.label(),
+                                c.origin,
+                                c.summary
+                            ))
+                            .clicked()
+                        {
+                            pick = Some(c.name.clone());
+                        }
+                    }
+                })
+                .response
+                .labelled_by(l.id);
+            let mut w = entry
+                .get("weight")
+                .and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
+                .unwrap_or(1.0);
+            let wl = ui.label("weight");
+            if ui
+                .add(
+                    egui::DragValue::new(&mut w)
+                        .speed(0.01)
+                        .range(-100.0..=100.0),
+                )
+                .labelled_by(wl.id)
+                .on_hover_text(
+                    "weight of this component's score in the total reward (0 = logged only)",
+                )
+                .changed()
+            {
+                entry.insert("weight".into(), toml::Value::Float(w));
+            }
+            if ui
+                .button("Remove")
+                .on_hover_text("remove this reward component")
+                .clicked()
+            {
+                remove = Some(i);
+            }
+        });
+        ui.end_row();
+        if let Some(name) = pick.filter(|n| *n != current) {
+            entry.insert("name".into(), toml::Value::String(name));
+            entry.insert("params".into(), toml::Value::Table(toml::Table::new()));
+        }
+        let name = entry
+            .get("name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+        if let Some(c) = offered.iter().find(|c| c.name == name) {
+            for spec in &c.params {
+                let k = spec_key("params", &spec.name);
+                field(ui, entry, &Field::Num(k, spec.clone()), err, theme);
+            }
+        }
+    }
+    if let Some(i) = remove {
+        new.remove(i);
+    }
+    if let Some(first) = offered.first() {
+        ui.label("");
+        if ui
+            .button("Add reward component")
+            .on_hover_text("add a plugin verifier or rubric to the reward, with a weight")
+            .clicked()
+        {
+            let mut t = toml::Table::new();
+            t.insert("name".into(), toml::Value::String(first.name.clone()));
+            t.insert("weight".into(), toml::Value::Float(1.0));
+            t.insert("params".into(), toml::Value::Table(toml::Table::new()));
+            new.push(t);
+        }
+        ui.end_row();
+    }
+    if new != entries {
+        set(
+            doc,
+            "rewards.components",
+            toml::Value::Array(new.into_iter().map(toml::Value::Table).collect()),
+        );
+        return true;
+    }
+    false
 }
 
 /// `section.name` as a `&'static str` (specs are few and fixed; the strings are interned once).

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use rlvr_engine::events::{EngineEvent, EvalMetrics, RunInfo, SampleGroup, StepMetrics};
+use rlvr_engine::extensions::Extensions;
 use rlvr_engine::output::RunDirWriter;
 use rlvr_engine::trainer::{latest_checkpoint, Command};
 use rlvr_engine::RunConfig;
@@ -141,6 +142,33 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Records every plugin library the run uses, with its hash, in the run history.
+fn record_plugins(
+    store: &Store,
+    run_id: i64,
+    cfg: &RunConfig,
+    plugins: &rlvr_plugin_host::PluginHost,
+) -> Result<(), SessionError> {
+    for p in plugins.used_by(cfg) {
+        store.add_plugin(
+            run_id,
+            &p.path,
+            &format!("{} {}", p.manifest.name, p.manifest.version),
+            &p.sha256,
+        )?;
+    }
+    Ok(())
+}
+
+/// The components of the loaded plugins, for a run.
+fn extensions(plugins: &rlvr_plugin_host::PluginHost) -> Extensions {
+    if plugins.plugins.is_empty() {
+        Extensions::none()
+    } else {
+        Extensions::none().with(plugins.factory())
+    }
+}
+
 impl LiveRun {
     /// Creates a run in the history at `db` and starts training it. A config without an output
     /// folder gets `runs_root/<name>-<unix time>`.
@@ -149,13 +177,15 @@ impl LiveRun {
         db: &Path,
         runs_root: &Path,
         tags: Vec<String>,
+        plugins: &rlvr_plugin_host::PluginHost,
         repaint: Option<egui::Context>,
     ) -> Result<Self, SessionError> {
         if cfg.output.dir.as_os_str().is_empty() {
             cfg.output.dir = runs_root.join(format!("{}-{}", sanitize(&cfg.name), now_secs()));
         }
         cfg.output.dir = absolute(&cfg.output.dir);
-        cfg.validate()?;
+        let ext = extensions(plugins);
+        cfg.validate_with(&ext)?;
         let store = Store::open(db)?;
         let run_id = store.create_run(&NewRun {
             name: cfg.name.clone(),
@@ -167,6 +197,7 @@ impl LiveRun {
             tags,
             notes: String::new(),
         })?;
+        record_plugins(&store, run_id, &cfg, plugins)?;
         let writer = match RunDirWriter::create(&cfg.output.dir, &cfg) {
             Ok(w) => w,
             Err(e) => {
@@ -177,7 +208,7 @@ impl LiveRun {
         Self::launch(
             store,
             run_id,
-            cfg,
+            (cfg, ext),
             None,
             writer,
             Default::default(),
@@ -190,6 +221,7 @@ impl LiveRun {
     pub fn resume(
         run_id: i64,
         db: &Path,
+        plugins: &rlvr_plugin_host::PluginHost,
         repaint: Option<egui::Context>,
     ) -> Result<Self, SessionError> {
         let store = Store::open(db)?;
@@ -202,7 +234,8 @@ impl LiveRun {
         }
         let mut cfg = RunConfig::from_toml(&run.config)?;
         cfg.output.dir = PathBuf::from(&run.out_dir);
-        cfg.validate()?;
+        let ext = extensions(plugins);
+        cfg.validate_with(&ext)?;
         let step = match latest_checkpoint(&cfg.output.dir)? {
             Some((_, step)) => Some(step),
             None if !store
@@ -221,6 +254,7 @@ impl LiveRun {
             }
         };
         store.rollback_for_resume(run_id, step, cfg.steps)?;
+        record_plugins(&store, run_id, &cfg, plugins)?;
         let writer = match step {
             Some(s) => RunDirWriter::reopen(&cfg.output.dir, s),
             None => RunDirWriter::create(&cfg.output.dir, &cfg),
@@ -235,20 +269,20 @@ impl LiveRun {
         // The curves so far come from the history.
         let mut history = crate::history::MetricTable::load(&store, run_id).unwrap_or_default();
         history.truncate(step.unwrap_or(0) as u64);
-        Self::launch(store, run_id, cfg, step, writer, history, repaint)
+        Self::launch(store, run_id, (cfg, ext), step, writer, history, repaint)
     }
 
     fn launch(
         store: Store,
         run_id: i64,
-        cfg: RunConfig,
+        (cfg, ext): (RunConfig, Extensions),
         resume_step: Option<usize>,
         writer: RunDirWriter,
         history: crate::history::MetricTable,
         repaint: Option<egui::Context>,
     ) -> Result<Self, SessionError> {
         let recorder = Recorder::spawn(store, run_id, cfg.output.keep_groups, writer)?;
-        let handle = rlvr_engine::trainer::spawn_with(cfg.clone(), resume_step.is_some())?;
+        let handle = rlvr_engine::trainer::spawn_ext(cfg.clone(), resume_step.is_some(), ext)?;
         let commands = handle.commands.clone();
         let (tx, rx) = crossbeam_channel::unbounded();
         let stop = handle.commands.clone();

@@ -22,6 +22,7 @@ fn default_preset_shows_reward_and_accuracy_rising_within_a_minute() {
         AppOptions {
             db: dir.path().join("history.sqlite"),
             runs_root: dir.path().join("runs"),
+            plugin_dirs: Vec::new(),
         },
         Persisted::default(),
     );

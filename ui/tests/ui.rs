@@ -34,6 +34,7 @@ fn fixture() -> (Fixture, StudioApp) {
     let opts = AppOptions {
         db: db.clone(),
         runs_root: dir.path().join("runs"),
+        plugin_dirs: Vec::new(),
     };
     let app = StudioApp::new(opts, Persisted::default());
     (Fixture { _dir: dir, db }, app)
@@ -503,6 +504,7 @@ fn a_bad_history_file_is_a_message_not_a_panic() {
         AppOptions {
             db: db.clone(),
             runs_root: dir.path().join("runs"),
+            plugin_dirs: Vec::new(),
         },
         Persisted::default(),
     );
@@ -513,4 +515,113 @@ fn a_bad_history_file_is_a_message_not_a_panic() {
     h.get_by_label("Runs").click();
     h.run_steps(2);
     h.get_by_label_contains("The run history is not open");
+}
+
+/// Builds two example plugins (a no-op when `cargo test --workspace --release` built them) and
+/// puts them, with a file that is not a library, in a fresh plugin folder.
+fn plugin_folder() -> tempfile::TempDir {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .current_dir(&repo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "rlvr-plugin-rubric",
+            "-p",
+            "rlvr-plugin-annealed",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for lib in ["librlvr_plugin_rubric.so", "librlvr_plugin_annealed.so"] {
+        std::fs::copy(repo.join("target/release").join(lib), dir.path().join(lib)).unwrap();
+    }
+    std::fs::write(dir.path().join("libbroken.so"), b"not a library").unwrap();
+    dir
+}
+
+#[test]
+fn loaded_plugins_show_in_the_plugins_view_and_their_components_in_the_form() {
+    let plugins = plugin_folder();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = AppOptions {
+        db: dir.path().join("history.sqlite"),
+        runs_root: dir.path().join("runs"),
+        plugin_dirs: vec![plugins.path().to_path_buf()],
+    };
+    let mut app = StudioApp::new(opts, Persisted::default());
+    app.form.set_config(&tiny_config(2), "test");
+    let mut h = harness(app);
+    h.run_steps(2);
+    // The Plugins view: both plugins with their versions and hashes, and the broken file's
+    // error in plain words.
+    h.get_by_label("Plugins").click();
+    h.run_steps(3);
+    h.get_by_label("keyword-rubric");
+    h.get_by_label("annealed-decoding");
+    h.get_by_label_contains("libbroken.so: cannot be loaded as a dynamic library");
+    // The verifier playground scores a typed completion with the rubric.
+    h.get_by_label("completion").focus();
+    h.run_steps(2);
+    h.get_by_label("completion").type_text("42");
+    h.run_steps(2);
+    h.get_by_label("Score").click();
+    h.run_steps(3);
+    // keyword_rubric without a criterion configured is an error from the plugin itself.
+    h.get_by_label_contains("no criterion configured");
+    // The form offers the plugin sampler and the rubric as a reward component.
+    h.get_by_label("Train").click();
+    h.run_steps(3);
+    h.get_by_label("sampler").scroll_to_me();
+    h.run_steps(3);
+    h.get_by_label("sampler").click();
+    h.run_steps(3);
+    h.get_by_label("annealed_temperature").click_accesskit();
+    h.run_steps(3);
+    h.get_by_label("start").set_value_accesskit(1.2);
+    h.run_steps(2);
+    h.get_by_label("Add reward component").scroll_to_me();
+    h.run_steps(3);
+    h.get_by_label("Add reward component").click();
+    h.run_steps(3);
+    let toml = h.state().form.toml_text();
+    assert!(toml.contains("name = \"keyword_rubric\""), "{toml}");
+    h.get_by_label("format").scroll_to_me();
+    h.run_steps(2);
+    h.get_by_label("format").focus();
+    h.run_steps(2);
+    h.get_by_label("format").type_text("^[0-9]+$");
+    h.run_steps(3);
+    let toml = h.state().form.toml_text();
+    assert!(
+        toml.contains("sampler = \"annealed_temperature\""),
+        "{toml}"
+    );
+    assert!(toml.contains("start = 1.2"), "{toml}");
+    assert!(toml.contains("name = \"keyword_rubric\""), "{toml}");
+    assert!(toml.contains("format = \"^[0-9]+$\""), "{toml}");
+    assert_eq!(h.state().form.error, None, "{toml}");
+    // Train it: the run uses the plugins, and the history records their hashes.
+    h.state_mut().train(None);
+    run_until(&mut h, Duration::from_secs(120), "the run to finish", |a| {
+        a.live.as_ref().is_some_and(|l| l.ended())
+    });
+    let app = h.state();
+    let id = app.live.as_ref().unwrap().run_id;
+    let store = Store::open(&app.opts.db).unwrap();
+    let run = store.run(id).unwrap();
+    assert_eq!(run.status, RunStatus::Finished);
+    let names: Vec<&str> = run.plugins.iter().map(|p| p.0.as_str()).collect();
+    assert!(
+        names.contains(&"keyword-rubric 0.1.0") && names.contains(&"annealed-decoding 0.1.0"),
+        "{names:?}"
+    );
 }

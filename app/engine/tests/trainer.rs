@@ -368,7 +368,11 @@ mod extensions {
     struct NanEveryOther(std::sync::atomic::AtomicUsize);
     impl TokenSampler for NanEveryOther {
         fn transform(&self, logits: &mut [f32], _p: usize, _g: &[u32]) -> Result<(), String> {
-            if self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2 == 0 {
+            if self
+                .0
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .is_multiple_of(2)
+            {
                 logits.fill(f32::NAN);
             }
             Ok(())
