@@ -5,7 +5,7 @@
 use rlvr_engine::algo::advantage::ESTIMATORS;
 use rlvr_engine::algo::params::ParamSpec;
 use rlvr_engine::tasks::{
-    ArithmeticConfig, CountdownConfig, ReverseConfig, SortingConfig, TaskConfig,
+    ArithmeticConfig, CountdownConfig, DatasetConfig, ReverseConfig, SortingConfig, TaskConfig,
 };
 
 /// What a component plugs into.
@@ -97,6 +97,10 @@ impl ComponentCatalog {
             (
                 TaskConfig::Reverse(ReverseConfig::default()),
                 "reverse a short string (partial credit per position)",
+            ),
+            (
+                TaskConfig::Dataset(DatasetConfig::default()),
+                "problems from a JSONL file: prompt, answer, other fields as metadata",
             ),
         ] {
             c.add(Component {

@@ -1113,7 +1113,7 @@ fn reward_components(
 }
 
 /// `section.name` as a `&'static str` (specs are few and fixed; the strings are interned once).
-fn spec_key(section: &str, name: &str) -> &'static str {
+pub(crate) fn spec_key(section: &str, name: &str) -> &'static str {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     static KEYS: OnceLock<Mutex<HashMap<String, &'static str>>> = OnceLock::new();
@@ -1140,7 +1140,7 @@ fn field_error(ui: &mut egui::Ui, key: &str, err: Option<&str>) {
 
 /// One row of the grid: label, widget, and the validation message when it concerns this key.
 /// Returns whether the value changed.
-fn field(
+pub(crate) fn field(
     ui: &mut egui::Ui,
     doc: &mut toml::Table,
     f: &Field,

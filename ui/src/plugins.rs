@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
+use rlvr_engine::algo::params::ParamValue;
 use rlvr_engine::extensions::{
     ComponentKind as EngineKind, ComponentScore, Extensions, Instance, ScoreItem,
 };
@@ -28,6 +29,8 @@ pub struct Playground {
     pub completion: String,
     /// Reference answer.
     pub answer: String,
+    /// The component's parameters (`params.NAME` keys, edited with the form's widgets).
+    pub params: toml::Table,
     /// Last result.
     pub result: Option<Result<ComponentScore, String>>,
 }
@@ -134,12 +137,22 @@ impl PluginsPanel {
     pub fn score_playground(&mut self) {
         let pg = &mut self.playground;
         let ext = Extensions::none().with(self.host.factory());
+        let values: BTreeMap<String, ParamValue> = pg
+            .params
+            .get("params")
+            .and_then(|v| v.as_table())
+            .map(|t| {
+                t.iter()
+                    .filter_map(|(k, v)| v.clone().try_into().ok().map(|v| (k.clone(), v)))
+                    .collect()
+            })
+            .unwrap_or_default();
         let built = ext.build(
             "playground.component",
             "playground.params",
             &[EngineKind::Verifier, EngineKind::Rubric],
             &pg.component,
-            &BTreeMap::new(),
+            &values,
         );
         pg.result = Some(match built {
             Ok((_, Instance::Reward(r))) => {
@@ -200,6 +213,14 @@ impl PluginsPanel {
                 ui.ctx().request_repaint_after(Duration::from_millis(100));
             }
         }
+        egui::ScrollArea::vertical()
+            .auto_shrink([false, false])
+            .show(ui, |ui| changed |= self.view(ui, catalog, theme));
+        changed
+    }
+
+    fn view(&mut self, ui: &mut egui::Ui, catalog: &mut ComponentCatalog, theme: Theme) -> bool {
+        let mut changed = false;
         ui.heading("Plugins");
         ui.label(
             egui::RichText::new(format!(
@@ -326,12 +347,22 @@ impl PluginsPanel {
         }
         if !names.contains(&self.playground.component) {
             self.playground.component = names[0].clone();
+            self.playground.params = toml::Table::new();
         }
+        let specs: Vec<rlvr_engine::algo::params::ParamSpec> = self
+            .host
+            .plugins
+            .iter()
+            .flat_map(|p| p.manifest.components.iter())
+            .find(|c| c.name == self.playground.component)
+            .map(|c| c.params.clone())
+            .unwrap_or_default();
         let mut score = false;
         egui::Grid::new("playground_grid")
             .num_columns(2)
             .show(ui, |ui| {
                 let l = ui.label("component");
+                let before = self.playground.component.clone();
                 egui::ComboBox::from_id_salt("playground.component")
                     .selected_text(&self.playground.component)
                     .show_ui(ui, |ui| {
@@ -342,6 +373,20 @@ impl PluginsPanel {
                     .response
                     .labelled_by(l.id);
                 ui.end_row();
+                if self.playground.component != before {
+                    self.playground.params = toml::Table::new();
+                    self.playground.result = None;
+                }
+                for spec in &specs {
+                    let key = crate::form::spec_key("params", &spec.name);
+                    crate::form::field(
+                        ui,
+                        &mut self.playground.params,
+                        &crate::form::Field::Num(key, spec.clone()),
+                        None,
+                        theme,
+                    );
+                }
                 for (label, text) in [
                     ("prompt", &mut self.playground.prompt),
                     ("completion", &mut self.playground.completion),

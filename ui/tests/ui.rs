@@ -577,6 +577,14 @@ fn loaded_plugins_show_in_the_plugins_view_and_their_components_in_the_form() {
     h.run_steps(3);
     // keyword_rubric without a criterion configured is an error from the plugin itself.
     h.get_by_label_contains("no criterion configured");
+    // With its `format` parameter (a widget generated from the plugin's spec) it scores.
+    h.get_by_label("format").focus();
+    h.run_steps(2);
+    h.get_by_label("format").type_text("^[0-9]+$");
+    h.run_steps(2);
+    h.get_by_label("Score").click();
+    h.run_steps(3);
+    h.get_by_label_contains("score 1.000 · passed · format: well formed");
     // The form offers the plugin sampler and the rubric as a reward component.
     h.get_by_label("Train").click();
     h.run_steps(3);
