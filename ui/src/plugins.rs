@@ -260,6 +260,7 @@ impl PluginsPanel {
             ui.label("No plugins loaded");
         }
         let mut toggles: Vec<(String, bool)> = Vec::new();
+        let mut reload: Option<PathBuf> = None;
         egui::Grid::new("plugins_grid")
             .striped(true)
             .show(ui, |ui| {
@@ -299,10 +300,34 @@ impl PluginsPanel {
                 }
                     ui.label(egui::RichText::new(&p.sha256[..12.min(p.sha256.len())]).monospace())
                         .on_hover_text(&p.sha256);
-                    ui.label(egui::RichText::new(p.path.display().to_string()).color(theme.weak()));
+                    ui.horizontal(|ui| {
+                        if ui
+                            .button("Reload")
+                            .on_hover_text(
+                                "load the library again from disk (after rebuilding it); each \
+                                 reload keeps the old copy in memory (~0.5 MB)",
+                            )
+                            .clicked()
+                        {
+                            reload = Some(p.path.clone());
+                        }
+                        ui.label(
+                            egui::RichText::new(p.path.display().to_string()).color(theme.weak()),
+                        );
+                    });
                     ui.end_row();
                 }
             });
+        if let Some(path) = reload {
+            match self.host.reload(&path) {
+                Ok(()) => {
+                    self.message = Some((true, format!("reloaded {}", path.display())));
+                    self.fill_catalog(catalog);
+                    changed = true;
+                }
+                Err(e) => self.message = Some((false, plain_error(&e))),
+            }
+        }
         if !toggles.is_empty() {
             let mut names = self.isolated();
             for (name, on) in toggles {

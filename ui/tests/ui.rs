@@ -568,6 +568,13 @@ fn loaded_plugins_show_in_the_plugins_view_and_their_components_in_the_form() {
     h.get_by_label("keyword-rubric");
     h.get_by_label("annealed-decoding");
     h.get_by_label_contains("libbroken.so: cannot be loaded as a dynamic library");
+    // Reloading a plugin loads a fresh copy of the file and keeps it listed once.
+    let reloads = h.query_all_by_label("Reload").count();
+    assert_eq!(reloads, 2);
+    h.query_all_by_label("Reload").last().unwrap().click();
+    h.run_steps(3);
+    h.get_by_label_contains("reloaded ");
+    assert_eq!(h.state().plugins.host.plugins.len(), 2);
     // The verifier playground scores a typed completion with the rubric.
     h.get_by_label("completion").focus();
     h.run_steps(2);
