@@ -352,6 +352,36 @@ impl Default for RewardComponentConfig {
     }
 }
 
+/// What a plugin component does in a run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ComponentRole {
+    /// `rollout.sampler`.
+    Sampler,
+    /// `rewards.verifier`.
+    Verifier,
+    /// A `[[rewards.components]]` entry, with its weight.
+    Reward(f64),
+    /// `algorithm.advantage` (a plugin algorithm).
+    Algorithm,
+}
+
+/// A plugin component named by a config.
+#[derive(Clone, Debug)]
+pub struct ComponentRef<'a> {
+    /// Its role.
+    pub role: ComponentRole,
+    /// Config key of its name (for errors).
+    pub name_key: String,
+    /// Config key of its parameters.
+    pub params_key: String,
+    /// Kinds accepted there.
+    pub kinds: &'static [ComponentKind],
+    /// The name.
+    pub name: &'a str,
+    /// Its parameter values.
+    pub values: &'a BTreeMap<String, ParamValue>,
+}
+
 /// `[plugins]`: where plugin libraries come from and how they are hosted.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -622,51 +652,70 @@ impl RunConfig {
         self.validate_builtin(&Extensions::none(), true)
     }
 
-    fn validate_components(&self, ext: &Extensions) -> Result<()> {
+    /// Every plugin component the config names (sampler, verifier, reward components, and the
+    /// algorithm when it is not a built-in estimator), with the config keys for errors.
+    pub fn plugin_components(&self) -> Vec<ComponentRef<'_>> {
         use ComponentKind as K;
+        let mut out = Vec::new();
         if !self.rollout.sampler.is_empty() {
-            ext.check_params(
-                "rollout.sampler",
-                "rollout.sampler_params",
-                &[K::Sampler],
-                &self.rollout.sampler,
-                &self.rollout.sampler_params,
-            )?;
+            out.push(ComponentRef {
+                role: ComponentRole::Sampler,
+                name_key: "rollout.sampler".into(),
+                params_key: "rollout.sampler_params".into(),
+                kinds: &[K::Sampler],
+                name: &self.rollout.sampler,
+                values: &self.rollout.sampler_params,
+            });
         }
         if self.rewards.verifier != "task" {
-            ext.check_params(
-                "rewards.verifier",
-                "rewards.verifier_params",
-                &[K::Verifier],
-                &self.rewards.verifier,
-                &self.rewards.verifier_params,
-            )?;
+            out.push(ComponentRef {
+                role: ComponentRole::Verifier,
+                name_key: "rewards.verifier".into(),
+                params_key: "rewards.verifier_params".into(),
+                kinds: &[K::Verifier],
+                name: &self.rewards.verifier,
+                values: &self.rewards.verifier_params,
+            });
         }
         for (i, c) in self.rewards.components.iter().enumerate() {
-            let key = format!("rewards.components[{i}]");
+            out.push(ComponentRef {
+                role: ComponentRole::Reward(c.weight),
+                name_key: format!("rewards.components[{i}].name"),
+                params_key: format!("rewards.components[{i}].params"),
+                kinds: &[K::Verifier, K::Rubric],
+                name: &c.name,
+                values: &c.params,
+            });
+        }
+        if advantage::find(&self.algorithm.advantage).is_none() {
+            out.push(ComponentRef {
+                role: ComponentRole::Algorithm,
+                name_key: "algorithm.advantage".into(),
+                params_key: "algorithm.advantage_params".into(),
+                kinds: &[K::Algorithm],
+                name: &self.algorithm.advantage,
+                values: &self.algorithm.advantage_params,
+            });
+        }
+        out
+    }
+
+    fn validate_components(&self, ext: &Extensions) -> Result<()> {
+        for (i, c) in self.rewards.components.iter().enumerate() {
             check(
-                &format!("{key}.weight"),
+                &format!("rewards.components[{i}].weight"),
                 c.weight,
                 -100.0,
                 100.0,
                 "-100..=100",
             )?;
-            ext.check_params(
-                &format!("{key}.name"),
-                &format!("{key}.params"),
-                &[K::Verifier, K::Rubric],
-                &c.name,
-                &c.params,
-            )?;
         }
-        if advantage::find(&self.algorithm.advantage).is_none() {
-            if let Some(info) = ext.find(&[K::Algorithm], &self.algorithm.advantage) {
-                Params::resolve(
-                    "algorithm.advantage_params",
-                    &info.params,
-                    &self.algorithm.advantage_params,
-                )?;
+        for r in self.plugin_components() {
+            // An unknown algorithm name gets the built-in estimators' error below.
+            if r.role == ComponentRole::Algorithm && ext.find(r.kinds, r.name).is_none() {
+                continue;
             }
+            ext.check_params(&r.name_key, &r.params_key, r.kinds, r.name, r.values)?;
         }
         check(
             "plugins.deadline_ms",

@@ -11,7 +11,6 @@ mod convert;
 mod inproc;
 mod isolated;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -452,25 +451,14 @@ impl PluginHost {
 
     /// Plugins whose components a config uses (for the run history).
     pub fn used_by(&self, cfg: &rlvr_engine::RunConfig) -> Vec<&LoadedPlugin> {
-        let mut names: BTreeSet<(ComponentKind, String)> = BTreeSet::new();
-        if !cfg.rollout.sampler.is_empty() {
-            names.insert((ComponentKind::Sampler, cfg.rollout.sampler.clone()));
-        }
-        if cfg.rewards.verifier != "task" {
-            names.insert((ComponentKind::Verifier, cfg.rewards.verifier.clone()));
-        }
-        for c in &cfg.rewards.components {
-            names.insert((ComponentKind::Verifier, c.name.clone()));
-            names.insert((ComponentKind::Rubric, c.name.clone()));
-        }
-        names.insert((ComponentKind::Algorithm, cfg.algorithm.advantage.clone()));
+        let refs = cfg.plugin_components();
         self.plugins
             .iter()
             .filter(|p| {
-                p.manifest
-                    .components
-                    .iter()
-                    .any(|c| names.contains(&(c.kind, c.name.clone())))
+                p.manifest.components.iter().any(|c| {
+                    refs.iter()
+                        .any(|r| r.name == c.name && r.kinds.contains(&c.kind))
+                })
             })
             .collect()
     }

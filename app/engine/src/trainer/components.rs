@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use crate::config::RunConfig;
+use crate::config::{ComponentRole, RunConfig};
 use crate::error::{EngineError, Result};
 use crate::extensions::{
-    ComponentKind as K, ComponentScore, ErrorSink, Extensions, Instance, RewardComponent,
-    SamplerHook, ScoreItem, TokenAlgorithm,
+    ComponentScore, ErrorSink, Extensions, Instance, RewardComponent, SamplerHook, ScoreItem,
+    TokenAlgorithm,
 };
 use crate::tasks::{Problem, Task, Verdict};
 
@@ -38,80 +38,34 @@ pub(super) struct RunComponents {
     pub errors: Arc<ErrorSink>,
 }
 
-fn reward_of(inst: Instance, key: &str) -> Result<Arc<dyn RewardComponent>> {
-    match inst {
-        Instance::Reward(r) => Ok(r),
-        _ => Err(EngineError::Internal(format!(
-            "{key}: not a reward component"
-        ))),
-    }
-}
-
 impl RunComponents {
     /// Instantiates every plugin component the config names.
     pub fn build(cfg: &RunConfig, ext: &Extensions) -> Result<Self> {
         let mut out = RunComponents::default();
-        let rw = &cfg.rewards;
-        if rw.verifier != "task" {
-            let (_, inst) = ext.build(
-                "rewards.verifier",
-                "rewards.verifier_params",
-                &[K::Verifier],
-                &rw.verifier,
-                &rw.verifier_params,
-            )?;
-            out.verifier = Some((rw.verifier.clone(), reward_of(inst, "rewards.verifier")?));
-        }
-        for (i, c) in rw.components.iter().enumerate() {
-            let key = format!("rewards.components[{i}]");
-            let (_, inst) = ext.build(
-                &format!("{key}.name"),
-                &format!("{key}.params"),
-                &[K::Verifier, K::Rubric],
-                &c.name,
-                &c.params,
-            )?;
-            out.rewards.push(Reward {
-                name: c.name.clone(),
-                weight: c.weight as f32,
-                component: reward_of(inst, &key)?,
-            });
-        }
-        let r = &cfg.rollout;
-        if !r.sampler.is_empty() {
-            let (_, inst) = ext.build(
-                "rollout.sampler",
-                "rollout.sampler_params",
-                &[K::Sampler],
-                &r.sampler,
-                &r.sampler_params,
-            )?;
-            let Instance::Sampler(s) = inst else {
-                return Err(EngineError::Internal(
-                    "rollout.sampler: not a sampler".into(),
-                ));
-            };
-            out.sampler = Some(SamplerHook {
-                name: r.sampler.clone(),
-                sampler: s,
-                errors: out.errors.clone(),
-            });
-        }
-        let a = &cfg.algorithm;
-        if crate::algo::advantage::find(&a.advantage).is_none() {
-            let (_, inst) = ext.build(
-                "algorithm.advantage",
-                "algorithm.advantage_params",
-                &[K::Algorithm],
-                &a.advantage,
-                &a.advantage_params,
-            )?;
-            let Instance::Algorithm(alg) = inst else {
-                return Err(EngineError::Internal(
-                    "algorithm.advantage: not an algorithm".into(),
-                ));
-            };
-            out.algorithm = Some((a.advantage.clone(), alg));
+        for r in cfg.plugin_components() {
+            let (_, inst) = ext.build(&r.name_key, &r.params_key, r.kinds, r.name, r.values)?;
+            let wrong = || EngineError::Internal(format!("{}: wrong component kind", r.name_key));
+            match (r.role, inst) {
+                (ComponentRole::Verifier, Instance::Reward(c)) => {
+                    out.verifier = Some((r.name.to_string(), c));
+                }
+                (ComponentRole::Reward(weight), Instance::Reward(c)) => out.rewards.push(Reward {
+                    name: r.name.to_string(),
+                    weight: weight as f32,
+                    component: c,
+                }),
+                (ComponentRole::Sampler, Instance::Sampler(s)) => {
+                    out.sampler = Some(SamplerHook {
+                        name: r.name.to_string(),
+                        sampler: s,
+                        errors: out.errors.clone(),
+                    });
+                }
+                (ComponentRole::Algorithm, Instance::Algorithm(a)) => {
+                    out.algorithm = Some((r.name.to_string(), a));
+                }
+                _ => return Err(wrong()),
+            }
         }
         Ok(out)
     }
