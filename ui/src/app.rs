@@ -423,11 +423,13 @@ impl StudioApp {
                             self.form_open = false;
                         }
                     });
+                    self.form.header_ui(ui, self.theme);
+                    ui.separator();
                     egui::ScrollArea::vertical()
                         .id_salt("form_scroll")
                         .auto_shrink([false, false])
                         .show(ui, |ui| {
-                            self.form.ui(ui, &self.catalog, self.theme);
+                            self.form.fields_ui(ui, &self.catalog, self.theme);
                         });
                 });
         }
@@ -450,7 +452,10 @@ impl StudioApp {
             .show(ui, |ui| {
                 ui.label(egui::RichText::new("Train a model with verifiable rewards").heading());
                 ui.add_space(theme::GAP);
-                ui.label(self.run_summary());
+                match self.form.error.is_none() {
+                    true => ui.label(self.run_summary()),
+                    false => ui.colored_label(theme::BAD, self.run_summary()),
+                };
                 ui.add_space(theme::GAP);
                 ui.label(
                     egui::RichText::new(
