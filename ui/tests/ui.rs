@@ -578,3 +578,40 @@ fn a_missing_model_folder_is_named_in_the_form_and_in_the_failed_run() {
     let store = Store::open(&fx.db).unwrap();
     assert_eq!(store.run(live.run_id).unwrap().status, RunStatus::Failed);
 }
+
+#[test]
+fn presets_dropdown_loads_a_preset_and_the_charts_switch_to_time() {
+    let (_fx, mut app) = fixture();
+    app.form.set_config(&tiny_config(3), "test");
+    let mut h = harness(app);
+    h.run_steps(2);
+    h.get_by_label("Preset").click();
+    h.run_steps(3);
+    h.get_by_label("rloo").click_accesskit(); // far down the popup list
+    h.run_steps(3);
+    let cfg = h.state().form.config().unwrap();
+    assert_eq!(cfg.algorithm.advantage, "rloo");
+    assert_eq!(cfg.name, "rloo");
+    assert!(
+        cfg.model.path.join("config.json").is_file(),
+        "model path resolved"
+    );
+    // Back to a tiny run; train it and look at it against time.
+    h.state_mut().form.set_config(&tiny_config(3), "test");
+    h.get_by_label("▶  Train").click();
+    run_until(&mut h, Duration::from_secs(60), "the run to finish", |a| {
+        a.live.as_ref().is_some_and(|l| l.ended())
+    });
+    let step_lines = h.state().live_lines;
+    assert!(step_lines > 0);
+    h.get_by_label("X axis").click();
+    h.run_steps(3);
+    h.get_by_label("time (s)").click();
+    h.run_steps(3);
+    assert_eq!(h.state().charts.x_axis, rlvr_ui::charts::XAxis::Time);
+    assert_eq!(
+        h.state().live_lines,
+        step_lines,
+        "the same lines against time"
+    );
+}
