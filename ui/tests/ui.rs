@@ -403,6 +403,14 @@ fn runs_view_overlays_two_runs_with_a_config_diff_and_exports() {
     h.get_by_label("Yes, delete").click();
     h.run_steps(2);
     assert_eq!(h.state().runs.rows.len(), 1);
+    // Inspect the remaining run: its newest step, read from the history.
+    h.get_by_label("Inspect").click();
+    h.run_steps(3);
+    assert_eq!(h.state().view, View::Inspector);
+    let ins = &h.state().inspector;
+    assert_eq!(ins.run_id, Some(ids[1]));
+    assert_eq!((ins.step, ins.groups.len()), (3, 2));
+    assert_eq!(ins.steps, vec![1, 2, 3]);
 }
 
 #[test]
