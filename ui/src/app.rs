@@ -277,7 +277,7 @@ impl StudioApp {
                 }
             }
             if s {
-                if l.phase == Phase::Running {
+                if matches!(l.phase, Phase::Running | Phase::Starting) {
                     l.pause();
                 }
                 l.step_once();
@@ -515,10 +515,16 @@ impl StudioApp {
                 l.pause();
             }
             if ui
-                .add_enabled(paused, egui::Button::new("Step once"))
-                .on_hover_text("while paused: run exactly one update (S)")
+                .add_enabled(
+                    active && l.phase != Phase::Stopping,
+                    egui::Button::new("Step once"),
+                )
+                .on_hover_text("pause, then run exactly one update (S)")
                 .clicked()
             {
+                if matches!(l.phase, Phase::Running | Phase::Starting) {
+                    l.pause();
+                }
                 l.step_once();
             }
             if ui
