@@ -41,24 +41,38 @@ shot() { sleep "${2:-1.5}"; import -window root "$OUT/$1.png"; echo "  $OUT/$1.p
 click() { xdotool mousemove "$1" "$2" click 1; }
 
 shot 01-first-start 0.5
+# An invalid value: the CLI's message, in the header and under the field.
+xdotool mousemove 250 500
+for i in 1 2 3 4 5 6 7 8 9 10 11 12; do xdotool click 5; sleep 0.05; done
+sleep 0.5
+click 200 687   # group_size
+sleep 0.3
+xdotool key ctrl+a type 0
+xdotool key Return
+shot 02-form-validation
+click 200 687
+sleep 0.3
+xdotool key ctrl+a type 8
+xdotool key Return
+sleep 0.5
 xdotool key ctrl+Return
 sleep "$TRAIN_SECONDS"
-shot 02-live-training 0
+shot 03-live-training 0
 click 290 14    # Inspector
-shot 03-inspector
+shot 04-inspector
 click 219 14    # Runs
 sleep 1.5
 click 22 151    # tick the live run
 click 22 177    # tick rloo
 click 22 203    # tick grpo
-shot 04-runs-compare 2
+shot 05-runs-compare 2
 click 370 14    # Plugins
-shot 05-plugins
+shot 06-plugins
 click 162 14    # Train
 click 1140 14   # Light mode
 sleep 0.5
 click 1231 14   # Large text
-shot 06-light-large-text 2
+shot 07-light-large-text 2
 
 echo "3/3 closing mid-run (Ctrl+Q) stops the run cleanly"
 xdotool key ctrl+q

@@ -299,7 +299,7 @@ impl StudioApp {
                 }
             }
             if s {
-                if l.phase == Phase::Running {
+                if matches!(l.phase, Phase::Running | Phase::Starting) {
                     l.pause();
                 }
                 l.step_once();
@@ -449,11 +449,13 @@ impl StudioApp {
                             self.form_open = false;
                         }
                     });
+                    self.form.header_ui(ui, self.theme);
+                    ui.separator();
                     egui::ScrollArea::vertical()
                         .id_salt("form_scroll")
                         .auto_shrink([false, false])
                         .show(ui, |ui| {
-                            self.form.ui(ui, &self.catalog, self.theme);
+                            self.form.fields_ui(ui, &self.catalog, self.theme);
                         });
                 });
         }
@@ -476,7 +478,10 @@ impl StudioApp {
             .show(ui, |ui| {
                 ui.label(egui::RichText::new("Train a model with verifiable rewards").heading());
                 ui.add_space(theme::GAP);
-                ui.label(self.run_summary());
+                match self.form.error.is_none() {
+                    true => ui.label(self.run_summary()),
+                    false => ui.colored_label(theme::BAD, self.run_summary()),
+                };
                 ui.add_space(theme::GAP);
                 ui.label(
                     egui::RichText::new(
@@ -536,10 +541,16 @@ impl StudioApp {
                 l.pause();
             }
             if ui
-                .add_enabled(paused, egui::Button::new("Step once"))
-                .on_hover_text("while paused: run exactly one update (S)")
+                .add_enabled(
+                    active && l.phase != Phase::Stopping,
+                    egui::Button::new("Step once"),
+                )
+                .on_hover_text("pause, then run exactly one update (S)")
                 .clicked()
             {
+                if matches!(l.phase, Phase::Running | Phase::Starting) {
+                    l.pause();
+                }
                 l.step_once();
             }
             if ui

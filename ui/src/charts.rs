@@ -395,11 +395,16 @@ pub fn chart_grid(
                     let plot = plot
                         .include_x(0.0)
                         .include_x(x_max)
-                        .x_axis_label(match settings.x_axis {
-                            XAxis::Step => "step",
-                            XAxis::Time => "seconds",
-                        })
-                        .y_axis_min_width(Y_AXIS);
+                        // Denser x labels than egui_plot's default (60 px apart): charts are narrow.
+                        .custom_x_axes(vec![egui_plot::AxisHints::new_x()
+                            .label(match settings.x_axis {
+                                XAxis::Step => "step",
+                                XAxis::Time => "seconds",
+                            })
+                            .label_spacing(28.0..=40.0)])
+                        .custom_y_axes(vec![egui_plot::AxisHints::new_y()
+                            .min_thickness(Y_AXIS)
+                            .label_spacing(13.0..=20.0)]);
                     plot.show(ui, |pui| {
                         for (r, run) in runs.iter().enumerate() {
                             for (k, name) in names[r].iter().enumerate() {

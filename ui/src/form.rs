@@ -563,6 +563,19 @@ impl NewRunForm {
 
     /// Draws the form; returns what the user asked for.
     pub fn ui(&mut self, ui: &mut egui::Ui, catalog: &ComponentCatalog, theme: Theme) {
+        self.header_ui(ui, theme);
+        ui.add_space(theme::GAP);
+        self.fields_ui(ui, catalog, theme);
+    }
+
+    /// The generated fields (the part that scrolls).
+    pub fn fields_ui(&mut self, ui: &mut egui::Ui, catalog: &ComponentCatalog, theme: Theme) {
+        self.sections(ui, catalog, theme);
+    }
+
+    /// Presets, file actions, TOML preview and the validation verdict (the part that stays in
+    /// view).
+    pub fn header_ui(&mut self, ui: &mut egui::Ui, _theme: Theme) {
         self.poll_dialog();
         // Header: presets, file actions.
         ui.horizontal_wrapped(|ui| {
@@ -675,17 +688,20 @@ impl NewRunForm {
                 .default_open(true)
                 .show(ui, |ui| {
                     let l = ui.label("config.toml (read-only)");
-                    ui.add(
-                        egui::TextEdit::multiline(&mut text)
-                            .code_editor()
-                            .interactive(false)
-                            .desired_width(f32::INFINITY),
-                    )
-                    .labelled_by(l.id);
+                    egui::ScrollArea::vertical()
+                        .id_salt("toml_preview")
+                        .max_height(260.0)
+                        .show(ui, |ui| {
+                            ui.add(
+                                egui::TextEdit::multiline(&mut text)
+                                    .code_editor()
+                                    .interactive(false)
+                                    .desired_width(f32::INFINITY),
+                            )
+                            .labelled_by(l.id);
+                        });
                 });
         }
-        ui.add_space(theme::GAP);
-        self.sections(ui, catalog, theme);
     }
 
     fn sections(&mut self, ui: &mut egui::Ui, catalog: &ComponentCatalog, theme: Theme) {

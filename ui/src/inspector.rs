@@ -132,6 +132,7 @@ pub struct Inspector {
     /// Why nothing is shown.
     pub error: Option<String>,
     model_dir: Option<PathBuf>,
+    steps_of: Option<(i64, usize)>,
     tokenizers: HashMap<PathBuf, Option<rlvr_engine::tokenizer::Tok>>,
 }
 
@@ -182,7 +183,9 @@ impl Inspector {
     pub fn refresh(&mut self, store: Option<&Store>, live: Option<&crate::session::LiveRun>) {
         let Some(run) = self.run_id else { return };
         let live = live.filter(|l| l.run_id == run);
-        if let Some(l) = live {
+        // The step list of a live run changes once per step: re-read it then only.
+        if let Some(l) = live.filter(|l| self.steps_of != Some((run, l.done_steps))) {
+            self.steps_of = Some((run, l.done_steps));
             let mut steps: Vec<usize> = l.samples.keys().copied().collect();
             if let Some(s) = store {
                 if let Ok(stored) = s.sample_steps(run) {

@@ -91,3 +91,13 @@ pub fn run_native(opts: AppOptions) -> Result<(), GuiError> {
     )
     .map_err(|e| GuiError::Window(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_window_icon_decodes() {
+        let icon = super::icon().expect("icon");
+        assert_eq!((icon.width, icon.height), (256, 256));
+        assert_eq!(icon.rgba.len(), 256 * 256 * 4);
+    }
+}

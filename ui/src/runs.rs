@@ -57,6 +57,7 @@ pub struct RunsPanel {
     /// Last held-out greedy accuracy of each listed run.
     pub final_acc: HashMap<i64, Option<f64>>,
     stale: bool,
+    loaded_once: bool,
 }
 
 /// The estimator of a stored config (for the list).
@@ -225,7 +226,8 @@ impl RunsPanel {
             );
             return None;
         };
-        if self.stale || self.rows.is_empty() && self.message.is_none() {
+        if self.stale || !self.loaded_once {
+            self.loaded_once = true;
             self.reload(store);
         }
         let mut action = None;

@@ -416,9 +416,9 @@ impl LiveRun {
         }
     }
 
-    /// While paused: run exactly one step.
+    /// While paused (or pausing before the first step): run exactly one step.
     pub fn step_once(&mut self) {
-        if self.phase == Phase::Paused {
+        if self.phase == Phase::Paused || (self.phase == Phase::Starting && self.pause_requested) {
             self.send(Command::StepOnce);
         }
     }

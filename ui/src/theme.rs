@@ -55,7 +55,7 @@ pub const GAP: f32 = 6.0;
 /// Gap between sections.
 pub const SECTION_GAP: f32 = 14.0;
 /// Height of one chart in the live view.
-pub const CHART_HEIGHT: f32 = 170.0;
+pub const CHART_HEIGHT: f32 = 190.0;
 
 impl Theme {
     /// Font scale: 1 normally, larger for projectors.

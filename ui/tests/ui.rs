@@ -404,6 +404,14 @@ fn runs_view_overlays_two_runs_with_a_config_diff_and_exports() {
     h.get_by_label("Yes, delete").click();
     h.run_steps(2);
     assert_eq!(h.state().runs.rows.len(), 1);
+    // Inspect the remaining run: its newest step, read from the history.
+    h.get_by_label("Inspect").click();
+    h.run_steps(3);
+    assert_eq!(h.state().view, View::Inspector);
+    let ins = &h.state().inspector;
+    assert_eq!(ins.run_id, Some(ids[1]));
+    assert_eq!((ins.step, ins.groups.len()), (3, 2));
+    assert_eq!(ins.steps, vec![1, 2, 3]);
 }
 
 #[test]
@@ -515,6 +523,107 @@ fn a_bad_history_file_is_a_message_not_a_panic() {
     h.get_by_label("Runs").click();
     h.run_steps(2);
     h.get_by_label_contains("The run history is not open");
+}
+
+#[test]
+fn fill_the_form_through_its_widgets_then_train_that_run() {
+    let (fx, app) = fixture();
+    let mut h = harness(app);
+    h.run_steps(2);
+    // Only widgets: name, sizes, steps, evaluation, threads.
+    h.get_by_label("name").focus();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.get_by_label("name").type_text("typed-run");
+    h.run_steps(1);
+    for (label, v) in [
+        ("steps", 4.0),
+        ("threads", 1.0),
+        ("prompts_per_step", 2.0),
+        ("group_size", 3.0),
+        ("heldout_size", 6.0),
+        ("every", 0.0),
+    ] {
+        h.get_by_label(label).set_value_accesskit(v);
+        h.run_steps(1);
+    }
+    h.run_steps(1);
+    assert!(h.state().form.error.is_none(), "{:?}", h.state().form.error);
+    h.get_by_label("▶  Train").click();
+    run_until(&mut h, Duration::from_secs(60), "the run to finish", |a| {
+        a.live.as_ref().is_some_and(|l| l.ended())
+    });
+    let live = h.state().live.as_ref().unwrap();
+    assert_eq!(live.cfg.name, "typed-run");
+    assert_eq!(live.cfg.steps, 4);
+    assert_eq!(live.cfg.rollout.prompts_per_step, 2);
+    assert_eq!(live.cfg.rollout.group_size, 3);
+    assert_eq!(live.cfg.eval.heldout_size, 6);
+    assert_eq!(live.table.get("reward_mean").len(), 4);
+    let store = Store::open(&fx.db).unwrap();
+    let row = store.run(live.run_id).unwrap();
+    assert_eq!(row.name, "typed-run");
+    assert_eq!(row.status, RunStatus::Finished);
+    assert!(row.out_dir.contains("typed-run"), "{}", row.out_dir);
+}
+
+#[test]
+fn a_missing_model_folder_is_named_in_the_form_and_in_the_failed_run() {
+    let (fx, mut app) = fixture();
+    let mut cfg = tiny_config(2);
+    cfg.model.path = fx.db.with_file_name("no-such-model");
+    app.form.set_config(&cfg, "test");
+    let mut h = harness(app);
+    h.run_steps(2);
+    h.get_by_label_contains("no config.json here");
+    h.get_by_label("▶  Train").click();
+    run_until(&mut h, Duration::from_secs(30), "the run to end", |a| {
+        a.live.as_ref().is_some_and(|l| l.ended())
+    });
+    let live = h.state().live.as_ref().unwrap();
+    let rlvr_ui::session::Phase::Failed(msg) = &live.phase else {
+        panic!("{:?}", live.phase)
+    };
+    assert!(msg.contains("no-such-model"), "{msg}");
+    h.get_by_label_contains("The run failed");
+    let store = Store::open(&fx.db).unwrap();
+    assert_eq!(store.run(live.run_id).unwrap().status, RunStatus::Failed);
+}
+
+#[test]
+fn presets_dropdown_loads_a_preset_and_the_charts_switch_to_time() {
+    let (_fx, mut app) = fixture();
+    app.form.set_config(&tiny_config(3), "test");
+    let mut h = harness(app);
+    h.run_steps(2);
+    h.get_by_label("Preset").click();
+    h.run_steps(3);
+    h.get_by_label("rloo").click_accesskit(); // far down the popup list
+    h.run_steps(3);
+    let cfg = h.state().form.config().unwrap();
+    assert_eq!(cfg.algorithm.advantage, "rloo");
+    assert_eq!(cfg.name, "rloo");
+    assert!(
+        cfg.model.path.join("config.json").is_file(),
+        "model path resolved"
+    );
+    // Back to a tiny run; train it and look at it against time.
+    h.state_mut().form.set_config(&tiny_config(3), "test");
+    h.get_by_label("▶  Train").click();
+    run_until(&mut h, Duration::from_secs(60), "the run to finish", |a| {
+        a.live.as_ref().is_some_and(|l| l.ended())
+    });
+    let step_lines = h.state().live_lines;
+    assert!(step_lines > 0);
+    h.get_by_label("X axis").click();
+    h.run_steps(3);
+    h.get_by_label("time (s)").click();
+    h.run_steps(3);
+    assert_eq!(h.state().charts.x_axis, rlvr_ui::charts::XAxis::Time);
+    assert_eq!(
+        h.state().live_lines,
+        step_lines,
+        "the same lines against time"
+    );
 }
 
 /// Builds two example plugins (a no-op when `cargo test --workspace --release` built them) and
