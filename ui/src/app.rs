@@ -191,13 +191,28 @@ impl StudioApp {
             self.status = Some((false, "a run is already training; stop it first".into()));
             return;
         }
-        let cfg = match self.form.config() {
+        let mut cfg = match self.form.config() {
             Ok(c) => c,
             Err(e) => {
                 self.status = Some((false, e));
                 return;
             }
         };
+        // The run's config says where its plugins are and how they are hosted, so that
+        // `rlvr-studio train --resume` (or a copy of the config) finds them the same way.
+        cfg.plugins.isolated = self.plugins.isolated();
+        let dirs: Vec<PathBuf> = self
+            .plugins
+            .host
+            .used_by(&cfg)
+            .iter()
+            .filter_map(|p| p.path.parent().map(std::path::Path::to_path_buf))
+            .collect();
+        for d in dirs {
+            if !cfg.plugins.dirs.contains(&d) && !self.opts.plugin_dirs.contains(&d) {
+                cfg.plugins.dirs.push(d);
+            }
+        }
         let tags: Vec<String> = self
             .form
             .tags

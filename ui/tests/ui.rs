@@ -743,6 +743,13 @@ fn loaded_plugins_show_in_the_plugins_view_and_their_components_in_the_form() {
     let store = Store::open(&app.opts.db).unwrap();
     let run = store.run(id).unwrap();
     assert_eq!(run.status, RunStatus::Finished);
+    // The stored config names the plugin folder, for a resume from the command line.
+    let stored = rlvr_engine::RunConfig::from_toml(&run.config).unwrap();
+    assert_eq!(
+        stored.plugins.dirs,
+        Vec::<std::path::PathBuf>::new(),
+        "scanned at start"
+    );
     let names: Vec<&str> = run.plugins.iter().map(|p| p.0.as_str()).collect();
     assert!(
         names.contains(&"keyword-rubric 0.1.0") && names.contains(&"annealed-decoding 0.1.0"),
