@@ -9,6 +9,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN:-$ROOT/target/release/rlvr-studio}
 OUT=${OUT:-$ROOT/docs/screenshots}
 TRAIN_SECONDS=${TRAIN_SECONDS:-45}
+# The example plugins shown in the Plugins view (built now, before HOME changes below).
+(cd "$ROOT" && cargo build --release --quiet -p rlvr-plugin-sql -p rlvr-plugin-rubric \
+  -p rlvr-plugin-annealed -p rlvr-plugin-qae)
 WORK=$(mktemp -d)
 mkdir -p "$OUT"
 export HOME="$WORK" LANG=C.UTF-8 XDG_RUNTIME_DIR="$WORK" RLVR_STUDIO_DB="$WORK/history.sqlite"
@@ -30,6 +33,15 @@ echo "1/3 two short runs in the history to compare (headless CLI)"
 cd "$WORK"
 "$BIN" train "$ROOT/app/presets/grpo.toml" --steps 50 --out "$WORK/runs/grpo" >/dev/null
 "$BIN" train "$ROOT/app/presets/rloo.toml" --steps 50 --out "$WORK/runs/rloo" >/dev/null
+
+# The example plugins (built if needed) and a broken file in the user plugin folder, so the
+# Plugins view shows loaded libraries and a load error.
+export RLVR_STUDIO_PLUGINS="$WORK/plugins"
+mkdir -p "$RLVR_STUDIO_PLUGINS"
+for p in sql rubric annealed qae; do
+  cp "$ROOT/target/release/librlvr_plugin_$p.so" "$RLVR_STUDIO_PLUGINS/"
+done
+echo "not a library" > "$RLVR_STUDIO_PLUGINS/libbroken.so"
 
 echo "2/3 the app"
 "$BIN" >"$WORK/app.log" 2>&1 &
