@@ -288,11 +288,11 @@ impl StudioApp {
             // Closing stops a live run cleanly (see the shell's on_exit).
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
-        let (space, s, e, train, stop) = ctx.input_mut(|i| {
+        let (space, s, e, train, stop, c) = ctx.input_mut(|i| {
             let train = i.consume_key(egui::Modifiers::COMMAND, egui::Key::Enter);
             let stop = i.consume_key(egui::Modifiers::COMMAND, egui::Key::Period);
             if typing {
-                return (false, false, false, train, stop);
+                return (false, false, false, train, stop, false);
             }
             (
                 i.consume_key(egui::Modifiers::NONE, egui::Key::Space),
@@ -300,6 +300,7 @@ impl StudioApp {
                 i.consume_key(egui::Modifiers::NONE, egui::Key::E),
                 train,
                 stop,
+                i.consume_key(egui::Modifiers::NONE, egui::Key::C),
             )
         });
         if train {
@@ -312,6 +313,9 @@ impl StudioApp {
                 } else {
                     l.pause();
                 }
+            }
+            if c {
+                l.checkpoint();
             }
             if s {
                 if matches!(l.phase, Phase::Running | Phase::Starting) {
@@ -507,7 +511,7 @@ impl StudioApp {
                 );
                 ui.label(
                     egui::RichText::new(
-                        "Shortcuts: Ctrl+Enter train · Space pause/resume · S step once · E evaluate · Ctrl+. stop · Ctrl+Q quit",
+                        "Shortcuts: Ctrl+Enter train · Space pause/resume · S step once · E evaluate · C checkpoint · Ctrl+. stop · Ctrl+Q quit",
                     )
                     .color(self.theme.weak())
                     .small(),
@@ -574,6 +578,16 @@ impl StudioApp {
                 .clicked()
             {
                 l.evaluate();
+            }
+            if ui
+                .add_enabled(active, egui::Button::new("Checkpoint"))
+                .on_hover_text(
+                    "save the policy now as a Hugging Face folder (checkpoints/step-N) with a \
+                     resume checkpoint (C)",
+                )
+                .clicked()
+            {
+                l.checkpoint();
             }
             if ui
                 .add_enabled(

@@ -430,6 +430,13 @@ impl LiveRun {
         }
     }
 
+    /// Save the policy now (a `checkpoints/step-N` folder) with a resume checkpoint.
+    pub fn checkpoint(&mut self) {
+        if self.phase.is_active() {
+            self.send(Command::Checkpoint);
+        }
+    }
+
     /// Stop after the current step (the history marks the run interrupted; it can be resumed).
     pub fn stop(&mut self) {
         if self.phase.is_active() {

@@ -166,6 +166,29 @@ fn pause_step_once_resume_and_stop_from_buttons_and_shortcuts() {
     });
     idle(&mut h, Duration::from_millis(500));
     assert_eq!(steps_done(h.state()), n0 + 2);
+    // "Checkpoint" while paused saves the policy at once, recorded in the history.
+    h.get_by_label("Checkpoint").click();
+    let id = h.state().live.as_ref().unwrap().run_id;
+    let store = Store::open(&fx.db).unwrap();
+    let want = (n0 + 2) as u64;
+    let t = Instant::now();
+    loop {
+        h.step();
+        let kept = store.checkpoints(id).unwrap();
+        if kept.iter().any(|(k, s, _)| k == "checkpoint" && *s == want) {
+            let (_, _, path) = kept.iter().find(|(k, _, _)| k == "checkpoint").unwrap();
+            assert!(std::path::Path::new(path)
+                .join("model.safetensors")
+                .is_file());
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no checkpoint: {kept:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(steps_done(h.state()), n0 + 2, "a checkpoint is not a step");
     // Resume continues.
     h.get_by_label("▶ Resume").click();
     run_until(&mut h, Duration::from_secs(30), "steps after resume", |a| {

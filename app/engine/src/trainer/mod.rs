@@ -41,6 +41,9 @@ pub enum Command {
     StepOnce,
     /// Run a held-out evaluation after the current step.
     Evaluate,
+    /// Save the policy now as a Hugging Face folder (`checkpoints/step-N`, recorded like the
+    /// periodic ones) and hand over a resume checkpoint; while paused it happens at once.
+    Checkpoint,
 }
 
 /// Rows per generation call during evaluation.
@@ -410,6 +413,12 @@ impl Trainer {
                         }
                         Some(Command::StepOnce) => step_budget = Some(step_budget.unwrap_or(0) + 1),
                         Some(Command::Evaluate) => eval_now = true,
+                        Some(Command::Checkpoint) => {
+                            self.keep_policy(sink)?;
+                            sink(EngineEvent::Checkpoint(ResumePoint(std::sync::Arc::new(
+                                self.resume_state()?,
+                            ))));
+                        }
                     }
                 }
             }
@@ -447,17 +456,7 @@ impl Trainer {
             }
             let keep = self.cfg.output.keep_every;
             if keep > 0 && self.step.is_multiple_of(keep) {
-                let dir = self
-                    .cfg
-                    .output_dir()
-                    .join("checkpoints")
-                    .join(format!("step-{:06}", self.step));
-                self.policy.save(&dir)?;
-                sink(EngineEvent::PolicySaved {
-                    step: self.step,
-                    path: dir,
-                    kind: "checkpoint".into(),
-                });
+                self.keep_policy(sink)?;
             }
             let ck = self.cfg.output.checkpoint_every;
             if ck > 0 && (is_last || self.step.is_multiple_of(ck)) {
@@ -496,6 +495,24 @@ impl Trainer {
         };
         sink(EngineEvent::Done(summary.clone()));
         Ok(summary)
+    }
+}
+
+impl Trainer {
+    /// Saves the policy as `checkpoints/step-N` (a Hugging Face folder) and reports it.
+    fn keep_policy(&self, sink: &mut dyn FnMut(EngineEvent)) -> Result<()> {
+        let dir = self
+            .cfg
+            .output_dir()
+            .join("checkpoints")
+            .join(format!("step-{:06}", self.step));
+        self.policy.save(&dir)?;
+        sink(EngineEvent::PolicySaved {
+            step: self.step,
+            path: dir,
+            kind: "checkpoint".into(),
+        });
+        Ok(())
     }
 }
 
