@@ -32,28 +32,8 @@ impl Default for MetricTable {
     }
 }
 
-/// Flattens JSON into `(name, value)` pairs exactly like the store does (`a/b` for nesting).
-pub fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, f64)>) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, x) in m {
-                let name = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}/{k}")
-                };
-                flatten(&name, x, out);
-            }
-        }
-        serde_json::Value::Number(n) => {
-            if let Some(x) = n.as_f64() {
-                out.push((prefix.to_string(), x));
-            }
-        }
-        serde_json::Value::Bool(b) => out.push((prefix.to_string(), f64::from(u8::from(*b)))),
-        _ => {}
-    }
-}
+// Metric names are the store's (`a/b` for nesting), from the same function.
+use rlvr_store::flatten;
 
 impl MetricTable {
     /// Adds one step's metrics.

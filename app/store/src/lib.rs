@@ -25,7 +25,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use read::{CheckReport, RunFilter, RunRow, RunStatus, StoredGroup, StoredSample};
 pub use recorder::{Recorder, RecorderSummary};
-pub use write::NewRun;
+pub use write::{flatten, NewRun};
 
 /// Everything that can go wrong with the history database. Messages name the file.
 #[derive(Debug, thiserror::Error)]
