@@ -10,7 +10,6 @@
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -239,7 +238,6 @@ struct Isolated {
     params_json: String,
     deadline: Duration,
     proc: Mutex<Option<Proc>>,
-    starts: AtomicUsize,
 }
 
 fn describe_exit(child: &mut Child) -> String {
@@ -268,7 +266,6 @@ fn describe_exit(child: &mut Child) -> String {
 
 impl Isolated {
     fn start(&self) -> Result<Proc, String> {
-        self.starts.fetch_add(1, Ordering::Relaxed);
         let mut child = Command::new(&self.program)
             .arg("plugin-host")
             .arg(&self.lib)
@@ -366,7 +363,6 @@ pub(crate) fn instantiate(
         params_json: params_json.to_string(),
         deadline,
         proc: Mutex::new(None),
-        starts: AtomicUsize::new(0),
     };
     // Start now so that a constructor error is a setup error, not a per-call one.
     let p = iso.start()?;
