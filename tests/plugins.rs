@@ -18,6 +18,7 @@ const CRATES: &[(&str, &str)] = &[
     ("rlvr-plugin-qae", "rlvr_plugin_qae"),
     ("rlvr-plugin-faulty", "rlvr_plugin_faulty"),
     ("rlvr-plugin-abi-future", "rlvr_plugin_abi_future"),
+    ("rlvr-plugin-bad-layout", "rlvr_plugin_bad_layout"),
     ("my-rlvr-plugin", "my_rlvr_plugin"),
 ];
 
@@ -41,7 +42,7 @@ fn plugins_dir() -> &'static Path {
         );
         let dir = tempfile::tempdir().unwrap();
         for (_, lib) in CRATES {
-            if lib.contains("abi_future") {
+            if lib.contains("abi_future") || lib.contains("bad_layout") {
                 continue;
             }
             let file = format!("lib{lib}.so");
@@ -142,6 +143,16 @@ fn check_lists_components_and_refuses_incompatible_libraries() {
         ),
         "{err}"
     );
+    // Right stamp, wrong types: abi_stable's layout check refuses it, with its `Error:` lines.
+    let bad = lib("rlvr_plugin_bad_layout").to_string_lossy().into_owned();
+    let out = studio(&["plugins", "check", &bad]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("its plugin types do not match ABI 1: Error:"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     let not_lib = repo().join("Cargo.toml").to_string_lossy().into_owned();
     let err = String::from_utf8_lossy(&studio(&["plugins", "check", &not_lib]).stderr).into_owned();
     assert!(

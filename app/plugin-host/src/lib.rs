@@ -183,25 +183,27 @@ fn loaded() -> &'static Mutex<Vec<(PathBuf, PluginModule_Ref, Manifest)>> {
     LOADED.get_or_init(|| Mutex::new(Vec::new()))
 }
 
-/// Keeps the `Error:` lines (and the line after each) of abi_stable's very long layout report.
+/// Keeps the `Error:` entries of abi_stable's very long layout report, each with its
+/// `Expected:` / `Found:` values on one line: `Error:mismatched type Expected: A Found: B`.
 fn layout_summary(e: &LibraryError) -> String {
     let text = e.to_string();
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     let mut keep = Vec::new();
     for (i, l) in lines.iter().enumerate() {
         if l.starts_with("Error:") {
-            keep.push(l.to_string());
-            for next in lines.iter().skip(i + 1).take(2) {
-                if next.starts_with("Expected:") || next.starts_with("Found:") {
-                    keep.push(next.to_string());
-                }
-            }
+            let detail: Vec<&str> = lines[i + 1..]
+                .iter()
+                .take_while(|x| !x.is_empty() && !x.starts_with("Error:"))
+                .take(6)
+                .copied()
+                .collect();
+            keep.push(format!("{l} {}", detail.join(" ")).trim().to_string());
         }
     }
     if keep.is_empty() {
         text.lines().take(6).collect::<Vec<_>>().join(" ")
     } else {
-        keep.join(" ")
+        keep.join("; ")
     }
 }
 
