@@ -450,7 +450,15 @@ fn configs_naming_unknown_or_misconfigured_components_are_clear_errors() {
     let d = plugins_dir().to_string_lossy().into_owned();
     let err = |sections: &str| {
         let cfg = config(dir.path(), "bad", 1, sections);
-        let out = studio(&["train", &cfg.to_string_lossy(), "--plugins", &d]);
+        let out_dir = dir.path().join("out").to_string_lossy().into_owned();
+        let out = studio(&[
+            "train",
+            &cfg.to_string_lossy(),
+            "--plugins",
+            &d,
+            "--out",
+            &out_dir,
+        ]);
         assert!(!out.status.success());
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
