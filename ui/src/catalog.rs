@@ -4,9 +4,7 @@
 
 use rlvr_engine::algo::advantage::ESTIMATORS;
 use rlvr_engine::algo::params::ParamSpec;
-use rlvr_engine::tasks::{
-    ArithmeticConfig, CountdownConfig, DatasetConfig, ReverseConfig, SortingConfig, TaskConfig,
-};
+use rlvr_engine::tasks::TaskConfig;
 
 /// What a component plugs into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -81,34 +79,17 @@ impl ComponentCatalog {
                 origin: "built-in".into(),
             });
         }
-        for (t, summary) in [
-            (
-                TaskConfig::Arithmetic(ArithmeticConfig::default()),
-                "a+b= style integer arithmetic",
-            ),
-            (
-                TaskConfig::Countdown(CountdownConfig::default()),
-                "reach the target with + - * using the given numbers",
-            ),
-            (
-                TaskConfig::Sorting(SortingConfig::default()),
-                "sort a short list of integers",
-            ),
-            (
-                TaskConfig::Reverse(ReverseConfig::default()),
-                "reverse a short string (partial credit per position)",
-            ),
-            (
-                TaskConfig::Dataset(DatasetConfig::default()),
-                "problems from a JSONL file: prompt, answer, other fields as metadata",
-            ),
-        ] {
+        for t in rlvr_core::spec::TASKS {
+            // The task's defaults, as the engine fills them in for `name = "<task>"`.
+            let defaults = toml::from_str::<TaskConfig>(&format!("name = {:?}", t.name))
+                .map(task_defaults)
+                .unwrap_or_default();
             c.add(Component {
                 kind: ComponentKind::Task,
-                name: t.name().to_string(),
-                summary: summary.to_string(),
+                name: t.name.to_string(),
+                summary: t.summary.to_string(),
                 params: Vec::new(),
-                defaults: task_defaults(t),
+                defaults,
                 origin: "built-in".into(),
             });
         }

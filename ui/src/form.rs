@@ -1,11 +1,13 @@
 //! The new-run form. The configuration being edited is a TOML table; every widget is generated
-//! from a parameter spec (the engine's loss specs, the catalog's estimators and tasks, and the
-//! tables below for the plain sections), and the whole table is validated with the engine's own
-//! `RunConfig::from_toml` on every change, so the messages are the CLI's.
+//! from a spec: the run-config spec table of `rlvr_core::spec` (labels, tooltips, widgets and
+//! ranges of every section and task knob) and the catalog's estimator and plugin parameter
+//! specs. The whole table is validated with the engine's own `RunConfig::from_toml` on every
+//! change, so the messages are the CLI's.
 
 use std::path::{Path, PathBuf};
 
 use crossbeam_channel::Receiver;
+use rlvr_core::spec::{self, KeySpec, Kind};
 use rlvr_engine::algo::params::{ParamKind, ParamSpec};
 use rlvr_engine::RunConfig;
 
@@ -56,256 +58,84 @@ pub enum Field {
     Folder(&'static str, &'static str),
 }
 
-const fn num(key: &'static str, spec: ParamSpec) -> Field {
-    Field::Num(key, spec)
+/// The form field of a spec-table key ([`rlvr_core::spec`]); `None` for keys the form edits
+/// with a dedicated widget (parameter tables, plugin lists).
+pub fn spec_field(k: &'static KeySpec) -> Option<Field> {
+    let bound = |b: Option<spec::Bound>, far: f64| b.map_or(far, |b| b.value);
+    let (lo, hi) = (bound(k.min, f64::MIN), bound(k.max, f64::MAX));
+    let lo = k.off.map_or(lo, |off| off.min(lo));
+    let num_default = match k.default {
+        spec::Default::Num(v) => v,
+        _ => 0.0,
+    };
+    Some(match k.kind {
+        Kind::Int => Field::Num(k.key, ParamSpec::int(k.name(), num_default, lo, hi, k.help)),
+        Kind::Float => Field::Num(
+            k.key,
+            ParamSpec::float(k.name(), num_default, lo, hi, k.help),
+        ),
+        Kind::Bool => Field::Num(
+            k.key,
+            ParamSpec::bool(k.name(), k.default == spec::Default::Bool(true), k.help),
+        ),
+        Kind::Choice(options) => Field::Choice {
+            key: k.key,
+            options,
+            help: k.help,
+        },
+        Kind::Text => Field::Text(k.key, k.help),
+        Kind::Path => Field::Folder(k.key, k.help),
+        Kind::Params | Kind::TextList | Kind::PathList => return None,
+    })
 }
 
-/// The plain sections of a run config (the engine has no specs for these).
-pub fn run_fields() -> Vec<Field> {
-    vec![
-        Field::Text("name", "run name (names the output folder)"),
-        num("seed", ParamSpec::int("seed", 0.0, 0.0, 4e9, "random seed")),
-        num(
-            "steps",
-            ParamSpec::int("steps", 200.0, 1.0, 1e6, "policy updates"),
-        ),
-        num(
-            "threads",
-            ParamSpec::int("threads", 0.0, 0.0, 256.0, "0 = automatic"),
-        ),
-    ]
+/// The form fields of a section's keys, in table order, except those in `skip` (edited by a
+/// dedicated widget).
+pub fn section_fields(keys: &'static [KeySpec], skip: &[&str]) -> Vec<Field> {
+    keys.iter()
+        .filter(|k| !skip.contains(&k.key))
+        .filter_map(spec_field)
+        .collect()
 }
 
-/// Sampler settings.
-pub fn rollout_fields() -> Vec<Field> {
-    use ParamSpec as P;
-    vec![
-        num(
-            "rollout.prompts_per_step",
-            P::int("prompts_per_step", 16.0, 1.0, 1024.0, "prompts per update"),
-        ),
-        num(
-            "rollout.group_size",
-            P::int("group_size", 8.0, 2.0, 256.0, "completions per prompt (G)"),
-        ),
-        num(
-            "rollout.max_new_tokens",
-            P::int("max_new_tokens", 0.0, 0.0, 4096.0, "0 = from the task"),
-        ),
-        num(
-            "rollout.temperature",
-            P::float("temperature", 1.0, 0.0, 10.0, "sampling temperature"),
-        ),
-        num(
-            "rollout.top_k",
-            P::int("top_k", 0.0, 0.0, 100000.0, "0 = off"),
-        ),
-        num(
-            "rollout.top_p",
-            P::float("top_p", 1.0, 0.0, 1.0, "nucleus sampling, 1 = off"),
-        ),
-        num(
-            "rollout.min_p",
-            P::float("min_p", 0.0, 0.0, 1.0, "min-p sampling, 0 = off"),
-        ),
-    ]
-}
-
-/// Reward noise and its correction.
-pub fn reward_fields() -> Vec<Field> {
-    use ParamSpec as P;
-    vec![
-        num(
-            "rewards.flip_false_negative",
-            P::float(
-                "flip_false_negative",
-                0.0,
-                0.0,
-                0.5,
-                "chance a correct answer is scored wrong",
-            ),
-        ),
-        num(
-            "rewards.flip_false_positive",
-            P::float(
-                "flip_false_positive",
-                0.0,
-                0.0,
-                0.5,
-                "chance a wrong answer is scored right",
-            ),
-        ),
-        Field::Choice {
-            key: "rewards.correction",
-            options: &["none", "backward", "forward"],
-            help: "noise correction",
-        },
-        num(
-            "rewards.assumed_false_negative",
-            P::float(
-                "assumed_false_negative",
-                -1.0,
-                -1.0,
-                0.5,
-                "-1 = the true rate",
-            ),
-        ),
-        num(
-            "rewards.assumed_false_positive",
-            P::float(
-                "assumed_false_positive",
-                -1.0,
-                -1.0,
-                0.5,
-                "-1 = the true rate",
-            ),
-        ),
-    ]
-}
-
-/// Optimiser settings.
-pub fn optim_fields() -> Vec<Field> {
-    use ParamSpec as P;
-    vec![
-        num("optim.lr", P::float("lr", 1e-4, 0.0, 1.0, "learning rate")),
-        num("optim.beta1", P::float("beta1", 0.9, 0.0, 1.0, "AdamW β1")),
-        num("optim.beta2", P::float("beta2", 0.99, 0.0, 1.0, "AdamW β2")),
-        num("optim.eps", P::float("eps", 1e-8, 0.0, 1.0, "AdamW ε")),
-        num(
-            "optim.weight_decay",
-            P::float("weight_decay", 0.0, 0.0, 1.0, "decoupled weight decay"),
-        ),
-        num(
-            "optim.grad_clip",
-            P::float(
-                "grad_clip",
-                1.0,
-                0.0,
-                1e6,
-                "global gradient-norm clip (0 = off)",
-            ),
-        ),
-        Field::Choice {
-            key: "optim.schedule",
-            options: &["constant", "linear", "cosine"],
-            help: "learning-rate schedule",
-        },
-        num(
-            "optim.warmup_steps",
-            P::int("warmup_steps", 0.0, 0.0, 1e6, "linear warm-up steps"),
-        ),
-        num(
-            "optim.min_lr_ratio",
-            P::float(
-                "min_lr_ratio",
-                0.1,
-                0.0,
-                1.0,
-                "final lr / lr for decaying schedules",
-            ),
-        ),
-    ]
-}
-
-/// Held-out evaluation and output.
-pub fn eval_fields() -> Vec<Field> {
-    use ParamSpec as P;
-    vec![
-        num(
-            "eval.every",
-            P::int(
-                "every",
-                25.0,
-                0.0,
-                1e6,
-                "evaluate every N steps (0 = start and end)",
-            ),
-        ),
-        num(
-            "eval.heldout_size",
-            P::int("heldout_size", 200.0, 1.0, 1e6, "held-out problems"),
-        ),
-        num(
-            "eval.samples",
-            P::int(
-                "samples",
-                0.0,
-                0.0,
-                1024.0,
-                "samples per problem for pass@k (0 = off)",
-            ),
-        ),
-        num(
-            "eval.temperature",
-            P::float(
-                "temperature",
-                1.0,
-                0.0,
-                10.0,
-                "sampling temperature of pass@k",
-            ),
-        ),
-        Field::Folder(
-            "output.dir",
-            "output folder (empty = a new folder next to the history)",
-        ),
-        num(
-            "output.checkpoint_every",
-            P::int(
-                "checkpoint_every",
-                1.0,
-                0.0,
-                1e6,
-                "resume state every N steps",
-            ),
-        ),
-        num(
-            "output.keep_every",
-            P::int(
-                "keep_every",
-                100.0,
-                0.0,
-                1e6,
-                "keep a policy folder every N steps",
-            ),
-        ),
-    ]
-}
-
-/// Loss pieces without a numeric spec.
-pub fn algorithm_choices() -> Vec<Field> {
-    vec![
-        Field::Choice {
-            key: "algorithm.ratio",
-            options: &["token", "sequence"],
-            help: "importance ratio per token (GRPO) or per sequence (GSPO)",
-        },
-        Field::Choice {
-            key: "algorithm.aggregation",
-            options: &["grpo", "bnpo", "dr_grpo", "dapo"],
-            help: "how token losses are averaged",
-        },
-        Field::Choice {
-            key: "algorithm.kl",
-            options: &["k1", "k2", "k3"],
-            help: "KL estimator (used when kl_coef > 0)",
-        },
-        Field::Choice {
-            key: "algorithm.divergence",
-            options: &["none", "forward_kl", "js"],
-            help: "DPH-RL divergence to the initial policy",
-        },
-        Field::Choice {
-            key: "algorithm.zero_variance",
-            options: &["keep", "resample"],
-            help: "groups whose rewards are all equal",
-        },
-        Field::Choice {
-            key: "algorithm.overlong",
-            options: &["none", "mask", "soft"],
-            help: "treatment of completions cut at the length limit",
-        },
-    ]
+/// The label and tooltip of a key: the table's human label, and its dotted key, help, range
+/// and default (a plugin or estimator parameter has no table row: its name and help).
+fn label_and_help(key: &str, f: &Field) -> (String, String) {
+    let k = spec::find(key).or_else(|| {
+        let knob = key.strip_prefix("task.")?;
+        spec::TASKS
+            .iter()
+            .find_map(|t| t.keys.iter().find(|k| k.name() == knob))
+    });
+    let short = key.rsplit('.').next().unwrap_or(key).to_string();
+    match (k, f) {
+        (Some(k), _) => {
+            let mut help = format!("{}: {}", k.key, k.help);
+            if k.kind.is_number() {
+                help.push_str(&format!(" — {}", k.allowed()));
+                if !k.unit.is_empty() {
+                    help.push_str(&format!(" {}", k.unit));
+                }
+            }
+            if let Field::Num(_, p) = f {
+                if p.kind != ParamKind::Bool {
+                    help.push_str(&format!(", default {}", spec::num(p.default)));
+                }
+            }
+            (k.label.to_string(), help)
+        }
+        (None, Field::Num(_, spec)) => {
+            let range = if spec.kind == ParamKind::Bool || spec.kind == ParamKind::Text {
+                String::new()
+            } else {
+                format!(" ({}..={}, default {})", spec.min, spec.max, spec.default)
+            };
+            (short, format!("{}{range}", spec.help))
+        }
+        (None, Field::Choice { help, .. } | Field::Text(_, help) | Field::Folder(_, help)) => {
+            (short, (*help).to_string())
+        }
+    }
 }
 
 /// Reads a dotted path.
@@ -718,13 +548,12 @@ impl NewRunForm {
                     ui.end_row();
                 };
                 heading(ui, "Run");
-                for f in run_fields() {
+                for f in section_fields(spec::TOP, &[]) {
                     changed |= field(ui, &mut self.doc, &f, err.as_deref(), theme);
                 }
                 heading(ui, "Model");
-                let folder = Field::Folder("model.path", "Hugging Face model folder");
-                if field(ui, &mut self.doc, &folder, err.as_deref(), theme) {
-                    changed = true;
+                for f in section_fields(spec::MODEL, &[]) {
+                    changed |= field(ui, &mut self.doc, &f, err.as_deref(), theme);
                 }
                 ui.label("");
                 if ui
@@ -741,21 +570,12 @@ impl NewRunForm {
                 changed |= self.task_fields(ui, catalog, err.as_deref(), theme);
                 heading(ui, "Algorithm");
                 changed |= self.estimator_fields(ui, catalog, err.as_deref(), theme);
-                for f in algorithm_choices() {
+                let own_widgets = ["algorithm.advantage"];
+                for f in section_fields(spec::ALGORITHM, &own_widgets) {
                     changed |= field(ui, &mut self.doc, &f, err.as_deref(), theme);
                 }
-                for spec in rlvr_engine::algo::LOSS_PARAMS {
-                    let key: &'static str = spec_key("algorithm", &spec.name);
-                    changed |= field(
-                        ui,
-                        &mut self.doc,
-                        &Field::Num(key, spec.clone()),
-                        err.as_deref(),
-                        theme,
-                    );
-                }
                 heading(ui, "Sampler");
-                for f in rollout_fields() {
+                for f in section_fields(spec::ROLLOUT, &["rollout.sampler"]) {
                     changed |= field(ui, &mut self.doc, &f, err.as_deref(), theme);
                 }
                 changed |= plugin_choice(
@@ -778,15 +598,19 @@ impl NewRunForm {
                     theme,
                 );
                 changed |= reward_components(ui, &mut self.doc, catalog, err.as_deref(), theme);
-                for f in reward_fields() {
+                for f in section_fields(spec::REWARDS, &["rewards.verifier"]) {
                     changed |= field(ui, &mut self.doc, &f, err.as_deref(), theme);
                 }
                 heading(ui, "Optimisation");
-                for f in optim_fields() {
+                for f in section_fields(spec::OPTIM, &[]) {
                     changed |= field(ui, &mut self.doc, &f, err.as_deref(), theme);
                 }
                 heading(ui, "Evaluation and output");
-                for f in eval_fields() {
+                for f in section_fields(spec::EVAL, &[])
+                    .into_iter()
+                    .chain(section_fields(spec::OUTPUT, &["output.keep_groups"]))
+                    .chain(section_fields(spec::PLUGINS, &[]))
+                {
                     changed |= field(ui, &mut self.doc, &f, err.as_deref(), theme);
                 }
             });
@@ -840,35 +664,11 @@ impl NewRunForm {
             ui.label(egui::RichText::new(&c.summary).color(theme.weak()).small());
             ui.end_row();
         }
-        // The task's knobs: typed by their default values.
-        let keys: Vec<(String, toml::Value)> = get(&self.doc, "task")
-            .and_then(|t| t.as_table())
-            .map(|t| {
-                t.iter()
-                    .filter(|(k, _)| k.as_str() != "name")
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for (k, v) in keys {
-            let full = format!("task.{k}");
-            let l = ui.label(&k);
-            let mut nv = v.clone();
-            let resp = match &mut nv {
-                toml::Value::Integer(i) => ui.add(egui::DragValue::new(i)),
-                toml::Value::Float(x) => ui.add(egui::DragValue::new(x).speed(0.01)),
-                toml::Value::Boolean(b) => ui.checkbox(b, ""),
-                toml::Value::String(s) => ui.text_edit_singleline(s),
-                _ => ui.label(v.to_string()),
-            };
-            let resp = resp.labelled_by(l.id);
-            if nv != v {
-                set(&mut self.doc, &full, nv);
-                changed = true;
+        // The task's knobs, from its spec table.
+        if let Some(t) = spec::task(&current) {
+            for f in section_fields(t.keys, &[]) {
+                changed |= field(ui, &mut self.doc, &f, err, theme);
             }
-            let _ = resp;
-            ui.end_row();
-            field_error(ui, &full, err);
         }
         changed
     }
@@ -1170,16 +970,11 @@ pub(crate) fn field(
         | Field::Text(k, _)
         | Field::Folder(k, _) => *k,
     };
-    let short = key.rsplit('.').next().unwrap_or(key);
+    let (label, help) = label_and_help(key, f);
+    let short = label.as_str();
     match f {
         Field::Num(_, spec) => {
             let l = ui.label(short);
-            let range = if spec.kind == ParamKind::Bool {
-                String::new()
-            } else {
-                format!(" ({}..={}, default {})", spec.min, spec.max, spec.default)
-            };
-            let help = format!("{}{range}", spec.help);
             let cur = as_f64(get(doc, key)).unwrap_or(spec.default);
             match spec.kind {
                 ParamKind::Bool => {
@@ -1229,7 +1024,7 @@ pub(crate) fn field(
                     let r = ui
                         .text_edit_singleline(&mut t)
                         .labelled_by(l.id)
-                        .on_hover_text(spec.help.as_ref());
+                        .on_hover_text(&help);
                     if r.changed() {
                         set(doc, key, toml::Value::String(t));
                         changed = true;
@@ -1237,7 +1032,7 @@ pub(crate) fn field(
                 }
             }
         }
-        Field::Choice { options, help, .. } => {
+        Field::Choice { options, .. } => {
             let l = ui.label(short);
             let cur = get(doc, key)
                 .and_then(|v| v.as_str())
@@ -1255,13 +1050,13 @@ pub(crate) fn field(
                 })
                 .response
                 .labelled_by(l.id)
-                .on_hover_text(*help);
+                .on_hover_text(&help);
             if let Some(p) = pick.filter(|p| *p != cur) {
                 set(doc, key, toml::Value::String(p.to_string()));
                 changed = true;
             }
         }
-        Field::Text(_, help) | Field::Folder(_, help) => {
+        Field::Text(..) | Field::Folder(..) => {
             let l = ui.label(short);
             let mut s = get(doc, key)
                 .and_then(|v| v.as_str())
@@ -1270,14 +1065,9 @@ pub(crate) fn field(
             let r = ui
                 .add(egui::TextEdit::singleline(&mut s).desired_width(320.0))
                 .labelled_by(l.id)
-                .on_hover_text(*help);
+                .on_hover_text(&help);
             if r.changed() {
-                if s.is_empty() && key == "output.dir" {
-                    remove(doc, key);
-                    set(doc, key, toml::Value::String(String::new()));
-                } else {
-                    set(doc, key, toml::Value::String(s));
-                }
+                set(doc, key, toml::Value::String(s));
                 changed = true;
             }
         }

@@ -198,7 +198,7 @@ impl LiveRun {
             notes: String::new(),
         })?;
         record_plugins(&store, run_id, &cfg, plugins)?;
-        let writer = match RunDirWriter::create(&cfg.output.dir, &cfg) {
+        let writer = match RunDirWriter::create(&cfg.output.dir, &cfg.to_toml()) {
             Ok(w) => w,
             Err(e) => {
                 store.mark_failed(run_id, &e.to_string())?;
@@ -257,7 +257,7 @@ impl LiveRun {
         record_plugins(&store, run_id, &cfg, plugins)?;
         let writer = match step {
             Some(s) => RunDirWriter::reopen(&cfg.output.dir, s),
-            None => RunDirWriter::create(&cfg.output.dir, &cfg),
+            None => RunDirWriter::create(&cfg.output.dir, &cfg.to_toml()),
         };
         let writer = match writer {
             Ok(w) => w,

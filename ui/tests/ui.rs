@@ -265,6 +265,43 @@ fn closing_mid_run_marks_it_interrupted_and_resume_continues_from_its_checkpoint
     assert_eq!(store.run(id).unwrap().status, RunStatus::Interrupted);
 }
 
+/// Every key of the run-config spec table that the form edits with a plain widget appears in
+/// the form under the table's label, and each knob of the selected task too: the form has no
+/// field list of its own to drift from the engine's ranges.
+#[test]
+fn form_has_a_widget_for_every_key_of_the_spec_table() {
+    use rlvr_core::spec::{self, Kind};
+    let (_fx, mut app) = fixture();
+    app.form.set_config(&tiny_config(3), "test");
+    let mut h = harness(app);
+    h.run_steps(2);
+    let dedicated = [
+        "algorithm.advantage",
+        "rollout.sampler",
+        "rewards.verifier",
+        "output.keep_groups",
+    ];
+    let mut n = 0;
+    for k in spec::keys() {
+        let own = matches!(k.kind, Kind::Params | Kind::TextList | Kind::PathList);
+        if own || dedicated.contains(&k.key) || k.key == "task.name" {
+            continue;
+        }
+        assert!(
+            h.query_by_label(k.label).is_some(),
+            "no form widget labelled {:?} for {}",
+            k.label,
+            k.key
+        );
+        n += 1;
+    }
+    let countdown = spec::task("countdown").unwrap();
+    for k in countdown.keys {
+        assert!(h.query_by_label(k.label).is_some(), "task knob {}", k.key);
+    }
+    assert!(n > 50, "only {n} keys checked");
+}
+
 #[test]
 fn form_shows_the_cli_validation_message_and_trains_what_it_shows() {
     let (_fx, mut app) = fixture();
@@ -273,7 +310,7 @@ fn form_shows_the_cli_validation_message_and_trains_what_it_shows() {
     h.run_steps(2);
     h.get_by_label_contains("configuration is valid");
     // An invalid value: the engine's own message, as the CLI prints it.
-    h.get_by_label("group_size").set_value_accesskit(0.0);
+    h.get_by_label("Group size").set_value_accesskit(0.0);
     h.run_steps(2);
     let cli = rlvr_engine::RunConfig::from_toml("[rollout]\ngroup_size = 0")
         .unwrap_err()
@@ -288,7 +325,7 @@ fn form_shows_the_cli_validation_message_and_trains_what_it_shows() {
     h.run_steps(2);
     assert!(h.state().live.is_none());
     // Fixed: a valid value; the run trains exactly that config.
-    h.get_by_label("group_size").set_value_accesskit(3.0);
+    h.get_by_label("Group size").set_value_accesskit(3.0);
     h.run_steps(2);
     assert!(h.state().form.error.is_none(), "{:?}", h.state().form.error);
     // Preview TOML and Copy CLI command.

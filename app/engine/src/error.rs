@@ -92,3 +92,25 @@ impl EngineError {
 
 /// Engine result.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+impl From<rlvr_core::CoreError> for EngineError {
+    fn from(e: rlvr_core::CoreError) -> Self {
+        use rlvr_core::CoreError as C;
+        match e {
+            C::Config {
+                key,
+                value,
+                expected,
+            } => Self::Config {
+                key,
+                value,
+                expected,
+            },
+            C::ConfigFile { path, msg } => Self::ConfigFile { path, msg },
+            C::File { path, msg } => Self::ModelFolder { path, msg },
+            C::Io { path, err } => Self::Io { path, err },
+            C::Plugin(m) => Self::Plugin(m),
+            C::Internal(m) => Self::Internal(m),
+        }
+    }
+}

@@ -1,18 +1,16 @@
 //! The RLVR Studio training engine: a Llama/Qwen2-family transformer written for training and
 //! sampling on candle, procedural tasks with exact verifiers, batched rollout, the GRPO trainer
-//! and held-out evaluation. It knows nothing of windows or databases: it emits typed
-//! [`events::EngineEvent`]s that the CLI, the store and the GUI consume.
+//! and held-out evaluation. It knows nothing of windows or databases: it emits the typed
+//! [`events::EngineEvent`]s of the shared contract crate `rlvr-core`, which the CLI, the store
+//! and the GUI consume.
 
 pub mod algo;
 pub mod batch;
 pub mod config;
 pub mod error;
-pub mod events;
-pub mod extensions;
 pub mod model;
 pub mod ops;
 pub mod optim;
-pub mod output;
 pub mod parallel;
 pub mod pretrain;
 pub mod rewards;
@@ -20,6 +18,10 @@ pub mod sampling;
 pub mod tasks;
 pub mod tokenizer;
 pub mod trainer;
+
+/// The event stream, the extension traits and the run folder writer live in the shared contract
+/// crate; they are re-exported here under their historical paths.
+pub use rlvr_core::{events, extensions, output};
 
 pub use config::RunConfig;
 pub use error::{EngineError, Result};

@@ -57,9 +57,9 @@ pub enum StoreError {
         /// The error.
         err: std::io::Error,
     },
-    /// Writing the run folder or checkpoint failed in the engine's writer.
+    /// Writing the run folder or a checkpoint slot failed.
     #[error(transparent)]
-    Engine(#[from] rlvr_engine::EngineError),
+    RunFolder(#[from] rlvr_core::CoreError),
     /// Stored data could not be decoded.
     #[error("{0}")]
     Corrupt(String),

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use rlvr_engine::events::TokenStats;
+use rlvr_core::events::TokenStats;
 use rusqlite::{params, OptionalExtension as _};
 use serde::{Deserialize, Serialize};
 

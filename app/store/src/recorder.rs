@@ -11,8 +11,8 @@
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
-use rlvr_engine::events::EngineEvent;
-use rlvr_engine::output::RunDirWriter;
+use rlvr_core::events::EngineEvent;
+use rlvr_core::output::RunDirWriter;
 
 use crate::write::EventWriter;
 use crate::{Result, Store, StoreError};
@@ -96,7 +96,7 @@ fn record(
             }
             let t0 = Instant::now();
             let path = run_dir.write_checkpoint(p)?;
-            writer.resume_written(store, p.0.step(), &path)?;
+            writer.resume_written(store, p.step(), &path)?;
             sum.checkpoint_s += t0.elapsed().as_secs_f64();
             continue;
         }

@@ -1,10 +1,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use rlvr_engine::events::{
+use rlvr_core::events::{
     EngineEvent, EvalMetrics, RunSummary, SampleGroup, SampleRecord, StepMetrics, TokenStats,
 };
-use rlvr_engine::output::RunDirWriter;
+use rlvr_core::output::RunDirWriter;
 
 use super::*;
 
@@ -63,9 +63,8 @@ fn record(
     steps: std::ops::RangeInclusive<usize>,
     keep: Option<usize>,
 ) {
-    let cfg = rlvr_engine::RunConfig::default();
     let w = if *steps.start() == 1 {
-        RunDirWriter::create(out, &cfg).unwrap()
+        RunDirWriter::create(out, "name = \"test\"\n").unwrap()
     } else {
         RunDirWriter::reopen(out, steps.start() - 1).unwrap()
     };

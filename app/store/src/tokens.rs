@@ -1,7 +1,7 @@
 //! Per-token statistics as a compact blob: a little-endian `u32` token count `n`, then `n`
 //! log-probs, `n` entropies and `n` advantages as IEEE half floats (2 bytes each).
 
-use rlvr_engine::events::TokenStats;
+use rlvr_core::events::TokenStats;
 
 /// Encodes the three series (they must have equal lengths; shorter ones are padded with 0).
 pub fn encode(t: &TokenStats) -> Vec<u8> {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use rlvr_engine::events::{EngineEvent, SampleGroup};
+use rlvr_core::events::{EngineEvent, SampleGroup};
 use rusqlite::{params, OptionalExtension as _};
 
 use crate::{Result, Store, StoreError};

@@ -43,7 +43,7 @@ fn timed_run(
             s,
             id,
             cfg.output.keep_groups,
-            RunDirWriter::create(&dir, cfg)?,
+            RunDirWriter::create(&dir, &cfg.to_toml())?,
         )?),
         None => None,
     };
@@ -209,7 +209,7 @@ pub fn bench_store(args: BenchStoreArgs) -> anyhow::Result<()> {
         ..NewRun::default()
     })?;
     let long_dir = tmp.path().join("long");
-    let writer = RunDirWriter::create(&long_dir, &RunConfig::default())?;
+    let writer = RunDirWriter::create(&long_dir, &RunConfig::default().to_toml())?;
     let rec = Recorder::spawn(Store::open(&db)?, id, None, writer)?;
     let t0 = Instant::now();
     for n in 1..=10_000 {

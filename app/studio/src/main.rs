@@ -38,8 +38,16 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Measure the run history's cost: writer time and step overhead, list and series latency.
     BenchStore(bench_store::BenchStoreArgs),
-    /// Print a config with every key and its default value.
-    DefaultConfig,
+    /// Print a config with every key at its default, commented with its range (or, with
+    /// `--markdown`, the README's config reference).
+    DefaultConfig {
+        /// Print the config reference as Markdown tables instead.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Print the JSON Schema (draft 2020-12) of a run config, for editor completion of TOML/JSON
+    /// configs (e.g. with taplo or VS Code's Even Better TOML: `#:schema ./run-config.schema.json`).
+    ConfigSchema,
     /// Complete prompts with a model and print each completion with its per-token log-probs.
     Generate(bench::GenerateArgs),
     /// Plugin libraries: list, check, install.
@@ -185,10 +193,17 @@ fn main() -> std::process::ExitCode {
         Some(Cmd::Plugins(cmd)) => plugins::plugins(cmd),
         Some(Cmd::Verify(args)) => plugins::verify(args),
         Some(Cmd::PluginHost { lib }) => plugins::plugin_host(&lib),
-        Some(Cmd::DefaultConfig) => {
-            print!("{}", rlvr_engine::RunConfig::default().to_toml());
+        Some(Cmd::DefaultConfig { markdown }) => {
+            if markdown {
+                print!("{}", rlvr_core::spec::markdown_reference());
+            } else {
+                print!("{}", rlvr_core::spec::default_toml());
+            }
             Ok(())
         }
+        Some(Cmd::ConfigSchema) => serde_json::to_string_pretty(&rlvr_core::spec::json_schema())
+            .map(|s| println!("{s}"))
+            .map_err(Into::into),
         Some(Cmd::GuiBench(args)) => gui_bench(args, cli.db),
         None => gui(cli.db),
     };

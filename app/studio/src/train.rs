@@ -250,7 +250,7 @@ pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()
     let out_dir = cfg.output_dir();
     let writer = match resume_step {
         Some(step) => RunDirWriter::reopen(&out_dir, step),
-        None => RunDirWriter::create(&out_dir, &cfg),
+        None => RunDirWriter::create(&out_dir, &cfg.to_toml()),
     };
     let writer = match writer {
         Ok(w) => w,

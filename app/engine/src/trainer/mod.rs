@@ -358,6 +358,7 @@ impl Trainer {
             problems: prompts.len(),
             samples: k,
             eval_time_s: t0.elapsed().as_secs_f64(),
+            plugin_errors: BTreeMap::new(),
         })
     }
 

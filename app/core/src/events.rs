@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::ResumePoint;
+
 /// Mean and standard deviation of a quantity over a batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct MeanStd {
@@ -123,6 +125,10 @@ pub struct EvalMetrics {
     pub samples: usize,
     /// Wall time of the evaluation.
     pub eval_time_s: f64,
+    /// Errors of plugin components during the evaluation (by component name). Absent when none
+    /// occurred.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plugin_errors: BTreeMap<String, usize>,
 }
 
 /// One sampled completion with its reward breakdown.
@@ -236,10 +242,11 @@ pub enum EngineEvent {
         groups: Vec<SampleGroup>,
     },
     /// The resume state after a step. The listener that stores the run's history writes it
-    /// (see [`ResumeState::write`](crate::trainer::ResumeState::write)) after storing the step,
-    /// so the checkpoint on disk never runs ahead of the history. Not serialized.
+    /// (see [`ResumePoint::write_slot`]) after storing the step, so the checkpoint on disk never
+    /// runs ahead of the history. An opaque handle (it encodes itself when written); not
+    /// serialized.
     #[serde(skip)]
-    Checkpoint(crate::trainer::ResumePoint),
+    Checkpoint(ResumePoint),
     /// A policy was saved as a Hugging Face folder (kept checkpoints and the final policy).
     PolicySaved {
         /// Updates done when it was saved.

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::algo::params::{ParamSpec, ParamValue, Params};
-use crate::error::{EngineError, Result};
+use crate::error::{CoreError, Result};
+use crate::params::{ParamSpec, ParamValue, Params};
 
 /// What a component does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -251,7 +251,7 @@ impl Extensions {
                 .map(|c| c.name)
                 .collect();
             let kinds: Vec<String> = kinds.iter().map(ToString::to_string).collect();
-            EngineError::config(
+            CoreError::config(
                 name_key,
                 format!("{name:?}"),
                 if offered.is_empty() {
@@ -304,10 +304,10 @@ impl Extensions {
                     .iter()
                     .any(|c| c.name == name && c.kind == info.kind)
             })
-            .ok_or_else(|| EngineError::Internal(format!("no factory for {name}")))?;
+            .ok_or_else(|| CoreError::Internal(format!("no factory for {name}")))?;
         let inst = factory
             .instantiate(info.kind, name, &params)
-            .map_err(|e| EngineError::Plugin(format!("{name_key} = {name:?}: {e}")))?;
+            .map_err(|e| CoreError::Plugin(format!("{name_key} = {name:?}: {e}")))?;
         Ok((info, inst))
     }
 }

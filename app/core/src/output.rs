@@ -7,10 +7,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 
-use crate::config::RunConfig;
-use crate::error::{EngineError, Result};
+use crate::checkpoint::ResumePoint;
+use crate::error::{CoreError, Result};
 use crate::events::EngineEvent;
-use crate::trainer::ResumePoint;
 
 /// The JSON line of an event, with `"type"` and `"elapsed_s"`; `None` for the bulky `samples`.
 pub fn event_json(ev: &EngineEvent, elapsed_s: f64) -> Option<serde_json::Value> {
@@ -35,20 +34,25 @@ pub struct RunDirWriter {
 }
 
 impl RunDirWriter {
-    /// Creates the folder, writes `config.toml` and opens `metrics.jsonl`.
-    pub fn create(dir: &Path, cfg: &RunConfig) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+    /// Creates the folder, writes `config.toml` (the resolved config's TOML text) and opens
+    /// `metrics.jsonl`.
+    pub fn create(dir: &Path, config_toml: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
         let c = dir.join("config.toml");
-        std::fs::write(&c, cfg.to_toml()).map_err(|e| EngineError::io(&c, e))?;
+        std::fs::write(&c, config_toml).map_err(|e| CoreError::io(&c, e))?;
         let path = dir.join("metrics.jsonl");
-        let f = File::create(&path).map_err(|e| EngineError::io(&path, e))?;
-        Ok(Self {
+        let f = File::create(&path).map_err(|e| CoreError::io(&path, e))?;
+        Ok(Self::open(dir, path, f))
+    }
+
+    fn open(dir: &Path, path: PathBuf, f: File) -> Self {
+        Self {
             dir: dir.to_path_buf(),
             path,
             metrics: BufWriter::new(f),
             last_elapsed: 0.0,
             scratch: Vec::new(),
-        })
+        }
     }
 
     /// Reopens the folder of an interrupted run that resumes after `step`: lines of later steps
@@ -56,7 +60,7 @@ impl RunDirWriter {
     /// dropped, then the file is appended to.
     pub fn reopen(dir: &Path, step: usize) -> Result<Self> {
         let path = dir.join("metrics.jsonl");
-        let text = std::fs::read_to_string(&path).map_err(|e| EngineError::io(&path, e))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| CoreError::io(&path, e))?;
         let mut kept = String::new();
         for line in text.lines() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
@@ -76,24 +80,18 @@ impl RunDirWriter {
             }
         }
         let tmp = dir.join("metrics.jsonl.tmp");
-        std::fs::write(&tmp, kept).map_err(|e| EngineError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| EngineError::io(&path, e))?;
+        std::fs::write(&tmp, kept).map_err(|e| CoreError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| CoreError::io(&path, e))?;
         let f = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
-            .map_err(|e| EngineError::io(&path, e))?;
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            path,
-            metrics: BufWriter::new(f),
-            last_elapsed: 0.0,
-            scratch: Vec::new(),
-        })
+            .map_err(|e| CoreError::io(&path, e))?;
+        Ok(Self::open(dir, path, f))
     }
 
     /// Writes a `Checkpoint`'s resume state into its slot; returns the file.
     pub fn write_checkpoint(&mut self, p: &ResumePoint) -> Result<PathBuf> {
-        p.0.write_slot(&self.dir, &mut self.scratch)
+        p.write_slot(&self.dir, &mut self.scratch)
     }
 
     /// Appends the event's line and flushes it; writes a `Checkpoint`'s resume state into its
@@ -107,12 +105,12 @@ impl RunDirWriter {
         let Some(v) = event_json(ev, self.last_elapsed) else {
             return Ok(());
         };
-        let io = |e| EngineError::io(&self.path, e);
+        let io = |e| CoreError::io(&self.path, e);
         writeln!(self.metrics, "{v}").map_err(io)?;
         // Every line reaches the file at once: a crash loses at most the step in flight.
         self.metrics
             .flush()
-            .map_err(|e| EngineError::io(&self.path, e))?;
+            .map_err(|e| CoreError::io(&self.path, e))?;
         Ok(())
     }
 }
