@@ -276,6 +276,14 @@ impl Store {
                     .ok()
                     .and_then(|m| m.elapsed().ok())
                     .unwrap_or(Duration::ZERO);
+                if !writable(path) {
+                    return Err(unusable(
+                        "the file or its folder is read-only here (a read-only mount or \
+                         another account's file): the `runs` commands that only read work; \
+                         to write, give a writable location with --db"
+                            .to_string(),
+                    ));
+                }
                 if meta.len() == 0 && age > CREATING_GRACE {
                     return Err(unusable(format!(
                         "the file is empty (0 bytes) and has not changed for {} s, so it is not \
