@@ -309,8 +309,12 @@ fn bad_databases_are_clear_errors() {
         &["garbage.sqlite", "not an RLVR Studio database"],
     );
 
+    // An empty file older than a minute is not a history being created: refused.
     let empty = d.join("empty.sqlite");
-    std::fs::write(&empty, b"").unwrap();
+    let f = std::fs::File::create(&empty).unwrap();
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(600))
+        .unwrap();
+    drop(f);
     expect_error(
         &["--db", &s(&empty), "runs", "list"],
         &["empty.sqlite", "empty"],
@@ -337,9 +341,186 @@ fn bad_databases_are_clear_errors() {
         "{err}"
     );
 
+    // Garbage in the middle: reading may work, but no new run is written into it.
+    let mid = d.join("mid.sqlite");
+    let mut bytes = good.clone();
+    let m = bytes.len() / 2 / 4096 * 4096;
+    let end = (m + 8192).min(bytes.len());
+    bytes[m..end].fill(0x5a);
+    std::fs::write(&mid, &bytes).unwrap();
+    let out = bin()
+        .args(train_args(&mid, &cfg, &d.join("o2")))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "trained into a damaged database");
+    assert!(
+        err.contains("mid.sqlite") && err.contains("damaged"),
+        "{err}"
+    );
+
+    // A table dropped: `runs check` says so, and exits with an error.
+    let dropped = d.join("dropped.sqlite");
+    std::fs::write(&dropped, &good).unwrap();
+    rusqlite::Connection::open(&dropped)
+        .unwrap()
+        .execute_batch("DROP TABLE scalars")
+        .unwrap();
+    let out = bin()
+        .args(["--db", &s(&dropped), "runs", "check"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("table scalars is missing"), "{text}");
+
     let ro = Path::new("/proc/rlvr-studio-test/history.sqlite");
     expect_error(
         &["--db", &s(ro), "runs", "list"],
         &["/proc/rlvr-studio-test"],
     );
+}
+
+/// `runs delete --files` on a run trained into a folder of the user's: the run's files go,
+/// the user's documents and the folder stay.
+#[test]
+fn deleting_files_keeps_what_the_run_did_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite");
+    let cfg = small_config(dir.path(), 2);
+    let docs = dir.path().join("mydocs");
+    std::fs::create_dir_all(docs.join("photos")).unwrap();
+    std::fs::write(docs.join("thesis.txt"), "precious").unwrap();
+    std::fs::write(docs.join("photos/a.jpg"), "x").unwrap();
+    run_ok(train_args(&db, &cfg, &docs));
+    assert!(docs.join("policy/model.safetensors").is_file());
+    let del = &runs_json(&db, &["delete", "1", "--files"])[0];
+    assert_eq!(del["files"]["folder_removed"], false, "{del}");
+    assert_eq!(
+        std::fs::read_to_string(docs.join("thesis.txt")).unwrap(),
+        "precious"
+    );
+    assert!(docs.join("photos/a.jpg").is_file());
+    let mut left: Vec<String> = std::fs::read_dir(&docs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["photos", "thesis.txt"], "the run's files are gone");
+}
+
+/// Several processes opening a new history file at the same moment all succeed (before: most
+/// failed, one message calling the history "gone").
+#[test]
+fn processes_opening_a_new_history_at_once_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for round in 0..8 {
+        let db = dir.path().join(format!("new-{round}.sqlite"));
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                bin()
+                    .args(["--db", &db.to_string_lossy(), "runs", "list"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            if !out.status.success() {
+                failures.push(String::from_utf8_lossy(&out.stderr).into_owned());
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 32 failed: {failures:?}",
+        failures.len()
+    );
+}
+
+/// A history on a read-only mount can be browsed (list, show, check, export); writing is a
+/// clear error. Uses a private mount namespace (`unshare -rm`), skipped where there is none.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_history_on_a_read_only_mount_can_be_browsed() {
+    let usable = std::process::Command::new("unshare")
+        .args(["-rm", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !usable {
+        eprintln!("skipped: no unshare -rm here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ro = dir.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let db = ro.join("h.sqlite");
+    let cfg = small_config(dir.path(), 2);
+    run_ok(train_args(&db, &cfg, &dir.path().join("o")));
+    let exe = env!("CARGO_BIN_EXE_rlvr-studio");
+    let script = format!(
+        "mount --bind -o ro {ro} {ro} || exit 99; B={exe}; D={db}; \
+         $B --db $D runs list --json && $B --db $D runs show 1 --json >/dev/null && \
+         $B --db $D runs export 1 --format jsonl --no-samples >/dev/null && \
+         $B --db $D runs check >/dev/null && \
+         if $B --db $D runs note 1 x 2>&1; then exit 98; fi",
+        ro = ro.display(),
+        db = db.display()
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["-rm", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.code() == Some(99) {
+        eprintln!("skipped: cannot bind-mount here: {text}");
+        return;
+    }
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("\"name\":\"small\""), "{text}");
+    assert!(
+        text.contains("read-only"),
+        "the note names the cause: {text}"
+    );
+    assert!(!ro.join("h.sqlite-wal").exists());
+}
+
+/// `--db` values SQLite would keep in memory are refused; export errors name the file.
+#[test]
+fn in_memory_databases_are_refused_and_export_errors_name_the_file() {
+    expect_error(
+        &["--db", "file:memdb?mode=memory", "runs", "list"],
+        &["file:memdb", "would be lost"],
+    );
+    expect_error(&["--db", ":memory:", "runs", "list"], &["would be lost"]);
+    if Path::new("/dev/full").exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("h.sqlite");
+        let cfg = small_config(dir.path(), 1);
+        run_ok(train_args(&db, &cfg, &dir.path().join("o")));
+        let db_s = db.to_string_lossy();
+        for format in ["jsonl", "csv"] {
+            expect_error(
+                &[
+                    "--db",
+                    &db_s,
+                    "runs",
+                    "export",
+                    "1",
+                    "--format",
+                    format,
+                    "--out",
+                    "/dev/full",
+                ],
+                &["/dev/full", "No space left"],
+            );
+        }
+    }
 }

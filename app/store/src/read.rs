@@ -7,6 +7,7 @@ use rlvr_core::events::TokenStats;
 use rusqlite::{params, OptionalExtension as _};
 use serde::{Deserialize, Serialize};
 
+use crate::files::RemovedFiles;
 use crate::write::{find_run, host_name};
 use crate::{Result, Store, StoreError};
 
@@ -147,11 +148,15 @@ pub struct StoredGroup {
 pub struct CheckReport {
     /// Problems `PRAGMA integrity_check` reported (empty = the file is sound).
     pub integrity: Vec<String>,
+    /// Tables, indexes or columns the schema lacks (empty = complete).
+    #[serde(default)]
+    pub schema: Vec<String>,
     /// Rows that point at missing rows.
     pub foreign_key_violations: usize,
     /// Files the history points at that are gone: (run id, path).
     pub missing_files: Vec<(i64, String)>,
-    /// Run folders beside stored runs' folders that no stored run owns.
+    /// Output folders of deleted runs that are still on disk (the run was deleted without
+    /// its files) and that no stored run uses.
     pub orphan_dirs: Vec<String>,
     /// Runs checked.
     pub runs: usize,
@@ -161,6 +166,7 @@ impl CheckReport {
     /// No problem found.
     pub fn ok(&self) -> bool {
         self.integrity.is_empty()
+            && self.schema.is_empty()
             && self.foreign_key_violations == 0
             && self.missing_files.is_empty()
             && self.orphan_dirs.is_empty()
@@ -522,16 +528,57 @@ impl Store {
         .map_err(|e| self.err(e))
     }
 
-    /// Deletes a run's history (every row of it). Files are left to the caller.
+    /// Deletes a run's history (every row of it) and notes the deletion in `deleted_runs` (so
+    /// `runs check` can report its output folder if it is left behind). Files are left to the
+    /// caller; see [`Store::delete_run_with_files`].
     pub fn delete_run(&self, run_id: i64) -> Result<()> {
-        let n = self
-            .conn
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT OR REPLACE INTO deleted_runs (id, name, out_dir) \
+             SELECT id, name, out_dir FROM runs WHERE id = ?1",
+            [run_id],
+        )
+        .map_err(|e| self.err(e))?;
+        let n = tx
             .execute("DELETE FROM runs WHERE id = ?1", [run_id])
             .map_err(|e| self.err(e))?;
         if n == 0 {
             return Err(StoreError::NoSuchRun(format!("no run with id {run_id}")));
         }
-        Ok(())
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Deletes a run's history and what the run wrote in its output folder (see
+    /// [`crate::files::remove_run_files`]): its own files only, the folder itself only when
+    /// nothing else is left in it. When another stored run uses the same folder, no file is
+    /// removed (they may be that run's) and [`RemovedFiles::shared_with`] names it.
+    pub fn delete_run_with_files(&self, run_id: i64) -> Result<RemovedFiles> {
+        let run = self.run(run_id)?;
+        let dir = PathBuf::from(&run.out_dir);
+        let recorded: Vec<PathBuf> = self
+            .checkpoints(run_id)?
+            .into_iter()
+            .map(|(_, _, p)| PathBuf::from(p))
+            .collect();
+        let same = |other: &str| {
+            let o = Path::new(other);
+            o == dir
+                || (o.exists() && dir.exists() && o.canonicalize().ok() == dir.canonicalize().ok())
+        };
+        let shared_with: Vec<i64> = self
+            .list_runs(&RunFilter::default())?
+            .into_iter()
+            .filter(|r| r.id != run_id && same(&r.out_dir))
+            .map(|r| r.id)
+            .collect();
+        self.delete_run(run_id)?;
+        if !shared_with.is_empty() {
+            return Ok(RemovedFiles {
+                shared_with,
+                ..RemovedFiles::default()
+            });
+        }
+        crate::files::remove_run_files(&dir, &recorded)
     }
 
     /// Integrity check of the file, its references, and the files it points at.
@@ -541,11 +588,24 @@ impl Store {
             .conn
             .prepare("PRAGMA integrity_check")
             .map_err(|e| self.err(e))?;
-        let lines: Vec<String> = st
+        let lines: rusqlite::Result<Vec<String>> = st
             .query_map([], |r| r.get(0))
-            .and_then(|rows| rows.collect())
-            .map_err(|e| self.err(e))?;
-        rep.integrity = lines.into_iter().filter(|l| l != "ok").collect();
+            .and_then(|rows| rows.collect());
+        rep.integrity = match lines {
+            Ok(lines) => lines.into_iter().filter(|l| l != "ok").collect(),
+            // Damage bad enough to stop the check itself is its finding.
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
+                vec![e.to_string()]
+            }
+            Err(e) => return Err(self.err(e)),
+        };
+        rep.schema = self.schema_problems()?;
+        if !rep.schema.is_empty() || !rep.integrity.is_empty() {
+            // The queries below need a sound file with the whole schema; what is damaged or
+            // missing is the finding.
+            rep.runs = self.list_runs(&RunFilter::default()).map_or(0, |r| r.len());
+            return Ok(rep);
+        }
         let mut st = self
             .conn
             .prepare("PRAGMA foreign_key_check")
@@ -557,13 +617,8 @@ impl Store {
         let runs = self.list_runs(&RunFilter::default())?;
         rep.runs = runs.len();
         let mut owned: BTreeSet<PathBuf> = BTreeSet::new();
-        let mut parents: BTreeSet<PathBuf> = BTreeSet::new();
         for r in &runs {
-            let dir = PathBuf::from(&r.out_dir);
-            if let Some(p) = dir.parent() {
-                parents.insert(p.to_path_buf());
-            }
-            owned.insert(dir);
+            owned.insert(PathBuf::from(&r.out_dir));
             for (kind, _, path) in self.checkpoints(r.id)? {
                 let exists = Path::new(&path).exists();
                 // A finished run's resume state may be cleaned up by the user; a kept policy
@@ -573,16 +628,32 @@ impl Store {
                 }
             }
         }
-        for p in parents {
-            let Ok(rd) = std::fs::read_dir(&p) else {
-                continue;
-            };
-            for e in rd.flatten() {
-                let d = e.path();
+        // Only folders this history wrote and forgot are orphans: other histories' run folders
+        // beside ours are none of its business. (Schema version 1 kept no record of deletions.)
+        let has_deleted: bool = self
+            .conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' \
+                 AND name = 'deleted_runs'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        if has_deleted {
+            let mut st = self
+                .conn
+                .prepare("SELECT DISTINCT out_dir FROM deleted_runs ORDER BY out_dir")
+                .map_err(|e| self.err(e))?;
+            let dirs: Vec<String> = st
+                .query_map([], |r| r.get(0))
+                .and_then(|rows| rows.collect())
+                .map_err(|e| self.err(e))?;
+            for d in dirs {
+                let p = PathBuf::from(&d);
                 let looks_like_run =
-                    d.join("config.toml").is_file() && d.join("metrics.jsonl").is_file();
-                if looks_like_run && !owned.contains(&d) {
-                    rep.orphan_dirs.push(d.to_string_lossy().into_owned());
+                    p.join("config.toml").is_file() && p.join("metrics.jsonl").is_file();
+                if looks_like_run && !owned.contains(&p) {
+                    rep.orphan_dirs.push(d);
                 }
             }
         }

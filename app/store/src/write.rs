@@ -94,8 +94,10 @@ pub fn hash_model_dir(dir: &Path) -> Option<String> {
 }
 
 impl Store {
-    /// Records a new run (status `running`, owned by this process) and returns its id.
+    /// Records a new run (status `running`, owned by this process) and returns its id. A
+    /// damaged database is refused first ([`Store::check_writable`]).
     pub fn create_run(&self, r: &NewRun) -> Result<i64> {
+        self.check_writable()?;
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
         tx.execute(
             "INSERT INTO runs (name, status, config, seed, engine_version, model_path, \
@@ -130,13 +132,14 @@ impl Store {
     /// Prepares an interrupted run to continue after `step` (its checkpoint; `None` = restart
     /// from the beginning): the history of later steps is removed (those steps will be
     /// recomputed, identically), the run is marked `running` by this process, and the planned
-    /// step count updated.
+    /// step count updated. A damaged database is refused first ([`Store::check_writable`]).
     pub fn rollback_for_resume(
         &self,
         run_id: i64,
         step: Option<usize>,
         steps_planned: usize,
     ) -> Result<()> {
+        self.check_writable()?;
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
         let s = step.map_or(-1, |s| s as i64);
         for sql in [

@@ -157,27 +157,70 @@ pub struct NoteArgs {
     pub text: String,
 }
 
-/// Opens the database: `--db`, else `$RLVR_STUDIO_DB`, else the platform's data directory.
-pub fn open_store(db: Option<&Path>) -> anyhow::Result<Store> {
-    let path = match db {
-        Some(p) => p.to_path_buf(),
+/// The database path: `--db`, else `$RLVR_STUDIO_DB`, else the platform's data directory.
+fn db_path(db: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match db {
+        Some(p) => Ok(p.to_path_buf()),
         None => rlvr_store::default_db_path().context(
             "no data directory on this system for the run history; give one with --db PATH",
-        )?,
-    };
-    Ok(Store::open(&path)?)
+        ),
+    }
+}
+
+/// Opens the database for reading and writing: `--db`, else `$RLVR_STUDIO_DB`, else the
+/// platform's data directory.
+pub fn open_store(db: Option<&Path>) -> anyhow::Result<Store> {
+    Ok(Store::open(&db_path(db)?)?)
+}
+
+/// Opens the database for a command that only reads: read-only where it cannot be written
+/// (a read-only mount), so such a history can still be browsed.
+pub fn open_store_for_reading(db: Option<&Path>) -> anyhow::Result<Store> {
+    Ok(Store::open_for_reading(&db_path(db)?)?)
 }
 
 fn line(v: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, v)?;
-    writeln!(out)?;
+    serde_json::to_writer(&mut out, v).context("standard output")?;
+    writeln!(out).context("standard output")?;
     Ok(())
+}
+
+/// A writer whose errors name what it writes to (a file, standard output), so that a full disk
+/// reads `PATH: No space left on device`.
+struct Named<W> {
+    inner: W,
+    name: String,
+}
+
+impl<W: std::io::Write> Named<W> {
+    fn new(inner: W, name: String) -> Self {
+        Self { inner, name }
+    }
+
+    fn wrap(&self, e: std::io::Error) -> std::io::Error {
+        std::io::Error::new(e.kind(), format!("{}: {e}", self.name))
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Named<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).map_err(|e| self.wrap(e))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().map_err(|e| self.wrap(e))
+    }
 }
 
 /// Runs a `runs` subcommand.
 pub fn runs(cmd: RunsCmd, db: Option<&Path>) -> anyhow::Result<()> {
-    let store = open_store(db)?;
+    let writes = matches!(cmd, RunsCmd::Delete(_) | RunsCmd::Tag(_) | RunsCmd::Note(_));
+    let store = if writes {
+        open_store(db)?
+    } else {
+        open_store_for_reading(db)?
+    };
     match cmd {
         RunsCmd::List(a) => list(&store, a),
         RunsCmd::Show(a) => show(&store, a),
@@ -564,11 +607,20 @@ fn export(store: &Store, a: ExportArgs) -> anyhow::Result<()> {
     };
     let open = |p: &Path| -> anyhow::Result<Box<dyn std::io::Write>> {
         let f = std::fs::File::create(p).with_context(|| format!("{}", p.display()))?;
-        Ok(Box::new(std::io::BufWriter::new(f)))
+        Ok(Box::new(std::io::BufWriter::new(Named::new(
+            f,
+            p.display().to_string(),
+        ))))
+    };
+    let stdout = || -> Box<dyn std::io::Write> {
+        Box::new(std::io::BufWriter::new(Named::new(
+            std::io::stdout().lock(),
+            "standard output".to_string(),
+        )))
     };
     let mut out: Box<dyn std::io::Write> = match &a.out {
         Some(p) => open(p)?,
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        None => stdout(),
     };
     match a.format {
         Format::Jsonl => {
@@ -613,7 +665,7 @@ fn export(store: &Store, a: ExportArgs) -> anyhow::Result<()> {
                     }
                     None => {
                         writeln!(out)?;
-                        Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
+                        stdout()
                     }
                 };
                 out.flush()?;
@@ -660,25 +712,49 @@ fn delete(store: &Store, a: DeleteArgs) -> anyhow::Result<()> {
     if run.status == RunStatus::Running {
         anyhow::bail!("run {id} is still running; stop it before deleting its history");
     }
-    store.delete_run(id)?;
-    let mut removed = None;
-    if a.files {
-        let dir = PathBuf::from(&run.out_dir);
-        // Only a folder that looks like a run folder is removed.
-        if dir.join("config.toml").is_file() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
-            removed = Some(dir);
-        }
-    }
-    if a.out.json {
-        line(&serde_json::json!({"deleted": id, "name": run.name, "files_removed": removed}))
+    let files = if a.files {
+        Some(store.delete_run_with_files(id)?)
     } else {
-        println!("deleted run {id} {:?}", run.name);
-        if let Some(d) = removed {
-            println!("removed {}", d.display());
-        }
-        Ok(())
+        store.delete_run(id)?;
+        None
+    };
+    if a.out.json {
+        return line(&serde_json::json!({"deleted": id, "name": run.name, "files": files}));
     }
+    println!("deleted run {id} {:?}", run.name);
+    let Some(f) = files else {
+        return Ok(());
+    };
+    let shown = |ids: &[i64]| {
+        ids.iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !f.shared_with.is_empty() {
+        println!(
+            "kept the files in {}: run {} uses the same folder",
+            run.out_dir,
+            shown(&f.shared_with)
+        );
+    } else if f.folder_removed {
+        println!(
+            "removed {} ({} files and folders)",
+            run.out_dir,
+            f.removed.len()
+        );
+    } else {
+        println!(
+            "removed {} files and folders the run wrote in {}; kept the folder, which holds \
+             other files:",
+            f.removed.len(),
+            run.out_dir
+        );
+        for k in &f.kept {
+            println!("  {}", k.display());
+        }
+    }
+    Ok(())
 }
 
 fn check(store: &Store, a: JsonArg) -> anyhow::Result<()> {
@@ -689,6 +765,9 @@ fn check(store: &Store, a: JsonArg) -> anyhow::Result<()> {
         println!("{}: {} runs", store.path().display(), rep.runs);
         if rep.integrity.is_empty() {
             println!("  integrity: ok");
+        }
+        for l in &rep.schema {
+            println!("  schema: {l}");
         }
         for l in &rep.integrity {
             println!("  integrity: {l}");
