@@ -435,8 +435,10 @@ fn isolated_plugins_survive_segfaults_and_hangs() {
         2,
         "[rollout]\nprompts_per_step = 2\ngroup_size = 2\n\
          [[rewards.components]]\nname = \"faulty_verifier\"\nparams = { mode = \"sleep\", sleep_ms = 600000, every = 2 }\n\
-         [plugins]\nisolated = [\"faulty\"]\ndeadline_ms = 200\n",
+         [plugins]\nisolated = [\"faulty_verifier\"]\ndeadline_ms = 200\n",
     );
+    // A component name isolates the plugin that declares it (the child was killed, not an
+    // in-process call abandoned).
     let lines = train(&cfg, &dir.path().join("out2"));
     assert_survived(&lines, 2, "faulty_verifier");
     assert!(show(&run_id(&lines))["logs"]
@@ -468,6 +470,18 @@ fn configs_naming_unknown_or_misconfigured_components_are_clear_errors() {
     let e =
         err("[rollout]\nsampler = \"annealed_temperature\"\nsampler_params = { start = 9.0 }\n");
     assert!(e.contains("rollout.sampler_params.start = 9"), "{e}");
+    // A name in `isolated` that matches no loaded plugin (nor a component of one) would leave
+    // the plugin in-process unnoticed.
+    let e = err("[plugins]\nisolated = [\"nonexistent\"]\n");
+    assert!(
+        e.contains("plugins.isolated = \"nonexistent\" is invalid"),
+        "{e}"
+    );
+    assert!(e.contains("loaded plugins: "), "{e}");
+    assert!(
+        e.contains("faulty (faulty_verifier, faulty_sampler, faulty_algorithm)"),
+        "{e}"
+    );
     let e = err("[[rewards.components]]\nname = \"keyword_rubric\"\nparams = { format = \"(\" }\n");
     assert!(e.contains("format: bad pattern"), "{e}");
     let e =
@@ -517,4 +531,91 @@ fn sql_preset_trains_on_a_dataset_with_the_sql_verifier() {
     let run = show(&run_id(&lines));
     let plugins = run["plugins"].to_string();
     assert!(plugins.contains("sql-tools 0.1.0"), "{plugins}");
+}
+
+#[test]
+fn in_process_plugin_output_stays_off_the_json_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "faulty-print",
+        2,
+        "[rollout]\nprompts_per_step = 2\ngroup_size = 2\nsampler = \"faulty_sampler\"\n\
+         sampler_params = { mode = \"print\", every = 5 }\n\
+         [rewards]\nverifier = \"faulty_verifier\"\nverifier_params = { mode = \"print\" }\n\
+         [algorithm]\nadvantage = \"faulty_algorithm\"\nadvantage_params = { mode = \"print\" }\n",
+    );
+    let out = studio(&[
+        "train",
+        &cfg.to_string_lossy(),
+        "--json",
+        "--out",
+        &dir.path().join("out").to_string_lossy(),
+        "--plugins",
+        &plugins_dir().to_string_lossy(),
+    ]);
+    let stdout = ok(&out);
+    for line in stdout.lines() {
+        let v: Result<serde_json::Value, _> = serde_json::from_str(line);
+        assert!(v.is_ok(), "not a JSON event on stdout: {line:?}");
+    }
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(of_type(&lines, "step").len(), 2);
+    assert_eq!(of_type(&lines, "done").len(), 1);
+    // The plugins did print: it went to stderr.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("faulty plugin writes to stdout on call"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn verify_takes_text_parameters_as_written() {
+    let rubric = lib("rlvr_plugin_rubric").to_string_lossy().into_owned();
+    let score = |param: &str, completion: &str| -> serde_json::Value {
+        let text = ok(&studio(&[
+            "verify",
+            "--plugin",
+            &rubric,
+            "--component",
+            "keyword_rubric",
+            "--param",
+            param,
+            "--param",
+            "required_weight=2",
+            "--completion",
+            completion,
+            "--json",
+        ]));
+        serde_json::from_str(text.trim()).unwrap()
+    };
+    // `required` is a text parameter: `2` is the pattern "2", and quotes are not part of it.
+    for param in ["required=2", "required=\"2\"", "required='2'"] {
+        let v = score(param, "x2");
+        assert_eq!(v["ok"]["score"], 1.0, "{param}: {v}");
+        let v = score(param, "x3");
+        assert_eq!(v["ok"]["score"], 0.0, "{param}: {v}");
+    }
+    // A number parameter still refuses text, naming the key.
+    let out = studio(&[
+        "verify",
+        "--plugin",
+        &rubric,
+        "--component",
+        "keyword_rubric",
+        "--param",
+        "max_chars=lots",
+        "--completion",
+        "x",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--param.max_chars = \"lots\" is invalid"),
+        "{err}"
+    );
 }

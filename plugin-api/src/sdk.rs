@@ -192,7 +192,7 @@ impl<'a> AlgoBatch<'a> {
     /// The per-token arrays of one row.
     pub fn row(&self, row: usize) -> TokenRow<'a> {
         let off = self.raw.token_offsets.as_slice();
-        let (a, b) = match (off.get(row), off.get(row + 1)) {
+        let (a, b) = match (off.get(row), row.checked_add(1).and_then(|r| off.get(r))) {
             (Some(&a), Some(&b)) if a <= b => (a as usize, b as usize),
             _ => (0, 0),
         };
@@ -240,8 +240,13 @@ pub trait Verifier: Send + Sync + 'static {
     fn verify(&self, sample: &Sample<'_>) -> Result<Verdict, String>;
 
     /// Judge a batch (override for speed, e.g. to reuse a connection); one result per sample.
+    ///
+    /// The default calls [`verify`](Self::verify) once per sample, each call guarded on its
+    /// own: a panic costs only the sample that caused it (it becomes that sample's `Err`).
+    /// An override is guarded as a whole, so a panic inside it errors the whole batch; wrap
+    /// per-sample work in [`guarded`] to keep that property.
     fn verify_batch(&self, samples: &[Sample<'_>]) -> Vec<Result<Verdict, String>> {
-        samples.iter().map(|s| self.verify(s)).collect()
+        samples.iter().map(|s| guarded(|| self.verify(s))).collect()
     }
 }
 
@@ -568,15 +573,22 @@ fn criterion_ffi(c: &Criterion) -> ffi::Criterion {
 
 thread_local! {
     static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    /// How many [`guarded`] calls this thread is inside.
+    static GUARD_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Runs `f`, turning a panic into `Err("panicked at FILE:LINE: MESSAGE")`. The first call
-/// installs a panic hook (in this library's copy of std) that records the message quietly
-/// instead of printing it, since the host reports it.
+/// installs a panic hook (in this library's copy of std) that, inside `guarded`, records the
+/// message quietly instead of printing it, since the host reports it; a panic outside
+/// `guarded` goes to the hook that was there before.
 pub fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     static HOOK: OnceLock<()> = OnceLock::new();
     HOOK.get_or_init(|| {
-        std::panic::set_hook(Box::new(|info| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if GUARD_DEPTH.with(std::cell::Cell::get) == 0 {
+                return previous(info);
+            }
             let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
                 (*s).to_string()
             } else if let Some(s) = info.payload().downcast_ref::<String>() {
@@ -591,7 +603,10 @@ pub fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
             LAST_PANIC.with(|p| *p.borrow_mut() = Some(format!("panicked{at}: {msg}")));
         }));
     });
-    match catch_unwind(AssertUnwindSafe(f)) {
+    GUARD_DEPTH.with(|d| d.set(d.get() + 1));
+    let r = catch_unwind(AssertUnwindSafe(f));
+    GUARD_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    match r {
         Ok(r) => r,
         Err(_) => Err(LAST_PANIC
             .with(|p| p.borrow_mut().take())
@@ -809,5 +824,214 @@ impl ffi::Component for Guarded {
             })),
             _ => RResult::RErr(wrong("algorithm")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::ffi::Component as _;
+
+    fn sample<'a>(completion: &'a str, meta: &'a serde_json::Value) -> Sample<'a> {
+        Sample {
+            prompt: "p",
+            completion,
+            answer: "42",
+            meta,
+        }
+    }
+
+    /// Passes "42", panics on "boom", errors on "err".
+    struct Picky;
+
+    impl Verifier for Picky {
+        fn verify(&self, s: &Sample<'_>) -> Result<Verdict, String> {
+            match s.completion {
+                "boom" => panic!("cannot judge {:?}", s.completion),
+                "err" => Err("refused".into()),
+                c if c == s.answer => Ok(Verdict::pass("exact")),
+                _ => Ok(Verdict::fail("expected 42")),
+            }
+        }
+    }
+
+    fn item(completion: &str) -> ffi::ScoreItem {
+        ffi::ScoreItem {
+            prompt: "p".into(),
+            completion: completion.into(),
+            answer: "42".into(),
+            meta_json: "null".into(),
+        }
+    }
+
+    #[test]
+    fn guarded_turns_a_panic_into_its_message_and_location() {
+        let e = guarded::<()>(|| panic!("deliberate {}", 7)).unwrap_err();
+        assert!(e.starts_with("panicked at "), "{e}");
+        assert!(e.contains("sdk.rs:"), "{e}");
+        assert!(e.ends_with(": deliberate 7"), "{e}");
+        let e = guarded::<()>(|| std::panic::panic_any(5_u8)).unwrap_err();
+        assert!(e.ends_with(": non-text panic payload"), "{e}");
+        // Errors and values pass through unchanged; nothing is left over for the next call.
+        assert_eq!(guarded::<u8>(|| Err("no".into())), Err("no".to_string()));
+        assert_eq!(guarded(|| Ok(3)), Ok(3));
+        // A panic inside a nested guard is that guard's error; the outer call goes on.
+        let outer = guarded(|| Ok(guarded::<()>(|| panic!("inner")).unwrap_err()));
+        assert!(outer.unwrap().ends_with(": inner"));
+    }
+
+    #[test]
+    fn default_verify_batch_costs_a_panic_only_its_own_sample() {
+        let meta = serde_json::Value::Null;
+        let texts = ["42", "boom", "7", "err", "42", "boom", "42", "1"];
+        let samples: Vec<Sample<'_>> = texts.iter().map(|t| sample(t, &meta)).collect();
+        let out = Picky.verify_batch(&samples);
+        assert_eq!(out.len(), 8);
+        for (t, r) in texts.iter().zip(&out) {
+            match *t {
+                "boom" => {
+                    let e = r.as_ref().unwrap_err();
+                    assert!(e.contains("cannot judge \"boom\""), "{e}");
+                }
+                "err" => assert_eq!(r, &Err("refused".to_string())),
+                "42" => assert!(r.as_ref().unwrap().passed == Some(true)),
+                _ => assert!(r.as_ref().unwrap().passed == Some(false)),
+            }
+        }
+    }
+
+    #[test]
+    fn the_abi_glue_keeps_per_sample_errors_per_sample() {
+        let g = Guarded(Inner::Verifier(Box::new(Picky)));
+        let items: Vec<ffi::ScoreItem> = ["42", "boom", "7"].iter().map(|t| item(t)).collect();
+        let RResult::ROk(out) = g.score(RSlice::from_slice(&items)) else {
+            panic!("the whole batch failed");
+        };
+        assert_eq!(out.len(), 3);
+        assert!(matches!(&out[0], RResult::ROk(s) if s.score == 1.0 && s.passed == 1));
+        assert!(matches!(&out[1], RResult::RErr(e) if e.contains("cannot judge")));
+        assert!(matches!(&out[2], RResult::ROk(s) if s.score == 0.0 && s.passed == 0));
+    }
+
+    /// An override that panics as a whole, and one that returns too few results.
+    struct WholeBatch(bool);
+
+    impl Verifier for WholeBatch {
+        fn verify(&self, _: &Sample<'_>) -> Result<Verdict, String> {
+            Ok(Verdict::pass("ok"))
+        }
+        fn verify_batch(&self, samples: &[Sample<'_>]) -> Vec<Result<Verdict, String>> {
+            if self.0 {
+                panic!("batch panic");
+            }
+            samples.iter().skip(1).map(|s| self.verify(s)).collect()
+        }
+    }
+
+    #[test]
+    fn an_overridden_verify_batch_is_guarded_and_checked_as_a_whole() {
+        let items: Vec<ffi::ScoreItem> = ["a", "b"].iter().map(|t| item(t)).collect();
+        let g = Guarded(Inner::Verifier(Box::new(WholeBatch(true))));
+        let RResult::RErr(e) = g.score(RSlice::from_slice(&items)) else {
+            panic!("a panic in an override must fail the batch");
+        };
+        assert!(e.contains("batch panic"), "{e}");
+        let g = Guarded(Inner::Verifier(Box::new(WholeBatch(false))));
+        let RResult::RErr(e) = g.score(RSlice::from_slice(&items)) else {
+            panic!("a short result must fail the batch");
+        };
+        assert_eq!(e.as_str(), "verify_batch returned 1 results for 2 samples");
+    }
+
+    struct Fixed(Vec<(f64, &'static str)>);
+
+    impl Rubric for Fixed {
+        fn criteria(&self) -> Vec<Criterion> {
+            Vec::new()
+        }
+        fn score(&self, _: &Sample<'_>) -> Result<Vec<CriterionScore>, String> {
+            Ok(self
+                .0
+                .iter()
+                .map(|&(s, r)| CriterionScore::new(s, r))
+                .collect())
+        }
+    }
+
+    #[test]
+    fn rubric_score_is_the_weighted_mean_over_positive_weights() {
+        let meta = serde_json::Value::Null;
+        let s = sample("x", &meta);
+        let criteria = [
+            Criterion::new("a", 3.0, ""),
+            Criterion::new("b", 1.0, ""),
+            Criterion::new("logged", 0.0, ""),
+        ];
+        let r = Fixed(vec![(1.0, "good"), (0.2, ""), (0.9, "noted")]);
+        let out = rubric_score(&r, &criteria, &s).unwrap();
+        // (3·1 + 1·0.2) / (3 + 1); the weight-0 criterion is logged, not counted.
+        assert!((out.score - 0.8).abs() < 1e-12, "{}", out.score);
+        assert_eq!(out.passed, -1);
+        assert_eq!(out.reason.as_str(), "a: good; logged: noted");
+        let parts: Vec<(&str, f64, f64)> = out
+            .parts
+            .iter()
+            .map(|p| (p.name.as_str(), p.score, p.weight))
+            .collect();
+        assert_eq!(
+            parts,
+            [("a", 1.0, 3.0), ("b", 0.2, 1.0), ("logged", 0.9, 0.0)]
+        );
+        // Only weight-0 criteria: score 0, not NaN.
+        let zero = [Criterion::new("only", 0.0, "")];
+        let out = rubric_score(&Fixed(vec![(1.0, "")]), &zero, &s).unwrap();
+        assert_eq!(out.score, 0.0);
+        // One score per criterion, or an error.
+        let e = rubric_score(&Fixed(vec![(1.0, "")]), &criteria, &s).unwrap_err();
+        assert_eq!(e, "rubric returned 1 scores for 3 criteria");
+    }
+
+    fn algo_batch(offsets: Vec<u32>, tokens: usize) -> ffi::AlgoBatch {
+        let rows = offsets.len().saturating_sub(1);
+        ffi::AlgoBatch {
+            group_size: 2,
+            group_ids: vec![0; rows].into(),
+            rewards: vec![1.0; rows].into(),
+            passed: vec![1; rows].into(),
+            component_names: RVec::new(),
+            component_values: RVec::new(),
+            token_offsets: offsets.into(),
+            old_logprobs: (0..tokens).map(|i| i as f32).collect(),
+            ref_logprobs: RVec::new(),
+            entropies: (0..tokens).map(|i| -(i as f32)).collect(),
+            mask: vec![1; tokens].into(),
+        }
+    }
+
+    #[test]
+    fn algo_batch_rows_stay_within_bounds() {
+        let raw = algo_batch(vec![0, 2, 5], 5);
+        let b = AlgoBatch { raw: &raw };
+        assert_eq!(b.rows(), 2);
+        assert_eq!(b.row(0).old_logprobs, [0.0, 1.0]);
+        assert_eq!(b.row(1).old_logprobs, [2.0, 3.0, 4.0]);
+        assert_eq!(b.row(1).entropies, [-2.0, -3.0, -4.0]);
+        assert_eq!(b.row(1).mask, [1, 1, 1]);
+        // No reference model: empty, not out of bounds.
+        assert!(b.row(1).ref_logprobs.is_empty());
+        // Past the last row: empty.
+        assert!(b.row(2).old_logprobs.is_empty());
+        assert!(b.row(usize::MAX).old_logprobs.is_empty());
+        // Offsets that go backwards or past the token arrays: empty rows, no panic.
+        let raw = algo_batch(vec![0, 3, 1, 9], 4);
+        let b = AlgoBatch { raw: &raw };
+        assert_eq!(b.row(0).old_logprobs.len(), 3);
+        assert!(b.row(1).old_logprobs.is_empty());
+        assert!(b.row(2).old_logprobs.is_empty());
+        assert!(b.row(2).mask.is_empty());
+        let out = AlgoOutput::broadcast(&b, &[0.5, 1.0, 2.0]);
+        assert_eq!(out.advantages, [0.5, 0.5, 0.5]);
     }
 }

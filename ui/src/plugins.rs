@@ -62,17 +62,21 @@ pub fn plain_error(e: &rlvr_plugin_host::PluginError) -> String {
 }
 
 impl PluginsPanel {
-    /// Loads every library in `dirs`; `isolated` names the plugins hosted in a child process.
+    /// Loads every library in `dirs`; `isolated` names the plugins hosted in a child process
+    /// (a name that matches no loaded plugin, e.g. one removed since, is shown as a message).
     pub fn load(dirs: &[PathBuf], isolated: &[String]) -> Self {
         let mut host = PluginHost::new();
         host.child_program = std::env::current_exe().ok();
         host.scan(dirs);
-        host.set_isolated(isolated);
+        let message = host
+            .set_isolated(isolated)
+            .err()
+            .map(|e| (false, plain_error(&e)));
         Self {
             host,
             dirs: dirs.to_vec(),
             add_path: String::new(),
-            message: None,
+            message,
             playground: Playground::default(),
             dialog: None,
         }
@@ -80,11 +84,7 @@ impl PluginsPanel {
 
     /// The components the loaded plugins offer, for runs.
     pub fn extensions(&self) -> Extensions {
-        if self.host.plugins.is_empty() {
-            Extensions::none()
-        } else {
-            Extensions::none().with(self.host.factory())
-        }
+        self.host.extensions()
     }
 
     /// Names of the isolated plugins (persisted).
@@ -136,7 +136,7 @@ impl PluginsPanel {
     /// Scores the playground's completion with its component.
     pub fn score_playground(&mut self) {
         let pg = &mut self.playground;
-        let ext = Extensions::none().with(self.host.factory());
+        let ext = self.host.extensions();
         let values: BTreeMap<String, ParamValue> = pg
             .params
             .get("params")
@@ -225,8 +225,8 @@ impl PluginsPanel {
         ui.label(
             egui::RichText::new(format!(
                 "plugin ABI {} · SDK {} · folders: {}",
-                rlvr_plugin_api::ABI_VERSION,
-                rlvr_plugin_api::SDK_VERSION,
+                rlvr_plugin_host::ABI_VERSION,
+                rlvr_plugin_host::SDK_VERSION,
                 self.dirs
                     .iter()
                     .map(|d| d.display().to_string())
@@ -336,7 +336,9 @@ impl PluginsPanel {
                     names.push(name);
                 }
             }
-            self.host.set_isolated(&names);
+            if let Err(e) = self.host.set_isolated(&names) {
+                self.message = Some((false, plain_error(&e)));
+            }
         }
         if !self.host.errors.is_empty() {
             ui.add_space(theme::SECTION_GAP);

@@ -160,15 +160,6 @@ fn record_plugins(
     Ok(())
 }
 
-/// The components of the loaded plugins, for a run.
-fn extensions(plugins: &rlvr_plugin_host::PluginHost) -> Extensions {
-    if plugins.plugins.is_empty() {
-        Extensions::none()
-    } else {
-        Extensions::none().with(plugins.factory())
-    }
-}
-
 impl LiveRun {
     /// Creates a run in the history at `db` and starts training it. A config without an output
     /// folder gets `runs_root/<name>-<unix time>`.
@@ -184,7 +175,7 @@ impl LiveRun {
             cfg.output.dir = runs_root.join(format!("{}-{}", sanitize(&cfg.name), now_secs()));
         }
         cfg.output.dir = absolute(&cfg.output.dir);
-        let ext = extensions(plugins);
+        let ext = plugins.extensions();
         cfg.validate_with(&ext)?;
         let store = Store::open(db)?;
         let run_id = store.create_run(&NewRun {
@@ -234,7 +225,7 @@ impl LiveRun {
         }
         let mut cfg = RunConfig::from_toml(&run.config)?;
         cfg.output.dir = PathBuf::from(&run.out_dir);
-        let ext = extensions(plugins);
+        let ext = plugins.extensions();
         cfg.validate_with(&ext)?;
         let step = match latest_checkpoint(&cfg.output.dir)? {
             Some((_, step)) => Some(step),

@@ -57,22 +57,52 @@ type Reply = Result<serde_json::Value, String>;
 
 fn write_frame(w: &mut impl Write, value: &impl Serialize) -> std::io::Result<()> {
     let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
-    w.write_all(&(bytes.len() as u32).to_le_bytes())?;
-    w.write_all(&bytes)?;
+    write_bytes(w, &bytes, MAX_FRAME)
+}
+
+/// Writes one frame; a frame over `max` bytes is refused before anything is written (the
+/// reader would refuse it, and a length over 4 GiB would not fit the prefix).
+fn write_bytes(w: &mut impl Write, bytes: &[u8], max: usize) -> std::io::Result<()> {
+    let len = u32::try_from(bytes.len())
+        .ok()
+        .filter(|_| bytes.len() <= max)
+        .ok_or_else(|| {
+            std::io::Error::other(format!(
+                "frame of {} bytes is too large (at most {max})",
+                bytes.len()
+            ))
+        })?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(bytes)?;
     w.flush()
 }
 
 fn read_frame(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
+    read_frame_max(r, MAX_FRAME)
+}
+
+/// Reads one frame; `None` at a clean end of input (no byte of a new frame).
+fn read_frame_max(r: &mut impl Read, max: usize) -> std::io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
-    match r.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
+    let mut got = 0;
+    while got < len.len() {
+        match r.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the input ended inside a frame's length",
+                ))
+            }
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
     let n = u32::from_le_bytes(len) as usize;
-    if n > MAX_FRAME {
+    if n > max {
         return Err(std::io::Error::other(format!(
-            "frame of {n} bytes is too large"
+            "frame of {n} bytes is too large (at most {max})"
         )));
     }
     let mut buf = vec![0u8; n];
@@ -168,27 +198,43 @@ fn handle(instance: Option<&Instance>, req: Request) -> Reply {
 }
 
 /// The child's entry point: serves on stdin/stdout. The protocol gets a private copy of the
-/// stdout descriptor and descriptor 1 is pointed at stderr, so a plugin that prints cannot
-/// corrupt the frames.
+/// stdout descriptor ([`private_stdout`]), so a plugin that prints cannot corrupt the frames.
 pub fn serve_stdio(lib: &Path) -> Result<(), String> {
+    let out = private_stdout().map_err(|e| format!("cannot set up the protocol pipe: {e}"))?;
+    let mut out = std::io::BufWriter::new(out);
+    let mut input = BufReader::new(std::io::stdin());
+    serve(lib, &mut input, &mut out)
+}
+
+/// Takes the process's standard output for the caller alone: returns a handle on a copy of
+/// descriptor 1 and points descriptor 1 at stderr. From then on whatever anything else in the
+/// process prints to stdout (`println!` in plugin code, C `printf`) lands on stderr, and only
+/// the caller writes to the real stdout. Call it once, early, before other threads print.
+/// Elsewhere than on Unix it returns the ordinary stdout (no redirection).
+pub fn private_stdout() -> std::io::Result<Box<dyn Write + Send>> {
+    // Anything already buffered belongs to the real stdout.
+    std::io::stdout().flush()?;
     #[cfg(unix)]
-    let mut out: Box<dyn Write> = {
+    {
         use std::os::fd::FromRawFd as _;
         // SAFETY: dup/dup2 on the process's own standard descriptors; the new descriptor is
-        // owned by the File from here on.
+        // owned by the File from here on and closed only by it.
         unsafe {
             let fd = libc::dup(1);
             if fd < 0 {
-                return Err("dup(stdout) failed".into());
+                return Err(std::io::Error::last_os_error());
             }
-            libc::dup2(2, 1);
-            Box::new(std::io::BufWriter::new(std::fs::File::from_raw_fd(fd)))
+            let file = std::fs::File::from_raw_fd(fd);
+            if libc::dup2(2, 1) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(Box::new(file))
         }
-    };
+    }
     #[cfg(not(unix))]
-    let mut out: Box<dyn Write> = Box::new(std::io::BufWriter::new(std::io::stdout()));
-    let mut input = BufReader::new(std::io::stdin());
-    serve(lib, &mut input, &mut out)
+    {
+        Ok(Box::new(std::io::stdout()))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -241,21 +287,24 @@ struct Isolated {
 }
 
 fn describe_exit(child: &mut Child) -> String {
-    let status = match child.wait() {
-        Ok(s) => s,
-        Err(e) => return format!("its status is unknown ({e})"),
-    };
+    match child.wait() {
+        Ok(s) => describe_status(s),
+        Err(e) => format!("its status is unknown ({e})"),
+    }
+}
+
+fn describe_status(status: std::process::ExitStatus) -> String {
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt as _;
         if let Some(sig) = status.signal() {
             let name = match sig {
-                4 => " (SIGILL)",
-                6 => " (SIGABRT)",
-                7 => " (SIGBUS)",
-                8 => " (SIGFPE)",
-                9 => " (SIGKILL)",
-                11 => " (SIGSEGV: the plugin crashed)",
+                libc::SIGILL => " (SIGILL)",
+                libc::SIGABRT => " (SIGABRT)",
+                libc::SIGBUS => " (SIGBUS)",
+                libc::SIGFPE => " (SIGFPE)",
+                libc::SIGKILL => " (SIGKILL)",
+                libc::SIGSEGV => " (SIGSEGV: the plugin crashed)",
                 _ => "",
             };
             return format!("killed by signal {sig}{name}");
@@ -435,5 +484,106 @@ impl TokenAlgorithm for Isolated {
         };
         self.call(&req)
             .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_end_cleanly() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &serde_json::json!({"a": [1, 2, 3]})).unwrap();
+        write_frame(&mut buf, &"second").unwrap();
+        write_bytes(&mut buf, b"", MAX_FRAME).unwrap();
+        // Length prefix: u32 little-endian, then the JSON text.
+        assert_eq!(&buf[..4], &13u32.to_le_bytes());
+        assert_eq!(&buf[4..17], br#"{"a":[1,2,3]}"#);
+        let mut r = buf.as_slice();
+        let a: serde_json::Value =
+            serde_json::from_slice(&read_frame(&mut r).unwrap().unwrap()).unwrap();
+        assert_eq!(a, serde_json::json!({"a": [1, 2, 3]}));
+        assert_eq!(read_frame(&mut r).unwrap().unwrap(), br#""second""#);
+        assert_eq!(read_frame(&mut r).unwrap().unwrap(), b"");
+        assert_eq!(read_frame(&mut r).unwrap(), None);
+    }
+
+    #[test]
+    fn truncated_frames_are_errors_not_a_clean_end() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &"hello").unwrap();
+        // Inside the body.
+        let e = read_frame(&mut &buf[..buf.len() - 1]).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+        // Inside the length prefix.
+        let e = read_frame(&mut &buf[..2]).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn frames_over_the_limit_are_refused_on_both_sides() {
+        // A corrupted length is refused before anything is allocated.
+        let huge = u32::MAX.to_le_bytes();
+        let e = read_frame(&mut huge.as_slice()).unwrap_err();
+        assert!(e.to_string().contains("too large"), "{e}");
+        let over = u32::try_from(MAX_FRAME + 1).unwrap().to_le_bytes();
+        assert!(read_frame(&mut over.as_slice()).is_err());
+        // At the limit is fine.
+        let mut at = 8u32.to_le_bytes().to_vec();
+        at.extend_from_slice(b"12345678");
+        assert_eq!(
+            read_frame_max(&mut at.as_slice(), 8).unwrap().unwrap(),
+            b"12345678"
+        );
+        assert!(read_frame_max(&mut at.as_slice(), 7).is_err());
+        // The writer refuses what the reader would refuse, and writes nothing.
+        let mut out = Vec::new();
+        let e = write_bytes(&mut out, b"123456789", 8).unwrap_err();
+        assert!(
+            e.to_string().contains("frame of 9 bytes is too large"),
+            "{e}"
+        );
+        assert!(out.is_empty());
+        write_bytes(&mut out, b"12345678", 8).unwrap();
+        assert_eq!(out.len(), 12);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn exit_statuses_are_described_with_the_signal_name() {
+        use std::os::unix::process::ExitStatusExt as _;
+        use std::process::ExitStatus;
+        // A raw wait status: the signal number in the low bits, an exit code in the next byte.
+        let killed = |sig: i32| describe_status(ExitStatus::from_raw(sig));
+        assert_eq!(
+            killed(libc::SIGSEGV),
+            format!(
+                "killed by signal {} (SIGSEGV: the plugin crashed)",
+                libc::SIGSEGV
+            )
+        );
+        assert_eq!(
+            killed(libc::SIGABRT),
+            format!("killed by signal {} (SIGABRT)", libc::SIGABRT)
+        );
+        for (sig, name) in [
+            (libc::SIGILL, "SIGILL"),
+            (libc::SIGBUS, "SIGBUS"),
+            (libc::SIGFPE, "SIGFPE"),
+            (libc::SIGKILL, "SIGKILL"),
+        ] {
+            assert_eq!(killed(sig), format!("killed by signal {sig} ({name})"));
+        }
+        assert_eq!(
+            killed(libc::SIGTERM),
+            format!("killed by signal {}", libc::SIGTERM)
+        );
+        assert_eq!(
+            describe_status(ExitStatus::from_raw(3 << 8)),
+            "exited with exit status: 3"
+        );
     }
 }

@@ -17,11 +17,14 @@ use std::time::Duration;
 
 use abi_stable::library::{lib_header_from_raw_library, LibraryError, RawLibrary, RootModule as _};
 use rlvr_engine::algo::params::Params;
-use rlvr_engine::extensions::{ComponentFactory, ComponentInfo, ComponentKind, Instance};
+use rlvr_engine::extensions::{
+    ComponentFactory, ComponentInfo, ComponentKind, Extensions, Instance,
+};
 use rlvr_plugin_api::ffi::{PluginModule_Ref, PluginStamp, STAMP_MAGIC, STAMP_SYMBOL};
-use rlvr_plugin_api::{ABI_VERSION, SDK_VERSION};
 
-pub use isolated::{serve, serve_stdio};
+pub use isolated::{private_stdout, serve, serve_stdio};
+/// The plugin ABI and SDK versions this host loads (re-exported from `rlvr-plugin-api`).
+pub use rlvr_plugin_api::{ABI_VERSION, SDK_VERSION};
 
 /// Why a library could not be used. Every message names the file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +95,18 @@ pub enum PluginError {
         /// The plugin that declared it first.
         other: String,
     },
+    /// A name in `[plugins] isolated` is neither a loaded plugin nor a component of one.
+    #[error(
+        "plugins.isolated = {name:?} is invalid: no loaded plugin is called {name:?} and none \
+         declares a component of that name; {}",
+        loaded_list(loaded)
+    )]
+    UnknownIsolated {
+        /// The name in the list.
+        name: String,
+        /// The loaded plugins, as `name (component, …)`.
+        loaded: Vec<String>,
+    },
     /// File system trouble.
     #[error("{path}: {msg}")]
     Io {
@@ -100,6 +115,14 @@ pub enum PluginError {
         /// What happened.
         msg: String,
     },
+}
+
+fn loaded_list(loaded: &[String]) -> String {
+    if loaded.is_empty() {
+        "no plugin is loaded".into()
+    } else {
+        format!("loaded plugins: {}", loaded.join(", "))
+    }
 }
 
 /// A plugin's manifest in host types.
@@ -186,7 +209,10 @@ fn loaded() -> &'static Mutex<Vec<(PathBuf, PluginModule_Ref, Manifest)>> {
 /// Keeps the `Error:` entries of abi_stable's very long layout report, each with its
 /// `Expected:` / `Found:` values on one line: `Error:mismatched type Expected: A Found: B`.
 fn layout_summary(e: &LibraryError) -> String {
-    let text = e.to_string();
+    summarize_layout_report(&e.to_string())
+}
+
+fn summarize_layout_report(text: &str) -> String {
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     let mut keep = Vec::new();
     for (i, l) in lines.iter().enumerate() {
@@ -398,6 +424,9 @@ impl PluginHost {
     /// Loads a fresh copy of a changed library (a library is never unloaded, and the dynamic
     /// loader returns the old code for the same path): the file is copied under a unique name,
     /// loaded, and the copy deleted. Each reload leaks the old copy's memory (~0.5 MB).
+    ///
+    /// The new copy replaces the loaded one only after every check passed (it loads, its
+    /// components clash with no other plugin); on an error the working copy stays loaded.
     pub fn reload(&mut self, path: &Path) -> Result<(), PluginError> {
         self.reloads += 1;
         let stem = path
@@ -419,16 +448,77 @@ impl PluginHost {
         let mut p = res?;
         p.path = path.to_path_buf();
         p.sha256 = sha256_file(path)?;
-        self.plugins.retain(|q| q.path != path);
+        self.replace(p)
+    }
+
+    /// Puts `p` in place of the plugin loaded from the same path (keeping its hosting choice),
+    /// or adds it; a clash with another plugin's components leaves everything as it was.
+    fn replace(&mut self, mut p: LoadedPlugin) -> Result<(), PluginError> {
+        let old = self.plugins.iter().position(|q| q.path == p.path);
+        if let Some(i) = old {
+            p.isolated = self.plugins[i].isolated;
+        }
         let p = self.no_duplicates(p)?;
-        self.plugins.push(p);
+        match old {
+            Some(i) => self.plugins[i] = p,
+            None => self.plugins.push(p),
+        }
         Ok(())
     }
 
-    /// Hosts the named plugins in child processes.
-    pub fn set_isolated(&mut self, names: &[String]) {
-        for p in &mut self.plugins {
-            p.isolated = names.contains(&p.manifest.name);
+    /// Hosts the named plugins in child processes and the others in-process. A name is a
+    /// plugin's name (`Plugin::new`'s first argument) or the name of a component it declares,
+    /// which isolates the plugin that declares it. Every known name is applied; the first
+    /// name that matches nothing is returned as an error naming the key `plugins.isolated`
+    /// and the loaded plugins.
+    pub fn set_isolated(&mut self, names: &[String]) -> Result<(), PluginError> {
+        let mut unknown = None;
+        let mut on = vec![false; self.plugins.len()];
+        for name in names {
+            let by_plugin: Vec<usize> = (0..self.plugins.len())
+                .filter(|&i| self.plugins[i].manifest.name == *name)
+                .collect();
+            let hits = if by_plugin.is_empty() {
+                (0..self.plugins.len())
+                    .filter(|&i| {
+                        self.plugins[i]
+                            .manifest
+                            .components
+                            .iter()
+                            .any(|c| c.name == *name)
+                    })
+                    .collect()
+            } else {
+                by_plugin
+            };
+            if hits.is_empty() && unknown.is_none() {
+                unknown = Some(name.clone());
+            }
+            for i in hits {
+                on[i] = true;
+            }
+        }
+        for (p, on) in self.plugins.iter_mut().zip(on) {
+            p.isolated = on;
+        }
+        match unknown {
+            None => Ok(()),
+            Some(name) => Err(PluginError::UnknownIsolated {
+                name,
+                loaded: self
+                    .plugins
+                    .iter()
+                    .map(|p| {
+                        let comps: Vec<&str> = p
+                            .manifest
+                            .components
+                            .iter()
+                            .map(|c| c.name.as_str())
+                            .collect();
+                        format!("{} ({})", p.manifest.name, comps.join(", "))
+                    })
+                    .collect(),
+            }),
         }
     }
 
@@ -449,6 +539,16 @@ impl PluginHost {
             deadline: self.deadline,
             child_program: self.child_program.clone(),
         })
+    }
+
+    /// The extensions a run gets from this host: the loaded plugins' components (none when
+    /// no plugin is loaded).
+    pub fn extensions(&self) -> Extensions {
+        if self.plugins.is_empty() {
+            Extensions::none()
+        } else {
+            Extensions::none().with(self.factory())
+        }
     }
 
     /// Plugins whose components a config uses (for the run history).
@@ -506,5 +606,267 @@ impl ComponentFactory for Factory {
         } else {
             inproc::instantiate(p.module, kind, name, &json, self.deadline)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::collections::BTreeMap;
+
+    use rlvr_engine::extensions::ScoreItem;
+    use rlvr_plugin_api::{Plugin, Sample, Spec, Verdict, Verifier};
+
+    use super::*;
+
+    /// Passes the answer, panics on the `trigger` text, fails anything else.
+    struct Picky(String);
+
+    impl Verifier for Picky {
+        fn verify(&self, s: &Sample<'_>) -> Result<Verdict, String> {
+            if s.completion == self.0 {
+                panic!("cannot judge {:?}", s.completion);
+            }
+            Ok(if s.completion == s.answer {
+                Verdict::pass("exact")
+            } else {
+                Verdict::fail("no")
+            })
+        }
+    }
+
+    fn test_plugin() -> Plugin {
+        Plugin::new("tester", "0.0.1", "unit-test plugin").verifier(
+            Spec::new("picky", "exact match that panics on a trigger").text(
+                "trigger",
+                "boom",
+                "completion that panics",
+            ),
+            |p| Ok(Picky(p.text("trigger").to_string())),
+        )
+    }
+
+    /// The test plugin's root module, built in this process (as `export_plugin!` would).
+    fn module() -> PluginModule_Ref {
+        static M: OnceLock<PluginModule_Ref> = OnceLock::new();
+        *M.get_or_init(|| rlvr_plugin_api::sdk::root_module(test_plugin))
+    }
+
+    /// A loaded plugin called `name` at `path` declaring `components` (its module is the
+    /// test plugin's; only the manifest matters to the host's bookkeeping).
+    fn fake(name: &str, path: &str, components: &[(ComponentKind, &str)]) -> LoadedPlugin {
+        LoadedPlugin {
+            path: PathBuf::from(path),
+            sha256: String::new(),
+            manifest: Manifest {
+                name: name.into(),
+                version: "1.0.0".into(),
+                description: String::new(),
+                sdk_version: SDK_VERSION.into(),
+                abi_version: ABI_VERSION,
+                components: components
+                    .iter()
+                    .map(|&(kind, n)| ComponentInfo {
+                        kind,
+                        name: n.into(),
+                        summary: String::new(),
+                        params: Vec::new(),
+                        criteria: Vec::new(),
+                        origin: format!("plugin {name}"),
+                    })
+                    .collect(),
+            },
+            isolated: false,
+            module: module(),
+        }
+    }
+
+    fn host_of(plugins: Vec<LoadedPlugin>) -> PluginHost {
+        let mut host = PluginHost::new();
+        host.plugins = plugins;
+        host
+    }
+
+    fn two_plugins() -> PluginHost {
+        host_of(vec![
+            fake(
+                "faulty",
+                "/p/libfaulty.so",
+                &[
+                    (ComponentKind::Verifier, "faulty_verifier"),
+                    (ComponentKind::Sampler, "faulty_sampler"),
+                ],
+            ),
+            fake(
+                "sql-tools",
+                "/p/libsql.so",
+                &[(ComponentKind::Verifier, "sql_exec")],
+            ),
+        ])
+    }
+
+    fn isolated(host: &PluginHost) -> Vec<&str> {
+        host.plugins
+            .iter()
+            .filter(|p| p.isolated)
+            .map(|p| p.manifest.name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn isolated_takes_plugin_names_and_component_names() {
+        let mut host = two_plugins();
+        host.set_isolated(&["sql-tools".into()]).unwrap();
+        assert_eq!(isolated(&host), ["sql-tools"]);
+        // A component name isolates the plugin that declares it.
+        host.set_isolated(&["faulty_verifier".into()]).unwrap();
+        assert_eq!(isolated(&host), ["faulty"]);
+        host.set_isolated(&["faulty_sampler".into(), "sql_exec".into()])
+            .unwrap();
+        assert_eq!(isolated(&host), ["faulty", "sql-tools"]);
+        // An empty list hosts everything in-process again.
+        host.set_isolated(&[]).unwrap();
+        assert!(isolated(&host).is_empty());
+    }
+
+    #[test]
+    fn an_unknown_isolated_name_is_an_error_naming_the_key_and_the_plugins() {
+        let mut host = two_plugins();
+        let e = host
+            .set_isolated(&["faulty".into(), "nonexistent".into()])
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "plugins.isolated = \"nonexistent\" is invalid: no loaded plugin is called \
+             \"nonexistent\" and none declares a component of that name; loaded plugins: \
+             faulty (faulty_verifier, faulty_sampler), sql-tools (sql_exec)"
+        );
+        // The names that are known still apply.
+        assert_eq!(isolated(&host), ["faulty"]);
+        let e = host_of(Vec::new())
+            .set_isolated(&["faulty".into()])
+            .unwrap_err();
+        assert!(e.to_string().ends_with("; no plugin is loaded"), "{e}");
+    }
+
+    #[test]
+    fn a_failed_reload_keeps_the_working_copy() {
+        let mut host = two_plugins();
+        host.set_isolated(&["sql-tools".into()]).unwrap();
+        // The new copy declares a component another plugin has: refused, nothing changes.
+        let clash = fake(
+            "sql-tools",
+            "/p/libsql.so",
+            &[(ComponentKind::Verifier, "faulty_verifier")],
+        );
+        let e = host.replace(clash).unwrap_err();
+        assert!(
+            matches!(&e, PluginError::Duplicate { name, .. } if name == "faulty_verifier"),
+            "{e}"
+        );
+        assert_eq!(host.plugins.len(), 2);
+        let sql = &host.plugins[1];
+        assert_eq!(sql.manifest.components[0].name, "sql_exec");
+        assert!(sql.isolated);
+        // A good copy takes the old one's place and keeps its hosting choice.
+        let good = fake(
+            "sql-tools",
+            "/p/libsql.so",
+            &[(ComponentKind::Verifier, "sql_exec_v2")],
+        );
+        host.replace(good).unwrap();
+        assert_eq!(host.plugins.len(), 2);
+        assert_eq!(host.plugins[1].manifest.components[0].name, "sql_exec_v2");
+        assert!(host.plugins[1].isolated);
+
+        // A file that no longer loads: the error names it, the plugin stays.
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join(format!("libbroken.{}", library_suffix()));
+        std::fs::write(&lib, b"not a library").unwrap();
+        let mut host = host_of(vec![fake(
+            "broken",
+            &lib.to_string_lossy(),
+            &[(ComponentKind::Verifier, "v")],
+        )]);
+        let e = host.reload(&lib).unwrap_err();
+        assert!(matches!(e, PluginError::Open { .. }), "{e}");
+        assert_eq!(host.plugins.len(), 1);
+        assert_eq!(host.plugins[0].manifest.name, "broken");
+    }
+
+    #[test]
+    fn extensions_offer_the_loaded_components() {
+        assert!(PluginHost::new().extensions().components().is_empty());
+        let names: Vec<String> = two_plugins()
+            .extensions()
+            .components()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["faulty_verifier", "faulty_sampler", "sql_exec"]);
+    }
+
+    #[test]
+    fn a_panic_in_one_item_errors_only_that_sample() {
+        let m = module();
+        let manifest = (m.manifest())().into_result().unwrap();
+        let mut p = fake("tester", "/p/libtester.so", &[]);
+        p.manifest = convert::manifest(&manifest, &p.path);
+        let host = host_of(vec![p]);
+        let (_, inst) = host
+            .extensions()
+            .build(
+                "rewards.verifier",
+                "rewards.verifier_params",
+                &[ComponentKind::Verifier],
+                "picky",
+                &BTreeMap::new(),
+            )
+            .unwrap();
+        let Instance::Reward(r) = inst else {
+            panic!("not a reward component");
+        };
+        let meta = serde_json::Value::Null;
+        let items: Vec<ScoreItem<'_>> = ["42", "boom", "7", "42"]
+            .iter()
+            .map(|c| ScoreItem {
+                prompt: "p",
+                completion: c,
+                answer: "42",
+                meta: &meta,
+            })
+            .collect();
+        let out = r.score_batch(&items);
+        assert_eq!(out.len(), 4);
+        assert_eq!(out[0].as_ref().unwrap().passed, Some(true));
+        let e = out[1].as_ref().unwrap_err();
+        assert!(e.contains("cannot judge \"boom\""), "{e}");
+        assert_eq!(out[2].as_ref().unwrap().passed, Some(false));
+        assert_eq!(out[3].as_ref().unwrap().score, 1.0);
+    }
+
+    #[test]
+    fn layout_reports_keep_their_error_lines() {
+        let report = "Compared <rlvr_plugin> to <rlvr_plugin>\n\
+            some context\n\
+            \n\
+            Error:mismatched field name\n\
+            \x20   Expected:\n\
+            \x20       score\n\
+            \x20   Found:\n\
+            \x20       points\n\
+            \n\
+            Error:mismatched type size\n\
+            \x20   Expected: 8\n\
+            \x20   Found: 4\n";
+        assert_eq!(
+            summarize_layout_report(report),
+            "Error:mismatched field name Expected: score Found: points; \
+             Error:mismatched type size Expected: 8 Found: 4"
+        );
+        // Without `Error:` lines: the first six lines.
+        let plain = "a\nb\nc\nd\ne\nf\ng\nh";
+        assert_eq!(summarize_layout_report(plain), "a b c d e f");
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use rlvr_engine::algo::params::{ParamKind, ParamValue};
-use rlvr_engine::extensions::{ComponentKind, Extensions, Instance, ScoreItem};
+use rlvr_engine::algo::params::{ParamKind, ParamSpec, ParamValue};
+use rlvr_engine::extensions::{ComponentKind, Instance, ScoreItem};
 use rlvr_engine::RunConfig;
 use rlvr_plugin_host::{LoadedPlugin, PluginHost};
 
@@ -98,22 +98,24 @@ pub fn host_for(cfg: &RunConfig, extra: &[PathBuf]) -> anyhow::Result<PluginHost
     dirs.extend(cfg.plugins.dirs.iter().cloned());
     dirs.extend(extra.iter().cloned());
     host.scan(&dirs);
-    host.set_isolated(&cfg.plugins.isolated);
     for e in &host.errors {
         eprintln!("warning: plugin not loaded: {e}");
     }
+    // An unknown name would leave the plugin in-process while the user thinks it is isolated.
+    if let Err(e) = host.set_isolated(&cfg.plugins.isolated) {
+        let mut msg = e.to_string();
+        for err in &host.errors {
+            msg.push_str(&format!("\n  plugin not loaded: {err}"));
+        }
+        anyhow::bail!(msg);
+    }
     Ok(host)
-}
-
-/// The extensions a run gets from a host.
-pub fn extensions(host: &PluginHost) -> Extensions {
-    Extensions::none().with(host.factory())
 }
 
 /// Validates a config against the loaded plugins; a failure also lists the libraries that
 /// could not be loaded (the component may be in one of them).
 pub fn validate(cfg: &RunConfig, host: &PluginHost) -> anyhow::Result<()> {
-    if let Err(e) = cfg.validate_with(&extensions(host)) {
+    if let Err(e) = cfg.validate_with(&host.extensions()) {
         let mut msg = e.to_string();
         for err in &host.errors {
             msg.push_str(&format!("\n  plugin not loaded: {err}"));
@@ -208,7 +210,7 @@ pub fn plugins(cmd: PluginsCmd) -> anyhow::Result<()> {
                 print_plugin(&p);
                 println!(
                     "ok: compatible with this RLVR Studio (plugin ABI {})",
-                    rlvr_plugin_api::ABI_VERSION
+                    rlvr_plugin_host::ABI_VERSION
                 );
             }
             Ok(())
@@ -290,9 +292,9 @@ fn bench(plugin: &Path, component: &str, iters: usize) -> anyhow::Result<()> {
                 .iter()
                 .map(|p| p.manifest.name.clone())
                 .collect();
-            host.set_isolated(&names);
+            host.set_isolated(&names)?;
         }
-        let (_, inst) = extensions(&host).build(
+        let (_, inst) = host.extensions().build(
             "--component",
             "--param",
             &[ComponentKind::Verifier],
@@ -334,25 +336,57 @@ fn bench(plugin: &Path, component: &str, iters: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Parses `name=value` parameters: booleans, integers, floats, else text.
-fn parse_params(args: &[String]) -> anyhow::Result<BTreeMap<String, ParamValue>> {
+/// Parses `name=value` parameters by the kind each one is declared with in `specs`: a text
+/// parameter takes the value as written (`x=2` is the text "2"; matching quotes around it are
+/// removed, `x="2"` is "2" too). A name without a spec (the component's check then reports it)
+/// or a value that does not parse as its kind is guessed: boolean, integer, float, else text,
+/// so the check's message shows what was given.
+fn parse_params(
+    args: &[String],
+    specs: &[ParamSpec],
+) -> anyhow::Result<BTreeMap<String, ParamValue>> {
     let mut out = BTreeMap::new();
     for a in args {
         let (k, v) = a
             .split_once('=')
             .with_context(|| format!("--param {a:?}: expected NAME=VALUE"))?;
-        let value = if let Ok(b) = v.parse::<bool>() {
-            ParamValue::Bool(b)
-        } else if let Ok(i) = v.parse::<i64>() {
-            ParamValue::Int(i)
-        } else if let Some(f) = v.parse::<f64>().ok().filter(|f| f.is_finite()) {
-            ParamValue::Float(f)
-        } else {
-            ParamValue::Text(v.to_string())
+        let kind = specs.iter().find(|s| s.name == k).map(|s| s.kind);
+        let typed = match kind {
+            Some(ParamKind::Text) => Some(ParamValue::Text(unquote(v).to_string())),
+            Some(ParamKind::Bool) => v.parse::<bool>().ok().map(ParamValue::Bool),
+            Some(ParamKind::Int) => v.parse::<i64>().ok().map(ParamValue::Int),
+            Some(ParamKind::Float) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .map(ParamValue::Float),
+            None => None,
         };
-        out.insert(k.to_string(), value);
+        out.insert(k.to_string(), typed.unwrap_or_else(|| guess(v)));
     }
     Ok(out)
+}
+
+/// `v` without one pair of matching surrounding quotes (`"…"` or `'…'`).
+fn unquote(v: &str) -> &str {
+    for q in ['"', '\''] {
+        if let Some(inner) = v.strip_prefix(q).and_then(|r| r.strip_suffix(q)) {
+            return inner;
+        }
+    }
+    v
+}
+
+fn guess(v: &str) -> ParamValue {
+    if let Ok(b) = v.parse::<bool>() {
+        ParamValue::Bool(b)
+    } else if let Ok(i) = v.parse::<i64>() {
+        ParamValue::Int(i)
+    } else if let Some(f) = v.parse::<f64>().ok().filter(|f| f.is_finite()) {
+        ParamValue::Float(f)
+    } else {
+        ParamValue::Text(unquote(v).to_string())
+    }
 }
 
 /// `verify`: load one plugin, build the component, score one completion, print it.
@@ -370,17 +404,16 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             .iter()
             .map(|p| p.manifest.name.clone())
             .collect();
-        host.set_isolated(&names);
+        host.set_isolated(&names)?;
     }
-    let ext = extensions(&host);
-    let values = parse_params(&args.params)?;
-    let (_, inst) = ext.build(
-        "--component",
-        "--param",
-        &[ComponentKind::Verifier, ComponentKind::Rubric],
-        &args.component,
-        &values,
-    )?;
+    let ext = host.extensions();
+    let kinds = [ComponentKind::Verifier, ComponentKind::Rubric];
+    let specs = ext
+        .find(&kinds, &args.component)
+        .map(|c| c.params)
+        .unwrap_or_default();
+    let values = parse_params(&args.params, &specs)?;
+    let (_, inst) = ext.build("--component", "--param", &kinds, &args.component, &values)?;
     let Instance::Reward(r) = inst else {
         anyhow::bail!("{} is not a verifier or rubric", args.component);
     };

@@ -1,5 +1,6 @@
 //! `rlvr-studio train` and `rlvr-studio pretrain`.
 
+use std::io::{LineWriter, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -77,6 +78,53 @@ fn say(bar: &ProgressBar, line: impl AsRef<str>) {
         println!("{}", line.as_ref());
     } else {
         bar.println(line);
+    }
+}
+
+/// Where `train` prints: the real stdout, taken for itself at the start
+/// ([`rlvr_plugin_host::private_stdout`]), so that whatever in-process plugin code prints goes
+/// to stderr and `--json` stays one event per line. The first write error is kept and
+/// reported when the run ends (the run itself goes on and is stored).
+struct Out {
+    w: LineWriter<Box<dyn Write + Send>>,
+    err: Option<std::io::Error>,
+}
+
+impl Out {
+    fn take() -> Self {
+        let w = rlvr_plugin_host::private_stdout().unwrap_or_else(|e| {
+            // E.g. stderr is closed: keep going on the shared stdout rather than refuse to train.
+            eprintln!("warning: stdout stays shared with plugin code ({e})");
+            Box::new(std::io::stdout())
+        });
+        Self {
+            w: LineWriter::new(w),
+            err: None,
+        }
+    }
+
+    fn line(&mut self, text: impl std::fmt::Display) {
+        if self.err.is_none() {
+            if let Err(e) = writeln!(self.w, "{text}") {
+                self.err = Some(e);
+            }
+        }
+    }
+
+    /// Above the progress bar, or plainly when the bar is hidden (not a terminal).
+    fn say(&mut self, bar: &ProgressBar, line: impl AsRef<str>) {
+        if bar.is_hidden() {
+            self.line(line.as_ref());
+        } else {
+            bar.println(line);
+        }
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        if let Some(e) = self.err.take() {
+            anyhow::bail!("writing to stdout: {e}");
+        }
+        self.w.flush().context("writing to stdout")
     }
 }
 
@@ -202,8 +250,11 @@ fn start_resumed(store: &Store, reference: &str, args: &TrainArgs) -> anyhow::Re
     })
 }
 
-/// `rlvr-studio train CONFIG` / `rlvr-studio train --resume RUN`.
+/// `rlvr-studio train CONFIG` / `rlvr-studio train --resume RUN`. Stdout carries only the
+/// run's own output (events with `--json`); anything else printed to stdout in this process
+/// from here on, by in-process plugins in particular, goes to stderr.
 pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let mut out = Out::take();
     let store = crate::runs::open_store(db)?;
     let start = match (&args.resume, &args.config) {
         (Some(r), _) => start_resumed(&store, r, &args)?,
@@ -262,12 +313,9 @@ pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()
     let keep_groups = cfg.output.keep_groups;
     let recorder = Recorder::spawn(store, run_id, keep_groups, writer)
         .context("cannot start the store writer thread")?;
-    let handle = rlvr_engine::trainer::spawn_ext(
-        cfg.clone(),
-        resume_step.is_some(),
-        crate::plugins::extensions(&host),
-    )
-    .context("cannot start the engine thread")?;
+    let handle =
+        rlvr_engine::trainer::spawn_ext(cfg.clone(), resume_step.is_some(), host.extensions())
+            .context("cannot start the engine thread")?;
     let started = Instant::now();
     let bar = if args.json {
         ProgressBar::hidden()
@@ -293,12 +341,12 @@ pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()
                 if let Some(o) = v.as_object_mut() {
                     o.insert("run_id".into(), run_id.into());
                 }
-                println!("{v}");
+                out.line(v);
             }
         }
         match &ev {
             EngineEvent::Started(info) if !args.json => {
-                say(
+                out.say(
                     &bar,
                     format!(
                         "run {run_id} {:?}: task {}, {} parameters, {} steps{}, {} thread(s), model {}",
@@ -316,15 +364,15 @@ pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()
                 bar.set_position(m.step as u64);
                 bar.set_message(format!("reward {:.3} acc {:.3}", m.reward_mean, m.accuracy));
                 if !args.json && args.log_every > 0 && m.step % args.log_every == 0 {
-                    say(&bar, format!(
+                    out.say(&bar, format!(
                         "step {:>4} | {:>6.1}s | reward {:.3} ± {:.3} | acc {:.3} | entropy {:.3} | len {:.1} | zero-var {:.2} | grad {:.3} | {:.2} s/step, {:.0} tok/s",
                         m.step, m.elapsed_s, m.reward_mean, m.reward_std, m.accuracy, m.entropy,
                         m.response_len_mean, m.zero_var_frac, m.grad_norm, m.step_time_s, m.tokens_per_s
                     ));
                 }
             }
-            EngineEvent::Eval(e) if !args.json => say(&bar, fmt_eval(e)),
-            EngineEvent::Log { message } if !args.json => say(&bar, message),
+            EngineEvent::Eval(e) if !args.json => out.say(&bar, fmt_eval(e)),
+            EngineEvent::Log { message } if !args.json => out.say(&bar, message),
             EngineEvent::Failed { error } => failure = Some(error.clone()),
             _ => {}
         }
@@ -354,31 +402,28 @@ pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()
     let summary = result?;
     let per_step = |s: f64| 1e3 * s / stored.steps.max(1) as f64;
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "type": "store",
-                "run_id": run_id,
-                "elapsed_s": started.elapsed().as_secs_f64(),
-                "steps": stored.steps,
-                "events": stored.events,
-                "db_ms_per_step": per_step(stored.db_s),
-                "max_step_db_ms": 1e3 * stored.max_step_db_s,
-                "checkpoint_ms_per_step": per_step(stored.checkpoint_s),
-                "jsonl_ms_per_step": per_step(stored.jsonl_s),
-                "mean_step_ms": 1e3 * summary.mean_step_s,
-            })
-        );
+        out.line(serde_json::json!({
+            "type": "store",
+            "run_id": run_id,
+            "elapsed_s": started.elapsed().as_secs_f64(),
+            "steps": stored.steps,
+            "events": stored.events,
+            "db_ms_per_step": per_step(stored.db_s),
+            "max_step_db_ms": 1e3 * stored.max_step_db_s,
+            "checkpoint_ms_per_step": per_step(stored.checkpoint_s),
+            "jsonl_ms_per_step": per_step(stored.jsonl_s),
+            "mean_step_ms": 1e3 * summary.mean_step_s,
+        }));
     } else {
-        print!("{}", summary_table(&summary, &out_dir));
-        println!(
+        out.line(summary_table(&summary, &out_dir).trim_end_matches('\n'));
+        out.line(format!(
             "  history: run {run_id} (rlvr-studio runs show {run_id}); store writer per step: \
              {:.2} ms database, {:.2} ms checkpoint, off the training thread",
             per_step(stored.db_s),
             per_step(stored.checkpoint_s)
-        );
+        ));
     }
-    Ok(())
+    out.finish()
 }
 
 /// `rlvr-studio pretrain`.
