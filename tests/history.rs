@@ -524,3 +524,191 @@ fn in_memory_databases_are_refused_and_export_errors_name_the_file() {
         }
     }
 }
+
+fn run_err(args: Vec<String>) -> String {
+    let out = bin().args(&args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert!(err.starts_with("error: "), "{args:?}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    err
+}
+
+fn marker(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap()
+}
+
+/// Reliability defect 1: a second run with the output folder of another run used to overwrite
+/// its config, metrics and checkpoints, and resuming the first then took the second's
+/// checkpoint. An explicit `--out` of another run is refused, the default `runs/<name>` is
+/// suffixed, and a resume refuses a folder that now holds another run's files.
+#[test]
+fn two_runs_never_share_an_output_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite");
+    let cfg = small_config(dir.path(), 2);
+    let shared = dir.path().join("shared");
+    run_ok(train_args(&db, &cfg, &shared));
+    assert_eq!(marker(&shared)["run_id"], 1);
+    let config_before = std::fs::read_to_string(shared.join("config.toml")).unwrap();
+
+    let mut second = train_args(&db, &cfg, &shared);
+    second.extend(["--seed".into(), "2".into()]);
+    let err = run_err(second);
+    for needle in [shared.to_str().unwrap(), "run 1 \"small\"", "--out"] {
+        assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(shared.join("config.toml")).unwrap(),
+        config_before,
+        "run 1's files untouched"
+    );
+
+    // Without --out: `runs/small`, then `runs/small-2` for the same config trained again.
+    for _ in 0..2 {
+        let mut a: Vec<String> = db_arg(&db).into();
+        a.extend([
+            "train".into(),
+            cfg.to_string_lossy().into_owned(),
+            "--json".into(),
+        ]);
+        let out = bin().current_dir(dir.path()).args(&a).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let runs = dir.path().join("runs");
+    assert_eq!(marker(&runs.join("small"))["run_id"], 2);
+    assert_eq!(marker(&runs.join("small-2"))["run_id"], 3);
+    let show = &runs_json(&db, &["show", "3"])[0];
+    assert!(
+        show["out_dir"].as_str().unwrap().ends_with("small-2"),
+        "{show}"
+    );
+
+    // Run 1's folder taken over behind its back (here: its marker names run 2): no resume.
+    let theirs = std::fs::read(runs.join("small/run.json")).unwrap();
+    let ours = std::fs::read(shared.join("run.json")).unwrap();
+    std::fs::write(shared.join("run.json"), &theirs).unwrap();
+    let mut resume: Vec<String> = db_arg(&db).into();
+    resume.extend(["train", "--resume", "1", "--steps", "3", "--json"].map(String::from));
+    let err = run_err(resume.clone());
+    for needle in [
+        "cannot resume run 1",
+        shared.to_str().unwrap(),
+        "run 2 \"small\"",
+    ] {
+        assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+    }
+    std::fs::write(shared.join("run.json"), &ours).unwrap();
+    let lines = json_lines(&run_ok(resume));
+    let steps: Vec<u64> = of_type(&lines, "step")
+        .iter()
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [3]);
+}
+
+/// Reliability "resume overrides": `--seed` on a resume silently changed the remaining steps
+/// and `--steps` below the checkpoint left "finished 8/3". A resume takes only more steps
+/// (recorded in the history and the run folder); a new seed, model, thread count or folder is
+/// refused. And the GUI's export writes the same bytes as `runs export --no-samples`.
+#[test]
+fn resume_takes_only_what_keeps_the_trajectory_and_exports_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite");
+    let cfg = small_config(dir.path(), 2);
+    let out = dir.path().join("out");
+    run_ok(train_args(&db, &cfg, &out));
+    let resume = |extra: &[&str]| {
+        let mut a: Vec<String> = db_arg(&db).into();
+        a.extend(["train", "--resume", "1", "--json"].map(String::from));
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let elsewhere = dir.path().join("elsewhere");
+    for (extra, needles) in [
+        (vec!["--seed", "99"], vec!["--seed 99", "seed = 5"]),
+        (vec!["--threads", "3"], vec!["--threads 3", "threads = "]),
+        (
+            vec!["--model", elsewhere.to_str().unwrap()],
+            vec!["--model", "model.path"],
+        ),
+        (
+            vec!["--out", elsewhere.to_str().unwrap()],
+            vec!["--out", "output.dir"],
+        ),
+        (
+            vec!["--steps", "1"],
+            vec!["--steps 1", "after step 2", "--steps 2 or more"],
+        ),
+    ] {
+        let err = run_err(resume(&extra));
+        for n in needles.iter().chain(&["run 1 \"small\""]) {
+            assert!(err.contains(n), "{extra:?}: {err:?} lacks {n:?}");
+        }
+    }
+    let show = &runs_json(&db, &["show", "1"])[0];
+    assert_eq!(
+        (show["last_step"].as_i64(), show["steps_planned"].as_i64()),
+        (Some(2), Some(2))
+    );
+
+    // The same seed is no change; more steps are recorded where `runs show` shows them.
+    let lines = json_lines(&run_ok(resume(&["--seed", "5", "--steps", "3"])));
+    assert_eq!(of_type(&lines, "step").len(), 1);
+    let show = &runs_json(&db, &["show", "1"])[0];
+    assert_eq!(
+        (show["last_step"].as_i64(), show["steps_planned"].as_i64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(show["status"], "finished");
+    assert!(
+        show["config"].as_str().unwrap().contains("steps = 3"),
+        "{show}"
+    );
+    let logs: Vec<&str> = show["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        logs.contains(&"resumed after step 2 with steps = 3 (was 2)"),
+        "{logs:?}"
+    );
+    let folder_cfg = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(folder_cfg.contains("steps = 3"), "{folder_cfg}");
+
+    // One export for both front ends.
+    let store = rlvr_store::Store::open(&db).unwrap();
+    for (fmt, name) in [
+        (rlvr_store::export::ExportFormat::Csv, "csv"),
+        (rlvr_store::export::ExportFormat::Jsonl, "jsonl"),
+    ] {
+        let cli = dir.path().join(format!("cli.{name}"));
+        let mut a: Vec<String> = db_arg(&db).into();
+        a.extend(
+            [
+                "runs",
+                "export",
+                "1",
+                "--no-samples",
+                "--format",
+                name,
+                "--out",
+            ]
+            .map(String::from),
+        );
+        a.push(cli.to_string_lossy().into_owned());
+        run_ok(a);
+        let gui = dir.path().join(format!("gui.{name}"));
+        assert_eq!(rlvr_ui::runs::export(&store, 1, &gui, fmt).unwrap(), 4);
+        let (c, g) = (std::fs::read(&cli).unwrap(), std::fs::read(&gui).unwrap());
+        assert!(c.len() > 100, "{name}");
+        assert_eq!(c, g, "{name}: the GUI and the CLI export differ");
+    }
+}

@@ -1,10 +1,11 @@
 //! The run history: search and tags, multi-select to overlay several runs' curves with a config
 //! diff beside them, and delete / export / resume / duplicate / inspect.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write as _;
 use std::path::Path;
 
+pub use rlvr_store::export::ExportFormat;
 use rlvr_store::{RunFilter, RunRow, RunStatus, Store};
 
 use crate::charts::{self, ChartSettings, RunSeries};
@@ -20,15 +21,6 @@ pub enum RunsAction {
     Duplicate(i64),
     /// Continue this interrupted run.
     Resume(i64),
-}
-
-/// Export formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExportFormat {
-    /// One row per step, one column per metric.
-    Csv,
-    /// One JSON object per step.
-    Jsonl,
 }
 
 /// The runs view's state.
@@ -73,82 +65,31 @@ fn algorithm_of(config: &str) -> String {
         .unwrap_or_else(|| "grpo".into())
 }
 
-/// Flattened `key = value` lines of a TOML config (for the diff).
-pub fn flat_config(config: &str) -> BTreeMap<String, String> {
-    fn walk(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
-        match v {
-            toml::Value::Table(t) => {
-                for (k, x) in t {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&key, x, out);
-                }
-            }
-            other => {
-                out.insert(prefix.to_string(), other.to_string());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    if let Ok(t) = toml::from_str::<toml::Table>(config) {
-        walk("", &toml::Value::Table(t), &mut out);
-    }
-    out
-}
-
-/// Keys whose values differ between configs: key → value per config ("—" when absent).
+/// Keys whose values differ between configs, apart from `name` and `output.dir`: key → value
+/// per config ("—" when absent). The same diff as `rlvr-studio runs diff`.
 pub fn config_diff(configs: &[&str]) -> Vec<(String, Vec<String>)> {
-    let flats: Vec<BTreeMap<String, String>> = configs.iter().map(|c| flat_config(c)).collect();
-    let keys: BTreeSet<&String> = flats.iter().flat_map(|f| f.keys()).collect();
-    keys.into_iter()
-        .filter(|k| !matches!(k.as_str(), "output.dir" | "name"))
-        .filter_map(|k| {
-            let vals: Vec<String> = flats
-                .iter()
-                .map(|f| f.get(k).cloned().unwrap_or_else(|| "—".into()))
+    rlvr_store::export::config_diff(configs, &["output.dir", "name"])
+        .into_iter()
+        .map(|d| {
+            let vals = d
+                .values
+                .into_iter()
+                .map(|v| v.unwrap_or_else(|| "—".into()))
                 .collect();
-            (vals.iter().any(|v| *v != vals[0])).then(|| (k.clone(), vals))
+            (d.key, vals)
         })
         .collect()
 }
 
-/// Writes a run's metrics as CSV or JSONL.
+/// Writes a run's metrics as CSV or JSONL to `path`: the same bytes as
+/// `rlvr-studio runs export RUN --no-samples`. Returns the number of steps written.
 pub fn export(store: &Store, run_id: i64, path: &Path, fmt: ExportFormat) -> Result<usize, String> {
     let by_step = store.metrics_by_step(run_id).map_err(|e| e.to_string())?;
-    let mut f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let io = |e: std::io::Error| format!("{}: {e}", path.display());
-    match fmt {
-        ExportFormat::Csv => {
-            let names: BTreeSet<&String> = by_step.values().flat_map(|m| m.keys()).collect();
-            let header: Vec<&str> = std::iter::once("step")
-                .chain(names.iter().map(|s| s.as_str()))
-                .collect();
-            writeln!(f, "{}", header.join(",")).map_err(io)?;
-            for (step, m) in &by_step {
-                let mut row = vec![step.to_string()];
-                row.extend(
-                    names
-                        .iter()
-                        .map(|n| m.get(*n).map_or(String::new(), |v| v.to_string())),
-                );
-                writeln!(f, "{}", row.join(",")).map_err(io)?;
-            }
-        }
-        ExportFormat::Jsonl => {
-            for (step, m) in &by_step {
-                let mut o = serde_json::Map::new();
-                o.insert("run_id".into(), run_id.into());
-                o.insert("step".into(), (*step).into());
-                for (k, v) in m {
-                    o.insert(k.clone(), serde_json::Value::from(*v));
-                }
-                writeln!(f, "{}", serde_json::Value::Object(o)).map_err(io)?;
-            }
-        }
-    }
+    let f = std::fs::File::create(path).map_err(io)?;
+    let mut w = std::io::BufWriter::new(f);
+    rlvr_store::export::write_metrics(&mut w, fmt, run_id, &by_step).map_err(io)?;
+    w.flush().map_err(io)?;
     Ok(by_step.len())
 }
 

@@ -2,21 +2,21 @@
 //! another, and a small forwarder thread between them that hands every event to the writer and a
 //! copy to the UI, then asks for a repaint. The UI only ever `try_recv`s, so it never blocks.
 //!
-//! Starting and resuming follow the CLI (`app/studio/src/train.rs`: `train`/`start_resumed`):
-//! create or roll back the run row, open the run folder writer, spawn the Recorder and the
-//! engine. The few lines are duplicated here on purpose (that file is the CLI's); a later
-//! refactor can move both into `rlvr_store`.
+//! Starting, resuming and forwarding are the CLI's too: the run launcher (`rlvr_launch`)
+//! creates or rolls back the run row, claims the run folder, opens its writer, spawns the
+//! Recorder and the engine, and forwards each event to the Recorder and to the listener given
+//! here (the UI channel).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use rlvr_engine::events::{EngineEvent, EvalMetrics, RunInfo, SampleGroup, StepMetrics};
-use rlvr_engine::extensions::Extensions;
-use rlvr_engine::output::RunDirWriter;
-use rlvr_engine::trainer::{latest_checkpoint, Command};
+
+use rlvr_engine::trainer::Command;
 use rlvr_engine::RunConfig;
-use rlvr_store::{NewRun, Recorder, RunStatus, Store};
+use rlvr_launch::{LaunchError, NewRunRequest, Overrides, Prepared, Resumable, Running};
+use rlvr_store::Store;
 
 /// Why a run could not start (shown in the UI as is).
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,17 @@ pub enum SessionError {
     /// Anything else, already worded for the user.
     #[error("{0}")]
     Other(String),
+}
+
+impl From<LaunchError> for SessionError {
+    fn from(e: LaunchError) -> Self {
+        match e {
+            LaunchError::Store(e) => Self::Store(e),
+            LaunchError::Engine(e) => Self::Engine(e),
+            LaunchError::Thread { err, .. } => Self::Thread(err),
+            other => Self::Other(other.to_string()),
+        }
+    }
 }
 
 /// What the forwarder tells the UI.
@@ -131,10 +142,6 @@ pub struct LiveRun {
     forwarder: Option<std::thread::JoinHandle<()>>,
 }
 
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
 /// Seconds since the Unix epoch (names default run folders).
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
@@ -142,69 +149,31 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Records every plugin library the run uses, with its hash, in the run history.
-fn record_plugins(
-    store: &Store,
-    run_id: i64,
-    cfg: &RunConfig,
-    plugins: &rlvr_plugin_host::PluginHost,
-) -> Result<(), SessionError> {
-    for p in plugins.used_by(cfg) {
-        store.add_plugin(
-            run_id,
-            &p.path,
-            &format!("{} {}", p.manifest.name, p.manifest.version),
-            &p.sha256,
-        )?;
-    }
-    Ok(())
-}
 
 impl LiveRun {
     /// Creates a run in the history at `db` and starts training it. A config without an output
-    /// folder gets `runs_root/<name>-<unix time>`.
+    /// folder gets `runs_root/<name>-<unix time>` (suffixed `-2`, `-3`... if another run has
+    /// it); an output folder that belongs to another run is refused.
     pub fn start(
-        mut cfg: RunConfig,
+        cfg: RunConfig,
         db: &Path,
         runs_root: &Path,
         tags: Vec<String>,
         plugins: &rlvr_plugin_host::PluginHost,
         repaint: Option<egui::Context>,
     ) -> Result<Self, SessionError> {
-        if cfg.output.dir.as_os_str().is_empty() {
-            cfg.output.dir = runs_root.join(format!("{}-{}", sanitize(&cfg.name), now_secs()));
-        }
-        cfg.output.dir = absolute(&cfg.output.dir);
+        let default_dir = runs_root.join(format!("{}-{}", sanitize(&cfg.name), now_secs()));
         let ext = plugins.extensions();
         cfg.validate_with(&ext)?;
         let store = Store::open(db)?;
-        let run_id = store.create_run(&NewRun {
-            name: cfg.name.clone(),
-            config: cfg.to_toml(),
-            seed: cfg.seed,
-            model_path: cfg.model.path.to_string_lossy().into_owned(),
-            steps_planned: cfg.steps,
-            out_dir: cfg.output.dir.to_string_lossy().into_owned(),
+        let req = NewRunRequest {
+            cfg,
+            default_dir,
             tags,
             notes: String::new(),
-        })?;
-        record_plugins(&store, run_id, &cfg, plugins)?;
-        let writer = match RunDirWriter::create(&cfg.output.dir, &cfg.to_toml()) {
-            Ok(w) => w,
-            Err(e) => {
-                store.mark_failed(run_id, &e.to_string())?;
-                return Err(e.into());
-            }
         };
-        Self::launch(
-            store,
-            run_id,
-            (cfg, ext),
-            None,
-            writer,
-            Default::default(),
-            repaint,
-        )
+        let prepared = rlvr_launch::prepare_new(store, req, ext, plugins)?;
+        Self::launch(prepared, Default::default(), repaint)
     }
 
     /// Resumes an interrupted run from its latest checkpoint (or from the start when it stopped
@@ -216,70 +185,30 @@ impl LiveRun {
         repaint: Option<egui::Context>,
     ) -> Result<Self, SessionError> {
         let store = Store::open(db)?;
-        let run = store.run(run_id)?;
-        if run.status == RunStatus::Running {
-            return Err(SessionError::Other(format!(
-                "run {run_id} ({:?}) is still running in another process",
-                run.name
-            )));
-        }
-        let mut cfg = RunConfig::from_toml(&run.config)?;
-        cfg.output.dir = PathBuf::from(&run.out_dir);
+        let resumable = Resumable::open(store, run_id, &Overrides::default())?;
         let ext = plugins.extensions();
-        cfg.validate_with(&ext)?;
-        let step = match latest_checkpoint(&cfg.output.dir)? {
-            Some((_, step)) => Some(step),
-            None if !store
-                .checkpoints(run_id)?
-                .iter()
-                .any(|(k, _, _)| k == "resume") =>
-            {
-                None
-            }
-            None => {
-                return Err(SessionError::Other(format!(
-                    "run {run_id}: no checkpoint to resume from in {} (its checkpoint files \
-                     were removed)",
-                    cfg.output.dir.display()
-                )))
-            }
-        };
-        store.rollback_for_resume(run_id, step, cfg.steps)?;
-        record_plugins(&store, run_id, &cfg, plugins)?;
-        let writer = match step {
-            Some(s) => RunDirWriter::reopen(&cfg.output.dir, s),
-            None => RunDirWriter::create(&cfg.output.dir, &cfg.to_toml()),
-        };
-        let writer = match writer {
-            Ok(w) => w,
-            Err(e) => {
-                store.mark_failed(run_id, &e.to_string())?;
-                return Err(e.into());
-            }
-        };
+        resumable.cfg().validate_with(&ext)?;
+        let prepared = resumable.prepare(ext, plugins)?;
         // The curves so far come from the history.
-        let mut history = crate::history::MetricTable::load(&store, run_id).unwrap_or_default();
-        history.truncate(step.unwrap_or(0) as u64);
-        Self::launch(store, run_id, (cfg, ext), step, writer, history, repaint)
+        let mut history =
+            crate::history::MetricTable::load(prepared.store(), run_id).unwrap_or_default();
+        history.truncate(prepared.resume_step.unwrap_or(0) as u64);
+        Self::launch(prepared, history, repaint)
     }
 
     fn launch(
-        store: Store,
-        run_id: i64,
-        (cfg, ext): (RunConfig, Extensions),
-        resume_step: Option<usize>,
-        writer: RunDirWriter,
+        prepared: Prepared,
         history: crate::history::MetricTable,
         repaint: Option<egui::Context>,
     ) -> Result<Self, SessionError> {
-        let recorder = Recorder::spawn(store, run_id, cfg.output.keep_groups, writer)?;
-        let handle = rlvr_engine::trainer::spawn_ext(cfg.clone(), resume_step.is_some(), ext)?;
-        let commands = handle.commands.clone();
+        let (run_id, resume_step, cfg) =
+            (prepared.run_id, prepared.resume_step, prepared.cfg.clone());
+        let running = prepared.start()?;
+        let commands = running.commands();
         let (tx, rx) = crossbeam_channel::unbounded();
-        let stop = handle.commands.clone();
         let forwarder = std::thread::Builder::new()
             .name("ui-forwarder".into())
-            .spawn(move || forward(handle, recorder, stop, tx, repaint))?;
+            .spawn(move || forward(running, tx, repaint))?;
         let start = resume_step.unwrap_or(0);
         Ok(Self {
             run_id,
@@ -530,51 +459,27 @@ fn sanitize(name: &str) -> String {
     }
 }
 
-fn forward(
-    handle: rlvr_engine::RunHandle,
-    recorder: Recorder,
-    stop: Sender<Command>,
-    tx: Sender<SessionEvent>,
-    repaint: Option<egui::Context>,
-) {
-    let mut recorder_gone = false;
-    let mut failure = None;
+/// The `ui-forwarder` thread: the launcher hands each event to the Recorder and to this
+/// listener, which sends a copy to the UI and asks for a (coalesced) repaint.
+fn forward(running: Running, tx: Sender<SessionEvent>, repaint: Option<egui::Context>) {
     let mut last_step = 0;
-    for ev in handle.events.iter() {
-        let for_ui = match &ev {
+    let ended = running.forward(|ev| {
+        let for_ui = match ev {
             EngineEvent::Checkpoint(_) => SessionEvent::Checkpointed(last_step),
             EngineEvent::Step(m) => {
                 last_step = m.step;
                 SessionEvent::Engine(Box::new(ev.clone()))
             }
-            EngineEvent::Failed { error } => {
-                failure = Some(error.clone());
-                SessionEvent::Engine(Box::new(ev.clone()))
-            }
             _ => SessionEvent::Engine(Box::new(ev.clone())),
         };
-        if !recorder_gone && !recorder.send(ev) {
-            // The writer stopped on an error: stop training rather than lose history.
-            recorder_gone = true;
-            let _ = stop.send(Command::Stop);
-        }
         let _ = tx.send(for_ui);
         if let Some(ctx) = &repaint {
             // Coalesced: a step brings several events, and every frame drawn by a software
             // renderer takes CPU from the trainer.
             ctx.request_repaint_after(REPAINT_EVERY);
         }
-    }
-    let stored = recorder.finish();
-    let joined = handle.thread.join();
-    let error = match (stored, joined) {
-        (Err(e), _) => Some(format!("the run history could not be stored: {e}")),
-        (_, Err(_)) => Some("the engine thread panicked".to_string()),
-        _ if recorder_gone => Some("the run history writer stopped".to_string()),
-        (_, Ok(Err(e))) => Some(failure.unwrap_or_else(|| e.to_string())),
-        _ => None,
-    };
-    let _ = tx.send(SessionEvent::Ended(error));
+    });
+    let _ = tx.send(SessionEvent::Ended(ended.err().map(|e| e.to_string())));
     if let Some(ctx) = &repaint {
         ctx.request_repaint();
     }

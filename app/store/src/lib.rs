@@ -9,9 +9,13 @@
 //!   transaction per step, and writes the run folder and the resume checkpoint after the step is
 //!   stored.
 //! - [`read`]: the queries the CLI's `runs` commands and the GUI use.
+//! - [`export`]: the metrics/samples export (CSV, JSON lines) and the config diff, shared by
+//!   the CLI and the GUI.
 //!
 //! The schema is in [`schema`] (and in `ARCHITECTURE.md`).
 
+mod amend;
+pub mod export;
 pub mod files;
 pub mod read;
 pub mod recorder;

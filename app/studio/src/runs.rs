@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
+use rlvr_store::export::{self, ExportFormat};
 use rlvr_store::{RunFilter, RunRow, RunStatus, Store};
 
 /// `runs` subcommands.
@@ -423,42 +424,17 @@ fn show(store: &Store, a: ShowArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Flattens a TOML document into `section.key = value` pairs.
-fn flat_toml(text: &str) -> BTreeMap<String, String> {
-    fn walk(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
-        match v {
-            toml::Value::Table(t) => {
-                for (k, x) in t {
-                    let name = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&name, x, out);
-                }
-            }
-            other => {
-                out.insert(prefix.to_string(), other.to_string());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    if let Ok(v) = text.parse::<toml::Table>() {
-        walk("", &toml::Value::Table(v), &mut out);
-    }
-    out
-}
-
 fn diff(store: &Store, a: DiffArgs) -> anyhow::Result<()> {
     let (ia, ib) = (store.resolve(&a.a)?, store.resolve(&a.b)?);
     let (ra, rb) = (store.run(ia)?, store.run(ib)?);
-    let (ca, cb) = (flat_toml(&ra.config), flat_toml(&rb.config));
-    let keys: std::collections::BTreeSet<&String> = ca.keys().chain(cb.keys()).collect();
-    let config: Vec<(String, Option<String>, Option<String>)> = keys
-        .into_iter()
-        .filter(|k| ca.get(*k) != cb.get(*k))
-        .map(|k| ((*k).clone(), ca.get(k).cloned(), cb.get(k).cloned()))
-        .collect();
+    let config: Vec<(String, Option<String>, Option<String>)> =
+        export::config_diff(&[&ra.config, &rb.config], &[])
+            .into_iter()
+            .map(|d| {
+                let mut v = d.values.into_iter();
+                (d.key, v.next().flatten(), v.next().flatten())
+            })
+            .collect();
     let (ma, mb) = (final_metrics(store, ia)?, final_metrics(store, ib)?);
     let names: std::collections::BTreeSet<&String> = ma.keys().chain(mb.keys()).collect();
     if a.out.json {
@@ -562,41 +538,6 @@ fn samples(store: &Store, a: SamplesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-/// Rebuilds nested JSON from `a/b/c` metric names.
-fn nest(m: &BTreeMap<String, f64>) -> serde_json::Value {
-    let mut root = serde_json::Map::new();
-    for (name, v) in m {
-        let mut node = &mut root;
-        let parts: Vec<&str> = name.split('/').collect();
-        for p in &parts[..parts.len() - 1] {
-            let e = node
-                .entry((*p).to_string())
-                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
-            if !e.is_object() {
-                *e = serde_json::Value::Object(serde_json::Map::new());
-            }
-            let serde_json::Value::Object(next) = e else {
-                unreachable!("made an object above")
-            };
-            node = next;
-        }
-        let leaf = parts[parts.len() - 1].to_string();
-        node.insert(
-            leaf,
-            serde_json::Number::from_f64(*v).map_or(serde_json::Value::Null, Into::into),
-        );
-    }
-    serde_json::Value::Object(root)
-}
-
 fn export(store: &Store, a: ExportArgs) -> anyhow::Result<()> {
     let id = store.resolve(&a.run)?;
     let by_step = store.metrics_by_step(id)?;
@@ -622,85 +563,32 @@ fn export(store: &Store, a: ExportArgs) -> anyhow::Result<()> {
         Some(p) => open(p)?,
         None => stdout(),
     };
-    match a.format {
-        Format::Jsonl => {
-            for (step, m) in &by_step {
-                let mut v = nest(m);
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("type".into(), "step".into());
-                    o.insert("run_id".into(), id.into());
-                    o.insert("step".into(), (*step).into());
+    let fmt = match a.format {
+        Format::Csv => ExportFormat::Csv,
+        Format::Jsonl => ExportFormat::Jsonl,
+    };
+    export::write_metrics(&mut out, fmt, id, &by_step)?;
+    match fmt {
+        ExportFormat::Jsonl => export::write_samples(&mut out, fmt, id, &groups)?,
+        ExportFormat::Csv if !groups.is_empty() => {
+            // CSV of samples has other columns: a file of its own, or a second table on
+            // standard output after an empty line.
+            let mut sout: Box<dyn std::io::Write> = match &a.out {
+                Some(p) => {
+                    let mut sp = p.clone().into_os_string();
+                    sp.push(".samples.csv");
+                    open(Path::new(&sp))?
                 }
-                writeln!(out, "{v}")?;
-            }
-            for g in &groups {
-                let mut v = serde_json::to_value(g)?;
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("type".into(), "group".into());
-                    o.insert("run_id".into(), id.into());
+                None => {
+                    writeln!(out)?;
+                    stdout()
                 }
-                writeln!(out, "{v}")?;
-            }
+            };
+            out.flush()?;
+            export::write_samples(&mut sout, fmt, id, &groups)?;
+            sout.flush()?;
         }
-        Format::Csv => {
-            let names: std::collections::BTreeSet<&String> =
-                by_step.values().flat_map(|m| m.keys()).collect();
-            let header: Vec<String> = std::iter::once("step".to_string())
-                .chain(names.iter().map(|n| csv_field(n)))
-                .collect();
-            writeln!(out, "{}", header.join(","))?;
-            for (step, m) in &by_step {
-                let mut row = vec![step.to_string()];
-                for n in &names {
-                    row.push(m.get(*n).map_or(String::new(), |v| v.to_string()));
-                }
-                writeln!(out, "{}", row.join(","))?;
-            }
-            if !groups.is_empty() {
-                let mut sout: Box<dyn std::io::Write> = match &a.out {
-                    Some(p) => {
-                        let mut sp = p.clone().into_os_string();
-                        sp.push(".samples.csv");
-                        open(Path::new(&sp))?
-                    }
-                    None => {
-                        writeln!(out)?;
-                        stdout()
-                    }
-                };
-                out.flush()?;
-                writeln!(
-                    sout,
-                    "step,group,prompt,answer,sample,completion,reward,passed,advantage,length,truncated,components"
-                )?;
-                for g in &groups {
-                    for (i, s) in g.samples.iter().enumerate() {
-                        let comps: Vec<String> = s
-                            .components
-                            .iter()
-                            .map(|(n, v, why)| format!("{n}={v} ({why})"))
-                            .collect();
-                        writeln!(
-                            sout,
-                            "{},{},{},{},{},{},{},{},{},{},{},{}",
-                            g.step,
-                            g.index,
-                            csv_field(&g.prompt),
-                            csv_field(&g.answer),
-                            i,
-                            csv_field(&s.completion),
-                            s.reward,
-                            u8::from(s.passed),
-                            s.advantage,
-                            s.length,
-                            u8::from(s.truncated),
-                            csv_field(&comps.join("; "))
-                        )?;
-                    }
-                }
-                sout.flush()?;
-            }
-        }
+        ExportFormat::Csv => {}
     }
     out.flush()?;
     Ok(())

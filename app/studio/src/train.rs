@@ -8,11 +8,10 @@ use anyhow::Context as _;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use rlvr_engine::events::{EngineEvent, EvalMetrics, RunSummary};
-use rlvr_engine::output::{event_json, RunDirWriter};
+use rlvr_engine::output::event_json;
 use rlvr_engine::pretrain::PretrainConfig;
-use rlvr_engine::trainer::latest_checkpoint;
 use rlvr_engine::RunConfig;
-use rlvr_store::{NewRun, Recorder, RunStatus, Store};
+use rlvr_launch::{Finished, NewRunRequest, Overrides, Resumable};
 
 /// Arguments of `train`.
 #[derive(Args, Debug)]
@@ -178,144 +177,60 @@ fn summary_table(s: &RunSummary, out: &std::path::Path) -> String {
     t
 }
 
-/// How a `train` invocation starts: a new run, or a stored one resumed after its checkpoint.
-struct Start {
-    cfg: RunConfig,
-    run_id: i64,
-    resume_step: Option<usize>,
-    host: rlvr_plugin_host::PluginHost,
-}
-
-fn apply_overrides(cfg: &mut RunConfig, args: &TrainArgs) {
-    if let Some(s) = args.steps {
-        cfg.steps = s;
-    }
-    if let Some(s) = args.seed {
-        cfg.seed = s;
-    }
-    if let Some(o) = &args.out {
-        cfg.output.dir = o.clone();
-    }
-    if let Some(t) = args.threads {
-        cfg.threads = t;
-    }
-    if let Some(m) = &args.model {
-        cfg.model.path = m.clone();
-    }
-    for d in &args.plugins {
-        let d = absolute(d);
-        if !cfg.plugins.dirs.contains(&d) {
-            cfg.plugins.dirs.push(d);
+impl TrainArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            steps: self.steps,
+            seed: self.seed,
+            out: self.out.clone(),
+            threads: self.threads,
+            model: self.model.clone(),
+            plugin_dirs: self.plugins.clone(),
         }
     }
 }
 
-fn absolute(p: &std::path::Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
-/// Finds the run to resume, rolls its history back to its checkpoint and marks it running.
-fn start_resumed(store: &Store, reference: &str, args: &TrainArgs) -> anyhow::Result<Start> {
-    let id = store.resolve(reference)?;
-    let run = store.run(id)?;
-    if run.status == RunStatus::Running {
-        anyhow::bail!(
-            "run {id} ({:?}) is still running in another process",
-            run.name
-        );
-    }
-    let mut cfg = RunConfig::from_toml(&run.config)
-        .with_context(|| format!("stored configuration of run {id}"))?;
-    cfg.output.dir = PathBuf::from(&run.out_dir);
-    apply_overrides(&mut cfg, args);
-    cfg.output.dir = PathBuf::from(&run.out_dir);
-    let host = crate::plugins::host_for(&cfg, &[])?;
-    crate::plugins::validate(&cfg, &host)?;
-    let step = match latest_checkpoint(&cfg.output.dir)? {
-        Some((_, step)) => Some(step),
-        // Stopped before its first checkpoint: the start state is fully determined by the
-        // config, so the run restarts from the beginning, exactly.
-        None if !store.checkpoints(id)?.iter().any(|(k, _, _)| k == "resume") => None,
-        None => anyhow::bail!(
-            "run {id}: no checkpoint to resume from in {} (its checkpoint files were removed)",
-            cfg.output.dir.display()
-        ),
-    };
-    store.rollback_for_resume(id, step, cfg.steps)?;
-    Ok(Start {
-        cfg,
-        run_id: id,
-        resume_step: step,
-        host,
-    })
-}
-
-/// `rlvr-studio train CONFIG` / `rlvr-studio train --resume RUN`. Stdout carries only the
-/// run's own output (events with `--json`); anything else printed to stdout in this process
-/// from here on, by in-process plugins in particular, goes to stderr.
+/// `rlvr-studio train CONFIG` / `rlvr-studio train --resume RUN`: prepares the run with the
+/// launcher (`rlvr_launch`), then prints its events while the launcher forwards them to the
+/// history writer.
+/// Stdout carries only the run's own output (events with `--json`); anything else printed to
+/// stdout in this process from here on, by in-process plugins in particular, goes to stderr.
 pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()> {
     let mut out = Out::take();
     let store = crate::runs::open_store(db)?;
-    let start = match (&args.resume, &args.config) {
-        (Some(r), _) => start_resumed(&store, r, &args)?,
+    let (prepared, host) = match (&args.resume, &args.config) {
+        (Some(r), _) => {
+            let id = store.resolve(r)?;
+            let resumable = Resumable::open(store, id, &args.overrides())?;
+            let host = crate::plugins::host_for(resumable.cfg(), &[])?;
+            crate::plugins::validate(resumable.cfg(), &host)?;
+            let p = resumable.prepare(host.extensions(), &host)?;
+            (p, host)
+        }
         (None, Some(path)) => {
             let mut cfg = RunConfig::from_file(path)?;
-            apply_overrides(&mut cfg, &args);
-            cfg.output.dir = absolute(&cfg.output_dir());
+            args.overrides().apply(&mut cfg);
+            let default_dir = cfg.output_dir();
             let host = crate::plugins::host_for(&cfg, &[])?;
             crate::plugins::validate(&cfg, &host)?;
-            let run_id = store.create_run(&NewRun {
-                name: cfg.name.clone(),
-                config: cfg.to_toml(),
-                seed: cfg.seed,
-                model_path: cfg.model.path.to_string_lossy().into_owned(),
-                steps_planned: cfg.steps,
-                out_dir: cfg.output.dir.to_string_lossy().into_owned(),
+            let req = NewRunRequest {
+                cfg,
+                default_dir,
                 tags: args.tags.clone(),
                 notes: args.notes.clone(),
-            })?;
-            Start {
-                cfg,
-                run_id,
-                resume_step: None,
-                host,
-            }
+            };
+            let p = rlvr_launch::prepare_new(store, req, host.extensions(), &host)?;
+            (p, host)
         }
         (None, None) => anyhow::bail!("give a config file or --resume RUN"),
     };
-    let Start {
-        cfg,
-        run_id,
-        resume_step,
-        host,
-    } = start;
-    for p in host.used_by(&cfg) {
-        store.add_plugin(
-            run_id,
-            &p.path,
-            &format!("{} {}", p.manifest.name, p.manifest.version),
-            &p.sha256,
-        )?;
-    }
+    let (run_id, resume_step) = (prepared.run_id, prepared.resume_step);
+    let cfg = prepared.cfg.clone();
     crate::tune_process(crate::threads_for_model(&cfg.model.path, cfg.threads));
     let out_dir = cfg.output_dir();
-    let writer = match resume_step {
-        Some(step) => RunDirWriter::reopen(&out_dir, step),
-        None => RunDirWriter::create(&out_dir, &cfg.to_toml()),
-    };
-    let writer = match writer {
-        Ok(w) => w,
-        Err(e) => {
-            store.mark_failed(run_id, &e.to_string())?;
-            return Err(e.into());
-        }
-    };
-    let keep_groups = cfg.output.keep_groups;
-    let recorder = Recorder::spawn(store, run_id, keep_groups, writer)
-        .context("cannot start the store writer thread")?;
-    let handle =
-        rlvr_engine::trainer::spawn_ext(cfg.clone(), resume_step.is_some(), host.extensions())
-            .context("cannot start the engine thread")?;
+    let running = prepared.start()?;
+    // The plugin libraries stay loaded for the run (the host owns them).
+    let _host = host;
     let started = Instant::now();
     let bar = if args.json {
         ProgressBar::hidden()
@@ -332,19 +247,17 @@ pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()
         }
         b
     };
-    let mut failure = None;
-    let mut recorder_gone = false;
-    for ev in handle.events.iter() {
+    let finished = running.forward(|ev| {
         let elapsed = started.elapsed().as_secs_f64();
         if args.json {
-            if let Some(mut v) = event_json(&ev, elapsed) {
+            if let Some(mut v) = event_json(ev, elapsed) {
                 if let Some(o) = v.as_object_mut() {
                     o.insert("run_id".into(), run_id.into());
                 }
                 out.line(v);
             }
         }
-        match &ev {
+        match ev {
             EngineEvent::Started(info) if !args.json => {
                 out.say(
                     &bar,
@@ -373,33 +286,11 @@ pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()
             }
             EngineEvent::Eval(e) if !args.json => out.say(&bar, fmt_eval(e)),
             EngineEvent::Log { message } if !args.json => out.say(&bar, message),
-            EngineEvent::Failed { error } => failure = Some(error.clone()),
             _ => {}
         }
-        if !recorder.send(ev) {
-            // The writer stopped on an error: stop training rather than lose history.
-            recorder_gone = true;
-            let _ = handle.commands.send(rlvr_engine::Command::Stop);
-            break;
-        }
-    }
+    });
     bar.finish_and_clear();
-    let stored = recorder.finish();
-    let result = handle
-        .thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
-    let stored = match stored {
-        Ok(s) => s,
-        Err(e) => anyhow::bail!("the run history could not be stored: {e}"),
-    };
-    if recorder_gone {
-        anyhow::bail!("the run history writer stopped");
-    }
-    if let Some(e) = failure {
-        anyhow::bail!("{e}");
-    }
-    let summary = result?;
+    let Finished { summary, stored } = finished?;
     let per_step = |s: f64| 1e3 * s / stored.steps.max(1) as f64;
     if args.json {
         out.line(serde_json::json!({

@@ -1,0 +1,560 @@
+//! The run launcher shared by the CLI (`rlvr-studio train`) and the desktop app: everything
+//! between "here is a validated config" and "the run ended".
+//!
+//! 1. [`prepare_new`] or [`Resumable::open`] + [`Resumable::prepare`]: pick or check the run
+//!    folder (see [`folder`]: two runs never share one), create the history row or roll the
+//!    stored run back to its checkpoint, record the plugin libraries it uses, write the
+//!    folder's `run.json` marker and open the run-folder writer (create, or reopen after the
+//!    checkpoint step). Failures after the row exists mark the run failed.
+//! 2. [`Prepared::start`]: the `store-writer` thread ([`Recorder`]) and the `engine` thread.
+//! 3. [`Running::forward`] (on the caller's thread): every engine event goes to a listener (the
+//!    CLI's printer, the GUI's channel) and then to the writer; if the writer stops on an
+//!    error, the run is stopped rather than losing history. Returns the run's summaries or
+//!    the one message that says why it failed.
+//!
+//! The caller keeps what differs: building the plugin host and validating the config (the
+//! CLI lists plugin load errors), process tuning between prepare and start, and how events
+//! are shown.
+
+pub mod folder;
+
+use std::path::{Path, PathBuf};
+
+use crossbeam_channel::Sender;
+use rlvr_engine::events::{EngineEvent, RunSummary};
+use rlvr_engine::extensions::Extensions;
+use rlvr_engine::output::RunDirWriter;
+use rlvr_engine::trainer::{latest_checkpoint, Command};
+use rlvr_engine::{EngineError, RunConfig, RunHandle};
+use rlvr_plugin_host::PluginHost;
+use rlvr_store::{NewRun, Recorder, RecorderSummary, RunRow, RunStatus, Store, StoreError};
+
+pub use folder::{RunMarker, MARKER_FILE};
+
+/// Why a run could not be started, resumed or finished. Messages are whole sentences for the
+/// user, naming the run, folder or file.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The run history database.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The configuration or the run folder.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A stored run's configuration no longer parses.
+    #[error("stored configuration of run {run_id}: {err}")]
+    StoredConfig {
+        /// The run.
+        run_id: i64,
+        /// The parser's error.
+        err: EngineError,
+    },
+    /// A thread could not be started.
+    #[error("cannot start the {what} thread: {err}")]
+    Thread {
+        /// Which thread (`store writer`, `engine`).
+        what: &'static str,
+        /// The error.
+        err: std::io::Error,
+    },
+    /// The output folder belongs to another run.
+    #[error("{0}")]
+    FolderTaken(String),
+    /// A run folder's `run.json` cannot be read.
+    #[error("{}: {msg}", path.display())]
+    Marker {
+        /// The marker file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// The run cannot be resumed as asked (still running, no checkpoint, an override that
+    /// would change its trajectory).
+    #[error("{0}")]
+    Resume(String),
+    /// The run ended on an error (engine failure, history writer failure).
+    #[error("{0}")]
+    Run(String),
+}
+
+/// Settings given on the command line over a config (`--steps`, `--seed`, `--out`,
+/// `--threads`, `--model`, `--plugins`).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `steps`.
+    pub steps: Option<usize>,
+    /// `seed`.
+    pub seed: Option<u64>,
+    /// `output.dir`.
+    pub out: Option<PathBuf>,
+    /// `threads`.
+    pub threads: Option<usize>,
+    /// `model.path`.
+    pub model: Option<PathBuf>,
+    /// Plugin folders added to `plugins.dirs` (made absolute).
+    pub plugin_dirs: Vec<PathBuf>,
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+impl Overrides {
+    /// Applies them to the config of a new run.
+    pub fn apply(&self, cfg: &mut RunConfig) {
+        if let Some(s) = self.steps {
+            cfg.steps = s;
+        }
+        if let Some(s) = self.seed {
+            cfg.seed = s;
+        }
+        if let Some(o) = &self.out {
+            cfg.output.dir = o.clone();
+        }
+        if let Some(t) = self.threads {
+            cfg.threads = t;
+        }
+        if let Some(m) = &self.model {
+            cfg.model.path = m.clone();
+        }
+        self.add_plugin_dirs(cfg);
+    }
+
+    fn add_plugin_dirs(&self, cfg: &mut RunConfig) {
+        for d in &self.plugin_dirs {
+            let d = absolute(d);
+            if !cfg.plugins.dirs.contains(&d) {
+                cfg.plugins.dirs.push(d);
+            }
+        }
+    }
+
+    /// Applies them to a stored run's config: only what cannot change the steps already
+    /// trained is taken (more steps, plugin folders); a seed, model, thread count or output
+    /// folder other than the run's is refused, naming the key and both values.
+    fn apply_on_resume(&self, run: &RunRow, cfg: &mut RunConfig) -> Result<(), LaunchError> {
+        let refuse = |key: &str, flag: &str, given: String, stored: String| {
+            Err(LaunchError::Resume(format!(
+                "cannot resume run {} {:?} with {flag} {given}: it was trained with {key} = \
+                 {stored}, and a resumed run keeps its seed, model, thread count and output \
+                 folder so that its remaining steps are the ones it would have trained; drop \
+                 {flag}, or start a new run with it",
+                run.id, run.name
+            )))
+        };
+        if let Some(s) = self.seed.filter(|s| *s != cfg.seed) {
+            return refuse("seed", "--seed", s.to_string(), cfg.seed.to_string());
+        }
+        if let Some(m) = self
+            .model
+            .as_ref()
+            .filter(|m| absolute(m) != absolute(&cfg.model.path))
+        {
+            return refuse(
+                "model.path",
+                "--model",
+                m.display().to_string(),
+                cfg.model.path.display().to_string(),
+            );
+        }
+        if let Some(t) = self.threads.filter(|t| *t != cfg.threads) {
+            return refuse(
+                "threads",
+                "--threads",
+                t.to_string(),
+                cfg.threads.to_string(),
+            );
+        }
+        if let Some(o) = self
+            .out
+            .as_ref()
+            .filter(|o| absolute(o) != absolute(&cfg.output.dir))
+        {
+            return refuse(
+                "output.dir",
+                "--out",
+                o.display().to_string(),
+                cfg.output.dir.display().to_string(),
+            );
+        }
+        if let Some(s) = self.steps {
+            cfg.steps = s;
+        }
+        self.add_plugin_dirs(cfg);
+        Ok(())
+    }
+}
+
+/// A new run to prepare.
+#[derive(Clone, Debug)]
+pub struct NewRunRequest {
+    /// The validated config; an empty `output.dir` means `default_dir`.
+    pub cfg: RunConfig,
+    /// The folder of a run whose config names none (CLI: `runs/<name>`; GUI:
+    /// `<runs root>/<name>-<unix time>`). If another run owns it, the first free of
+    /// `<default_dir>-2`, `-3`, ... is used instead; an explicit `output.dir` that belongs to
+    /// another run is refused.
+    pub default_dir: PathBuf,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Notes.
+    pub notes: String,
+}
+
+/// A run ready to start: its row is in the history (status running), its folder claimed and
+/// its run-folder writer open.
+pub struct Prepared {
+    store: Store,
+    /// Id in the run history.
+    pub run_id: i64,
+    /// The config it runs (`output.dir` absolute).
+    pub cfg: RunConfig,
+    /// The step it resumes after (`None`: from the start).
+    pub resume_step: Option<usize>,
+    writer: RunDirWriter,
+    ext: Extensions,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("run_id", &self.run_id)
+            .field("resume_step", &self.resume_step)
+            .field("dir", &self.cfg.output.dir)
+            .finish()
+    }
+}
+
+/// Records every plugin library the run uses, with its hash, in the run history.
+fn record_plugins(
+    store: &Store,
+    run_id: i64,
+    cfg: &RunConfig,
+    host: &PluginHost,
+) -> Result<(), StoreError> {
+    for p in host.used_by(cfg) {
+        store.add_plugin(
+            run_id,
+            &p.path,
+            &format!("{} {}", p.manifest.name, p.manifest.version),
+            &p.sha256,
+        )?;
+    }
+    Ok(())
+}
+
+/// Marks the run failed with the error's message, then returns the error.
+fn failed<T>(store: &Store, run_id: i64, e: impl Into<LaunchError>) -> Result<T, LaunchError> {
+    let e = e.into();
+    store.mark_failed(run_id, &e.to_string())?;
+    Err(e)
+}
+
+/// Creates the run in the history and claims and opens its folder (see [`NewRunRequest`]).
+/// `ext` are the plugin components the config was validated with, `host` the plugins whose
+/// libraries the run uses.
+pub fn prepare_new(
+    store: Store,
+    req: NewRunRequest,
+    ext: Extensions,
+    host: &PluginHost,
+) -> Result<Prepared, LaunchError> {
+    let NewRunRequest {
+        mut cfg,
+        default_dir,
+        tags,
+        notes,
+    } = req;
+    let dir = {
+        let folders = folder::Folders::new(&store)?;
+        if cfg.output.dir.as_os_str().is_empty() {
+            folders.free_default(&absolute(&default_dir))?
+        } else {
+            let dir = absolute(&cfg.output.dir);
+            if let Some(owner) = folders.owner_for_new(&dir)? {
+                return Err(folder::taken_for_new(&dir, &owner));
+            }
+            dir
+        }
+    };
+    cfg.output.dir = dir.clone();
+    let run_id = store.create_run(&NewRun {
+        name: cfg.name.clone(),
+        config: cfg.to_toml(),
+        seed: cfg.seed,
+        model_path: cfg.model.path.to_string_lossy().into_owned(),
+        steps_planned: cfg.steps,
+        out_dir: dir.to_string_lossy().into_owned(),
+        tags,
+        notes,
+    })?;
+    record_plugins(&store, run_id, &cfg, host)?;
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        return failed(&store, run_id, EngineError::io(&dir, e));
+    }
+    let run = store.run(run_id)?;
+    let marker = RunMarker::of(&run, &store);
+    // A marker left there belongs to a run that owns nothing (checked above): replace it.
+    let replace = dir.join(MARKER_FILE).exists();
+    if let Err(e) = marker.write(&dir, replace) {
+        let err = if e.kind() == std::io::ErrorKind::AlreadyExists {
+            let by = RunMarker::read(&dir)
+                .ok()
+                .flatten()
+                .map_or("another run".to_string(), |m| {
+                    format!("run {} {:?}", m.run_id, m.name)
+                });
+            folder::taken_for_new(&dir, &folder::Owner(format!("{by}, started meanwhile")))
+        } else {
+            EngineError::io(dir.join(MARKER_FILE), e).into()
+        };
+        return failed(&store, run_id, err);
+    }
+    let writer = match RunDirWriter::create(&dir, &cfg) {
+        Ok(w) => w,
+        Err(e) => return failed(&store, run_id, e),
+    };
+    Ok(Prepared {
+        store,
+        run_id,
+        cfg,
+        resume_step: None,
+        writer,
+        ext,
+    })
+}
+
+/// A stored run about to be resumed, with its stored config (and the allowed overrides)
+/// applied; [`Resumable::cfg`] is what the caller validates and builds the plugin host from.
+pub struct Resumable {
+    store: Store,
+    run: RunRow,
+    cfg: RunConfig,
+    stored_steps: usize,
+}
+
+impl Resumable {
+    /// Reads the stored run `run_id` for a resume. Refuses a run that is still running, and
+    /// overrides that would change its trajectory (see [`Overrides`]).
+    pub fn open(store: Store, run_id: i64, overrides: &Overrides) -> Result<Self, LaunchError> {
+        let run = store.run(run_id)?;
+        if run.status == RunStatus::Running {
+            return Err(LaunchError::Resume(format!(
+                "run {run_id} ({:?}) is still running in another process",
+                run.name
+            )));
+        }
+        let mut cfg = RunConfig::from_toml(&run.config)
+            .map_err(|err| LaunchError::StoredConfig { run_id, err })?;
+        cfg.output.dir = PathBuf::from(&run.out_dir);
+        let stored_steps = cfg.steps;
+        overrides.apply_on_resume(&run, &mut cfg)?;
+        Ok(Self {
+            store,
+            run,
+            cfg,
+            stored_steps,
+        })
+    }
+
+    /// The config the run resumes with.
+    pub fn cfg(&self) -> &RunConfig {
+        &self.cfg
+    }
+
+    /// The stored run.
+    pub fn run(&self) -> &RunRow {
+        &self.run
+    }
+
+    /// Checks that the run folder is still this run's and finds its newest checkpoint (none:
+    /// a run stopped before its first one restarts from step 0, exactly), refuses a `steps`
+    /// below it, rolls the history back to it, records a changed step count (config, planned
+    /// steps and a log line), and reopens the run folder.
+    pub fn prepare(self, ext: Extensions, host: &PluginHost) -> Result<Prepared, LaunchError> {
+        let Self {
+            store,
+            run,
+            mut cfg,
+            stored_steps,
+        } = self;
+        let id = run.id;
+        let dir = cfg.output.dir.clone();
+        folder::Folders::new(&store)?.check_resume(&run, &dir)?;
+        let step = match latest_checkpoint(&dir)? {
+            Some((_, step)) => Some(step),
+            None if !store.checkpoints(id)?.iter().any(|(k, _, _)| k == "resume") => None,
+            None => {
+                return Err(LaunchError::Resume(format!(
+                    "run {id}: no checkpoint to resume from in {} (its checkpoint files were \
+                     removed)",
+                    dir.display()
+                )))
+            }
+        };
+        let after = step.unwrap_or(0);
+        if cfg.steps < after {
+            return Err(LaunchError::Resume(format!(
+                "cannot resume run {id} {:?} with --steps {}: its checkpoint is after step \
+                 {after}, and a resumed run can keep or extend its steps but not undo them; give \
+                 --steps {after} or more",
+                run.name, cfg.steps
+            )));
+        }
+        store.rollback_for_resume(id, step, cfg.steps)?;
+        if cfg.steps != stored_steps {
+            let text = cfg.to_toml();
+            store.amend_config(
+                id,
+                &text,
+                cfg.steps,
+                after,
+                &format!(
+                    "resumed after step {after} with steps = {} (was {stored_steps})",
+                    cfg.steps
+                ),
+            )?;
+            // The folder's config.toml says what the run now runs, like the history.
+            let path = dir.join("config.toml");
+            let tmp = dir.join("config.toml.tmp");
+            if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path)) {
+                return failed(&store, id, EngineError::io(&path, e));
+            }
+        }
+        record_plugins(&store, id, &cfg, host)?;
+        if !dir.join(MARKER_FILE).exists() {
+            // A folder written before markers existed: it is this run's (checked above).
+            if let Err(e) = RunMarker::of(&run, &store).write(&dir, false) {
+                return failed(&store, id, EngineError::io(dir.join(MARKER_FILE), e));
+            }
+        }
+        let writer = match step {
+            Some(s) => RunDirWriter::reopen(&dir, s),
+            None => RunDirWriter::create(&dir, &cfg),
+        };
+        let writer = match writer {
+            Ok(w) => w,
+            Err(e) => return failed(&store, id, e),
+        };
+        cfg.output.dir = dir;
+        Ok(Prepared {
+            store,
+            run_id: id,
+            cfg,
+            resume_step: step,
+            writer,
+            ext,
+        })
+    }
+}
+
+impl Prepared {
+    /// The history (e.g. to read the curves before a resume).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Starts the `store-writer` thread and the `engine` thread (which first restores the
+    /// checkpoint when resuming).
+    pub fn start(self) -> Result<Running, LaunchError> {
+        let Self {
+            store,
+            run_id,
+            cfg,
+            resume_step,
+            writer,
+            ext,
+        } = self;
+        let recorder =
+            Recorder::spawn(store, run_id, cfg.output.keep_groups, writer).map_err(|err| {
+                LaunchError::Thread {
+                    what: "store writer",
+                    err,
+                }
+            })?;
+        let handle =
+            rlvr_engine::trainer::spawn_ext(cfg, resume_step.is_some(), ext).map_err(|err| {
+                LaunchError::Thread {
+                    what: "engine",
+                    err,
+                }
+            })?;
+        Ok(Running {
+            run_id,
+            handle,
+            recorder,
+        })
+    }
+}
+
+/// A run whose engine and writer threads are running.
+pub struct Running {
+    /// Id in the run history.
+    pub run_id: i64,
+    handle: RunHandle,
+    recorder: Recorder,
+}
+
+/// What a run that ended without error leaves.
+#[derive(Debug)]
+pub struct Finished {
+    /// The engine's summary.
+    pub summary: RunSummary,
+    /// What the history writer did.
+    pub stored: RecorderSummary,
+}
+
+impl Running {
+    /// The engine's command channel (stop, pause, step once, ...).
+    pub fn commands(&self) -> Sender<Command> {
+        self.handle.commands.clone()
+    }
+
+    /// Hands every engine event to `listener`, then to the history writer, until the engine
+    /// ends; then waits for the writer. If the writer stops on an error the run is stopped
+    /// (the listener still sees the events until the engine ends). Errors, in this order: the
+    /// history could not be stored, the engine thread panicked, the writer stopped, the
+    /// engine's failure.
+    pub fn forward(self, mut listener: impl FnMut(&EngineEvent)) -> Result<Finished, LaunchError> {
+        let Self {
+            handle, recorder, ..
+        } = self;
+        let mut recorder_gone = false;
+        let mut failure = None;
+        for ev in handle.events.iter() {
+            listener(&ev);
+            if let EngineEvent::Failed { error } = &ev {
+                failure = Some(error.clone());
+            }
+            if !recorder_gone && !recorder.send(ev) {
+                // The writer stopped on an error: stop training rather than lose history.
+                recorder_gone = true;
+                let _ = handle.commands.send(Command::Stop);
+            }
+        }
+        let stored = recorder.finish();
+        let joined = handle.thread.join();
+        let stored = match stored {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(LaunchError::Run(format!(
+                    "the run history could not be stored: {e}"
+                )))
+            }
+        };
+        let Ok(result) = joined else {
+            return Err(LaunchError::Run("the engine thread panicked".into()));
+        };
+        if recorder_gone {
+            return Err(LaunchError::Run("the run history writer stopped".into()));
+        }
+        match (result, failure) {
+            (_, Some(e)) => Err(LaunchError::Run(e)),
+            (Err(e), None) => Err(LaunchError::Run(e.to_string())),
+            (Ok(summary), None) => Ok(Finished { summary, stored }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
