@@ -123,6 +123,9 @@ pub struct EvalMetrics {
     pub samples: usize,
     /// Wall time of the evaluation.
     pub eval_time_s: f64,
+    /// Errors of plugin components during the evaluation (by component name)
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plugin_errors: BTreeMap<String, usize>,
 }
 
 /// One sampled completion with its reward breakdown.
