@@ -252,7 +252,8 @@ fn soft_overlong_is_a_reward_component(m: &StepMetrics, groups: &Groups) {
     }
 }
 
-/// The forward correction turns the observed pass/fail into non-binary rewards.
+/// The forward correction turns the observed pass/fail into non-binary rewards (without it,
+/// noisy rewards are 0 or 1).
 fn forward_correction_rescales_rewards(_: &StepMetrics, groups: &Groups) {
     let rewards: Vec<f32> = groups
         .iter()
@@ -260,7 +261,7 @@ fn forward_correction_rescales_rewards(_: &StepMetrics, groups: &Groups) {
         .map(|s| s.reward)
         .collect();
     assert!(
-        rewards.iter().all(|&r| r != 0.0 && r != 1.0),
+        rewards.iter().any(|&r| r != 0.0 && r != 1.0),
         "uncorrected rewards: {rewards:?}"
     );
 }
