@@ -104,34 +104,36 @@ fn first_start_shows_default_task_and_model_and_train_streams_metrics_into_the_s
     assert_eq!(store.series(run.id, "reward_mean").unwrap().len(), 6);
 }
 
-/// Frames for `d` (the engine keeps running meanwhile).
-fn idle(h: &mut Harness<'static, StudioApp>, d: Duration) {
-    let t = Instant::now();
-    while t.elapsed() < d {
-        h.step();
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// Pause acknowledgements ("paused at step N") in the run's log so far.
+fn pause_acks(app: &StudioApp) -> Vec<usize> {
+    app.live.as_ref().map_or_else(Vec::new, |l| {
+        l.logs
+            .iter()
+            .filter_map(|m| m.strip_prefix("paused at step ")?.parse().ok())
+            .collect()
+    })
 }
 
-/// Frames until no step arrived for 800 ms (the step in flight when pausing has landed).
-fn settle(h: &mut Harness<'static, StudioApp>) -> usize {
-    let t = Instant::now();
-    let mut n = steps_done(h.state());
-    let mut since = Instant::now();
-    while since.elapsed() < Duration::from_millis(800) {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "the run never settled"
-        );
-        h.step();
-        std::thread::sleep(Duration::from_millis(10));
-        let m = steps_done(h.state());
-        if m != n {
-            n = m;
-            since = Instant::now();
-        }
-    }
-    n
+/// Frames until the engine acknowledges one more `Pause` than the `seen` so far; returns the
+/// step it was acknowledged at. Events arrive in order, so every step up to it has landed and
+/// no later one ran before it.
+fn next_pause_ack(h: &mut Harness<'static, StudioApp>, seen: usize) -> usize {
+    run_until(
+        h,
+        Duration::from_secs(60),
+        "the pause acknowledgement",
+        |a| pause_acks(a).len() > seen,
+    );
+    pause_acks(h.state())[seen]
+}
+
+/// While paused: asks the engine to acknowledge again (a repeated `Pause` is answered at the
+/// step it waits at) and checks that it is still at `step`.
+fn assert_still_paused_at(h: &mut Harness<'static, StudioApp>, step: usize, what: &str) {
+    let seen = pause_acks(h.state()).len();
+    h.state_mut().live.as_mut().unwrap().pause();
+    assert_eq!(next_pause_ack(h, seen), step, "{what}");
+    assert_eq!(steps_done(h.state()), step, "{what}");
 }
 
 #[test]
@@ -145,27 +147,25 @@ fn pause_step_once_resume_and_stop_from_buttons_and_shortcuts() {
     run_until(&mut h, Duration::from_secs(90), "2 steps", |a| {
         steps_done(a) >= 2
     });
-    // Space pauses; the step in flight may still arrive, then nothing more.
+    // Space pauses; the step in flight may still arrive, then the engine acknowledges.
     h.key_press(egui::Key::Space);
     h.step();
     assert!(h.state().live.as_ref().unwrap().is_paused());
-    let n0 = settle(&mut h);
-    idle(&mut h, Duration::from_millis(700));
-    assert_eq!(steps_done(h.state()), n0, "paused runs do not step");
+    let n0 = next_pause_ack(&mut h, 0);
+    assert_eq!(steps_done(h.state()), n0);
+    assert_still_paused_at(&mut h, n0, "paused runs do not step");
     // "Step once" runs exactly one update.
     h.get_by_label("Step once").click();
     run_until(&mut h, Duration::from_secs(30), "one step", |a| {
         steps_done(a) > n0
     });
-    idle(&mut h, Duration::from_millis(700));
-    assert_eq!(steps_done(h.state()), n0 + 1, "exactly one more step");
+    assert_still_paused_at(&mut h, n0 + 1, "exactly one more step");
     // S steps once too.
     h.key_press(egui::Key::S);
     run_until(&mut h, Duration::from_secs(30), "one step", |a| {
         steps_done(a) > n0 + 1
     });
-    idle(&mut h, Duration::from_millis(500));
-    assert_eq!(steps_done(h.state()), n0 + 2);
+    assert_still_paused_at(&mut h, n0 + 2, "S steps once");
     // "Checkpoint" while paused saves the policy at once, recorded in the history.
     h.get_by_label("Checkpoint").click();
     let id = h.state().live.as_ref().unwrap().run_id;

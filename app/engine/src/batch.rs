@@ -77,6 +77,20 @@ impl TrainBatch {
         })
     }
 
+    /// Packs the rows `idx` of the parallel tables `prompts` and `completions` (completions of
+    /// those rows must be non-empty).
+    pub fn for_rows<P: AsRef<[u32]>, C: AsRef<[u32]>>(
+        prompts: &[P],
+        completions: &[C],
+        idx: &[usize],
+        pad_id: u32,
+        device: &Device,
+    ) -> Result<Self> {
+        let p: Vec<&[u32]> = idx.iter().map(|&i| prompts[i].as_ref()).collect();
+        let c: Vec<&[u32]> = idx.iter().map(|&i| completions[i].as_ref()).collect();
+        Self::new(&p, &c, pad_id, device)
+    }
+
     /// Number of real completion tokens.
     pub fn completion_tokens(&self) -> usize {
         self.mask_host.iter().filter(|&&m| m > 0.0).count()
@@ -120,5 +134,14 @@ mod tests {
         assert_eq!(b.mask_host, vec![1.0, 1.0, 0.0, 1.0, 1.0, 1.0]);
         assert_eq!(b.pad.pad_left, vec![0, 1]);
         assert_eq!(b.completion_tokens(), 5);
+        // The same rows picked by index from longer tables.
+        let prompts = [vec![4u32], p1.to_vec(), p2.to_vec()];
+        let comps = [vec![3u32], c1.to_vec(), c2.to_vec()];
+        let picked = TrainBatch::for_rows(&prompts, &comps, &[1, 2], 0, &Device::Cpu).unwrap();
+        assert_eq!(
+            picked.ids.to_vec2::<u32>().unwrap(),
+            b.ids.to_vec2::<u32>().unwrap()
+        );
+        assert_eq!(picked.mask_host, b.mask_host);
     }
 }

@@ -168,6 +168,13 @@ pub struct Completion {
     pub top_probs: Vec<f32>,
 }
 
+impl AsRef<[u32]> for Completion {
+    /// The generated ids.
+    fn as_ref(&self) -> &[u32] {
+        &self.tokens
+    }
+}
+
 /// Left-pads prompts to a rectangle: ids `[n, t]` (row-major) and the padding description.
 pub fn left_pad(prompts: &[Vec<u32>], pad_id: u32) -> (Vec<u32>, usize, Padding) {
     let t = prompts.iter().map(Vec::len).max().unwrap_or(0);

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use rlvr_engine::events::StepMetrics;
+
 use candle_core::Device;
 use rlvr_engine::events::EngineEvent;
 use rlvr_engine::model::{ModelConfig, Policy};
@@ -39,25 +41,29 @@ fn next_event(rx: &crossbeam_channel::Receiver<EngineEvent>) -> EngineEvent {
         .expect("engine went silent")
 }
 
+/// The engine's acknowledgement of a `Pause`: the next event must be its Log line.
+fn expect_paused_at(rx: &crossbeam_channel::Receiver<EngineEvent>, step: usize) {
+    match next_event(rx) {
+        EngineEvent::Log { message } => assert_eq!(message, format!("paused at step {step}")),
+        other => panic!("expected the pause acknowledgement at step {step}, got {other:?}"),
+    }
+}
+
 #[test]
 fn pause_step_once_and_stop() {
     let dir = tempfile::tempdir().unwrap();
     let h = rlvr_engine::spawn(tiny_run(dir.path())).unwrap();
     h.commands.send(Command::Pause).unwrap();
-    let mut steps = Vec::new();
-    // Paused before the first step: nothing but Started + the step-0 evaluation arrives.
+    // Paused before the first step: Started, the step-0 evaluation, then the acknowledgement
+    // with no step before it.
     assert!(matches!(next_event(&h.events), EngineEvent::Started(_)));
     assert!(matches!(next_event(&h.events), EngineEvent::Eval(e) if e.step == 0));
-    assert!(
-        h.events.recv_timeout(Duration::from_millis(300)).is_err(),
-        "paused run stepped"
-    );
+    expect_paused_at(&h.events, 0);
     for want in 1..=2 {
         h.commands.send(Command::StepOnce).unwrap();
         loop {
             match next_event(&h.events) {
                 EngineEvent::Step(m) => {
-                    steps.push(m.step);
                     assert_eq!(m.step, want);
                     break;
                 }
@@ -70,10 +76,11 @@ fn pause_step_once_and_stop() {
             EngineEvent::Checkpoint(p) => assert_eq!(p.0.step(), want),
             other => panic!("expected the step's checkpoint, got {other:?}"),
         }
-        assert!(
-            h.events.recv_timeout(Duration::from_millis(200)).is_err(),
-            "stepped twice"
-        );
+        // Commands are read in order between steps: a second Pause is acknowledged at this
+        // step, with no further step before it (a run that kept stepping would send a step
+        // first, or acknowledge a later step).
+        h.commands.send(Command::Pause).unwrap();
+        expect_paused_at(&h.events, want);
     }
     h.commands.send(Command::Stop).unwrap();
     let mut done = None;
@@ -186,30 +193,138 @@ fn token_selection_and_overlong_mask_limit_the_gradient() {
     assert_eq!(m.grad_norm, 0.0);
 }
 
+type Groups = [rlvr_engine::events::SampleGroup];
+
+/// Advantages of a group's samples sum to zero (leave-one-out baseline).
+fn rloo_centres_each_group(_: &StepMetrics, groups: &Groups) {
+    for g in groups {
+        let sum: f32 = g.samples.iter().map(|s| s.advantage).sum();
+        assert!(sum.abs() < 1e-4, "RLOO advantages sum to {sum}: {g:?}");
+    }
+}
+
+/// Pass@k (k = 2): a group with fewer than k failures has pass@k = 1, so no signal; otherwise
+/// passes are reinforced and failures penalised.
+fn passk_zeroes_groups_that_pass_at_k(_: &StepMetrics, groups: &Groups) {
+    for g in groups {
+        let fails = g.samples.iter().filter(|s| !s.passed).count();
+        for s in &g.samples {
+            if fails < 2 {
+                assert_eq!(s.advantage, 0.0, "{g:?}");
+            } else {
+                assert!(if s.passed {
+                    s.advantage >= 0.0
+                } else {
+                    s.advantage <= 0.0
+                });
+            }
+        }
+    }
+}
+
+/// With ε = 3e-4 the second inner update's ratios leave the clip range.
+fn tiny_epsilon_clips(m: &StepMetrics, _: &Groups) {
+    assert!(m.clip_low_frac + m.clip_high_frac > 0.0, "{m:?}");
+}
+
+/// The KL is reported by every estimator, the loss's (k2) as `kl`; the reference is reset to
+/// the policy every step, so the policy never moved away from it when the step's loss is taken.
+fn k2_kl_with_a_reset_reference(m: &StepMetrics, _: &Groups) {
+    let by_kind: Vec<&str> = m.kl_by_kind.keys().map(String::as_str).collect();
+    assert_eq!(by_kind, ["k1", "k2", "k3"]);
+    assert_eq!(m.kl, m.kl_by_kind.get("k2").copied());
+    let kl = m.kl.unwrap();
+    assert!(
+        kl.abs() < 1e-12,
+        "reference not reset: KL {kl} at step {}",
+        m.step
+    );
+}
+
+fn dense_terms_train_every_row(m: &StepMetrics, _: &Groups) {
+    assert!(m.loss != 0.0 && m.loss.is_finite(), "{m:?}");
+}
+
+fn soft_overlong_is_a_reward_component(m: &StepMetrics, groups: &Groups) {
+    assert!(m.reward_components.contains_key("overlong"), "{m:?}");
+    for s in groups.iter().flat_map(|g| &g.samples) {
+        assert!(s.components.iter().any(|c| c.0 == "overlong"), "{s:?}");
+    }
+}
+
+/// The forward correction turns the observed pass/fail into non-binary rewards (without it,
+/// noisy rewards are 0 or 1).
+fn forward_correction_rescales_rewards(_: &StepMetrics, groups: &Groups) {
+    let rewards: Vec<f32> = groups
+        .iter()
+        .flat_map(|g| &g.samples)
+        .map(|s| s.reward)
+        .collect();
+    assert!(
+        rewards.iter().any(|&r| r != 0.0 && r != 1.0),
+        "uncorrected rewards: {rewards:?}"
+    );
+}
+
+fn ppo_reports_the_value_loss(m: &StepMetrics, _: &Groups) {
+    assert!(m.value_loss.is_some_and(f64::is_finite), "{m:?}");
+}
+
+fn rehearsal_divergence_is_reported(m: &StepMetrics, _: &Groups) {
+    assert!(m.divergence.is_some_and(f64::is_finite), "{m:?}");
+}
+
 #[test]
 fn every_algorithm_option_trains_one_step() {
-    for extra in [
-        "[algorithm]\nadvantage = \"rloo\"\naggregation = \"bnpo\"\n",
-        "[algorithm]\nadvantage = \"passk\"\nadvantage_params = { k = 2 }\ndual_clip = 3.0\n",
-        "[algorithm]\nratio = \"sequence\"\ninner_updates = 2\nepsilon_low = 0.0003\nepsilon_high = 0.0004\n",
-        "[algorithm]\nkl = \"k2\"\nkl_coef = 0.1\nreference_reset_every = 1\n",
-        "[algorithm]\nentropy_coef = 0.01\nlp_reg_coef = 1.0\n",
-        "[algorithm]\noverlong = \"soft\"\naggregation = \"dr_grpo\"\n",
-        "[rewards]\nflip_false_negative = 0.2\nflip_false_positive = 0.1\ncorrection = \"forward\"\n",
-        "[algorithm]\nadvantage = \"ppo\"\ninner_updates = 2\n",
-        "[algorithm]\ndivergence = \"js\"\nrehearsal_size = 16\nrehearsal_batch = 8\n",
-        "[algorithm]\ndivergence = \"forward_kl\"\nrehearsal_size = 16\nrehearsal_batch = 8\n",
-    ] {
+    type Check = fn(&StepMetrics, &Groups);
+    let cases: [(&str, Check); 10] = [
+        (
+            "[algorithm]\nadvantage = \"rloo\"\naggregation = \"bnpo\"\n",
+            rloo_centres_each_group,
+        ),
+        (
+            "[algorithm]\nadvantage = \"passk\"\nadvantage_params = { k = 2 }\ndual_clip = 3.0\n",
+            passk_zeroes_groups_that_pass_at_k,
+        ),
+        (
+            "[algorithm]\nratio = \"sequence\"\ninner_updates = 2\nepsilon_low = 0.0003\nepsilon_high = 0.0004\n",
+            tiny_epsilon_clips,
+        ),
+        (
+            "[algorithm]\nkl = \"k2\"\nkl_coef = 0.1\nreference_reset_every = 1\n",
+            k2_kl_with_a_reset_reference,
+        ),
+        (
+            "[algorithm]\nentropy_coef = 0.01\nlp_reg_coef = 1.0\n",
+            dense_terms_train_every_row,
+        ),
+        (
+            "[algorithm]\noverlong = \"soft\"\naggregation = \"dr_grpo\"\n",
+            soft_overlong_is_a_reward_component,
+        ),
+        (
+            "[rewards]\nflip_false_negative = 0.2\nflip_false_positive = 0.1\ncorrection = \"forward\"\n",
+            forward_correction_rescales_rewards,
+        ),
+        (
+            "[algorithm]\nadvantage = \"ppo\"\ninner_updates = 2\n",
+            ppo_reports_the_value_loss,
+        ),
+        (
+            "[algorithm]\ndivergence = \"js\"\nrehearsal_size = 16\nrehearsal_batch = 8\n",
+            rehearsal_divergence_is_reported,
+        ),
+        (
+            "[algorithm]\ndivergence = \"forward_kl\"\nrehearsal_size = 16\nrehearsal_batch = 8\n",
+            rehearsal_divergence_is_reported,
+        ),
+    ];
+    for (extra, check) in cases {
         let mut t = rlvr_engine::Trainer::new(default_policy_run(extra)).unwrap();
         for _ in 0..2 {
-            let (m, _) = t.train_step().unwrap_or_else(|e| panic!("{extra}: {e}"));
+            let (m, groups) = t.train_step().unwrap_or_else(|e| panic!("{extra}: {e}"));
             assert!(m.loss.is_finite() && m.grad_norm.is_finite(), "{extra}");
-            if extra.contains("ppo") {
-                assert!(m.value_loss.is_some_and(f64::is_finite), "{extra}");
-            }
-            if extra.contains("divergence") {
-                assert!(m.divergence.is_some_and(f64::is_finite), "{extra}");
-            }
+            check(&m, &groups);
         }
     }
 }
@@ -324,6 +439,7 @@ mod extensions {
     use std::sync::{Arc, Mutex};
 
     use rlvr_engine::algo::params::{ParamSpec, Params};
+    use rlvr_engine::events::EngineEvent;
     use rlvr_engine::extensions::*;
 
     use super::default_policy_run;
@@ -379,6 +495,14 @@ mod extensions {
         }
     }
 
+    /// A verifier that fails every item.
+    struct AlwaysFails;
+    impl RewardComponent for AlwaysFails {
+        fn score_batch(&self, items: &[ScoreItem<'_>]) -> Vec<Result<ComponentScore, String>> {
+            vec![Err("broken".to_string()); items.len()]
+        }
+    }
+
     struct Factory(Arc<Mutex<Option<AlgoBatch>>>);
     impl ComponentFactory for Factory {
         fn components(&self) -> Vec<ComponentInfo> {
@@ -398,15 +522,19 @@ mod extensions {
                     vec![ParamSpec::float("scale", 1.0, 0.0, 2.0, "scale")],
                 ),
                 info(ComponentKind::Sampler, "nan_sampler", vec![]),
+                info(ComponentKind::Verifier, "always_fails", vec![]),
             ]
         }
         fn instantiate(
             &self,
             kind: ComponentKind,
-            _name: &str,
+            name: &str,
             _p: &Params,
         ) -> Result<Instance, String> {
             Ok(match kind {
+                ComponentKind::Verifier if name == "always_fails" => {
+                    Instance::Reward(Arc::new(AlwaysFails))
+                }
                 ComponentKind::Algorithm => {
                     Instance::Algorithm(Arc::new(Recording(self.0.clone())))
                 }
@@ -469,7 +597,103 @@ mod extensions {
             }
         }
         assert!(m.reward_components.contains_key("length"));
-        // The NaN-producing sampler was caught on every other call and counted (by the run loop).
-        assert!(m.entropy.is_finite());
+    }
+
+    /// Runs `cfg` with the test components to its end, returning every event.
+    fn run_events(mut cfg: rlvr_engine::RunConfig) -> Vec<EngineEvent> {
+        let dir = tempfile::tempdir().unwrap();
+        cfg.output.dir = dir.path().join("out");
+        let ext = Extensions::none().with(Arc::new(Factory(Default::default())));
+        let mut t = rlvr_engine::Trainer::with_extensions(cfg, &ext).unwrap();
+        let mut events = Vec::new();
+        t.run(&mut |e| events.push(e), None).unwrap();
+        events
+    }
+
+    #[test]
+    fn a_failing_sampler_is_caught_counted_and_its_rows_sample_normally() {
+        let mut cfg = default_policy_run("");
+        cfg.steps = 1;
+        cfg.rollout.sampler = "nan_sampler".into();
+        let events = run_events(cfg);
+        let step = events
+            .iter()
+            .find_map(|e| match e {
+                EngineEvent::Step(m) => Some(m),
+                _ => None,
+            })
+            .unwrap();
+        // Every other logits row came back NaN: counted against the step, and logged.
+        let errors = step.plugin_errors.get("nan_sampler").copied().unwrap_or(0);
+        let tokens: usize = events
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::Samples { groups, .. } => Some(groups),
+                _ => None,
+            })
+            .flatten()
+            .flat_map(|g| &g.samples)
+            .map(|s| s.length)
+            .sum();
+        assert!(
+            errors * 2 >= tokens && errors * 2 <= tokens + 2,
+            "{errors} sampler errors for {tokens} sampled tokens"
+        );
+        assert!(events.iter().any(|e| matches!(e, EngineEvent::Log { message }
+            if message.starts_with("plugin component nan_sampler:") && message.contains("in step 1"))));
+        // The failed rows were restored before sampling: every token is a character of the
+        // answer or the end of sequence, never a special id (an unrestored NaN row samples
+        // id 0, the padding, which decodes to nothing).
+        for e in &events {
+            if let EngineEvent::Samples { groups, .. } = e {
+                for s in groups.iter().flat_map(|g| &g.samples) {
+                    let eos = usize::from(!s.truncated);
+                    assert_eq!(
+                        s.completion.chars().count() + eos,
+                        s.length,
+                        "special tokens sampled: {s:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn evaluation_errors_count_under_the_evaluation_not_the_next_step() {
+        let mut cfg = default_policy_run("");
+        cfg.steps = 1;
+        cfg.rewards.verifier = "always_fails".into();
+        let events = run_events(cfg);
+        let evals: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::Eval(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(evals.len(), 2, "at step 0 and at the end");
+        for e in &evals {
+            // Greedy and sampled completions of every held-out problem.
+            let scored = e.problems * (1 + e.samples);
+            assert_eq!(e.plugin_errors.get("always_fails"), Some(&scored), "{e:?}");
+            assert!(events
+                .iter()
+                .any(|ev| matches!(ev, EngineEvent::Log { message }
+                if message.starts_with("plugin component always_fails:")
+                    && message.contains(&format!("in the evaluation at step {}", e.step)))));
+        }
+        let step = events
+            .iter()
+            .find_map(|e| match e {
+                EngineEvent::Step(m) => Some(m),
+                _ => None,
+            })
+            .unwrap();
+        // Only the step's own completions (8 prompts × 8), not the step-0 evaluation's.
+        assert_eq!(
+            step.plugin_errors.get("always_fails"),
+            Some(&64),
+            "{step:?}"
+        );
     }
 }

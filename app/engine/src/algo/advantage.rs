@@ -168,7 +168,7 @@ pub static ESTIMATORS: &[EstimatorInfo] = &[
             ParamSpec::float("quantile", 0.4, 0.0, 1.0, "K: the baseline is the group's K-quantile reward"),
             ParamSpec::bool("scale", true, "divide by the group standard deviation"),
         ],
-        build: |p| Box::new(Quantile { k: p.f("quantile") as f32, scale: p.b("scale") }),
+        build: |p| Box::new(Quantile { k: p.f("quantile"), scale: p.b("scale") }),
     },
     EstimatorInfo {
         name: "ppo",
@@ -352,7 +352,7 @@ impl AdvantageEstimator for PassK {
 /// the successes and easy ones (p > 1-K) penalise only the failures.
 pub struct Quantile {
     /// K.
-    pub k: f32,
+    pub k: f64,
     /// Divide by the group std.
     pub scale: bool,
 }
@@ -362,10 +362,9 @@ impl AdvantageEstimator for Quantile {
         b.check()?;
         let mut out = Vec::with_capacity(b.rewards.len());
         for (g, _) in b.groups() {
-            let mut sorted = g.to_vec();
-            sorted.sort_by(f32::total_cmp);
-            let idx = ((self.k * g.len() as f32).ceil() as usize).clamp(1, g.len()) - 1;
-            let q = sorted[idx];
+            let Some(q) = super::quantile(g, self.k) else {
+                continue;
+            };
             let s = std(g, mean(g));
             for r in g {
                 out.push(if s == 0.0 {

@@ -70,6 +70,73 @@ pub enum KlEstimator {
     K3,
 }
 
+impl KlEstimator {
+    /// Every estimator, in the order of their names.
+    pub const ALL: [Self; 3] = [Self::K1, Self::K2, Self::K3];
+
+    /// The config name (`k1`, `k2`, `k3`), also the key in `StepMetrics::kl_by_kind`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::K1 => "k1",
+            Self::K2 => "k2",
+            Self::K3 => "k3",
+        }
+    }
+
+    /// The per-token estimate of the reverse KL from `d = log π_ref − log π` (Schulman's
+    /// *Approximating KL Divergence*), elementwise in `d`'s dtype and differentiable through it.
+    /// The one place the three formulas are written.
+    pub fn per_token(self, d: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Self::K1 => d.neg()?,
+            Self::K2 => (d.sqr()? * 0.5)?,
+            Self::K3 => ((d.exp()? - d)? - 1.0)?,
+        })
+    }
+}
+
+/// Sums of every estimator ([`KlEstimator::ALL`] order) over the tokens where `mask` is positive,
+/// from `ref_logp` and `logp` (`[rows, len]`, no gradient), evaluated and summed in f64: the
+/// `kl_by_kind` diagnostic, whichever estimator the loss uses.
+pub fn kl_sums(ref_logp: &Tensor, logp: &Tensor, mask: &[f32]) -> Result<[f64; 3]> {
+    let d = (ref_logp - logp.detach())?
+        .flatten_all()?
+        .to_dtype(DType::F64)?;
+    let mut sums = [0f64; 3];
+    for (sum, est) in sums.iter_mut().zip(KlEstimator::ALL) {
+        let per_token = est.per_token(&d)?.to_vec1::<f64>()?;
+        for (&v, &m) in per_token.iter().zip(mask) {
+            if m > 0.0 {
+                *sum += v;
+            }
+        }
+    }
+    Ok(sums)
+}
+
+/// Lp-Reg's per-token penalty (*Low-probability Tokens Sustain Exploration in RLVR*): `KL(q ‖ π)` at each position of `probs` / `log_probs`
+/// (`[rows * len, vocab]`, the policy's softmax and log-softmax), where the proxy `q` is the
+/// current policy without presumed-noise tokens (probability below `min_p` × the top one),
+/// renormalised and held constant. Reshaped to `mask`'s `[rows, len]` and multiplied by it (the
+/// tokens the penalty protects).
+pub fn lp_reg_penalty(
+    probs: &Tensor,
+    log_probs: &Tensor,
+    min_p: f64,
+    mask: &Tensor,
+) -> Result<Tensor> {
+    let q = probs.detach();
+    let top = q.max_keepdim(1)?;
+    let keep = q.broadcast_ge(&(top * min_p)?)?.to_dtype(DType::F32)?;
+    let q = (q * keep)?;
+    let q = q.broadcast_div(&q.sum_keepdim(1)?)?;
+    let q_log_q = (&q * (&q + 1e-30)?.log()?)?;
+    let kl = (q_log_q - (&q * log_probs)?)?
+        .sum(1)?
+        .reshape(mask.shape())?;
+    Ok((kl * mask)?)
+}
+
 /// Inputs of the policy loss, all `[rows, len]`.
 pub struct LossInputs<'a> {
     /// Current log-probs (differentiable).
@@ -169,12 +236,7 @@ pub fn policy_loss(x: &LossInputs<'_>, p: &LossParams) -> Result<LossOutput> {
     }
     let mut kl_out = None;
     if let (Some(r), Some(est)) = (x.ref_logp, p.kl) {
-        let d = (r - x.logp)?;
-        let kl = match est {
-            KlEstimator::K1 => d.neg()?,
-            KlEstimator::K2 => (d.sqr()? * 0.5)?,
-            KlEstimator::K3 => ((d.exp()? - &d)? - 1.0)?,
-        };
+        let kl = est.per_token(&(r - x.logp)?)?;
         if p.kl_coef != 0.0 {
             per_token = (per_token + (&kl * p.kl_coef)?)?;
         }
@@ -233,6 +295,19 @@ pub fn broadcast_advantages(adv: &Tensor, len: usize) -> Result<Tensor> {
         .reshape((rows, 1))?
         .broadcast_as((rows, len))?
         .contiguous()?)
+}
+
+/// The value at fraction `q` of `values` by the nearest-rank rule (the `⌈q·n⌉`-th smallest,
+/// at least the first), `None` when empty. Used for QAE's baseline, the 80/20 entropy cut and
+/// Lp-Reg's low-probability cut.
+pub fn quantile(values: &[f32], q: f64) -> Option<f32> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f32::total_cmp);
+    let idx = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+    Some(v[idx])
 }
 
 /// Unbiased pass@k estimator of *Evaluating Large Language Models Trained on Code* (Chen et al.,

@@ -22,8 +22,35 @@ pub(super) struct Reward {
     pub component: Arc<dyn RewardComponent>,
 }
 
-/// (name, value, reason) entries of one completion's reward components.
-pub(super) type Entries = Vec<(String, f32, String)>;
+/// One reward component's outcome for one completion.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct RewardEntry {
+    /// Component name (`verifier`, `NAME`, `NAME/part`, `overlong`).
+    pub name: String,
+    /// Its score.
+    pub score: f32,
+    /// Why (the verifier's reason, `error: ...` when the component failed).
+    pub reason: String,
+}
+
+impl RewardEntry {
+    /// An entry from its parts.
+    pub fn new(name: impl Into<String>, score: f32, reason: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            score,
+            reason: reason.into(),
+        }
+    }
+
+    /// The `(name, score, reason)` tuple of [`SampleRecord::components`](crate::events::SampleRecord).
+    pub fn into_tuple(self) -> (String, f32, String) {
+        (self.name, self.score, self.reason)
+    }
+}
+
+/// The reward-component entries of one completion.
+pub(super) type Entries = Vec<RewardEntry>;
 
 /// Reward components of one completion, plus their weighted sum.
 pub(super) type Scored = (Entries, f32);
@@ -35,7 +62,10 @@ pub(super) struct RunComponents {
     pub rewards: Vec<Reward>,
     pub sampler: Option<SamplerHook>,
     pub algorithm: Option<(String, Arc<dyn TokenAlgorithm>)>,
+    /// Errors during training steps (the sampler hook shares it); drained after each step.
     pub errors: Arc<ErrorSink>,
+    /// Errors during evaluations, kept apart so they never count toward a training step.
+    pub eval_errors: ErrorSink,
 }
 
 impl RunComponents {
@@ -71,12 +101,12 @@ impl RunComponents {
     }
 
     /// Scores `(problem, completion)` pairs with one component, in chunks; an error or a
-    /// non-finite score becomes that item's `Err` and is recorded.
+    /// non-finite score becomes that item's `Err` and is recorded in `errors`.
     fn score(
-        &self,
         name: &str,
         component: &dyn RewardComponent,
         items: &[(&Problem, &str)],
+        errors: &ErrorSink,
     ) -> Vec<std::result::Result<ComponentScore, String>> {
         let mut out = Vec::with_capacity(items.len());
         for chunk in items.chunks(SCORE_CHUNK) {
@@ -107,7 +137,7 @@ impl RunComponents {
                     }
                 });
                 if let Err(e) = &r {
-                    self.errors.record(name, e);
+                    errors.record(name, e);
                 }
                 out.push(r);
             }
@@ -116,22 +146,33 @@ impl RunComponents {
     }
 
     /// The run's verdicts (task verifier or plugin verifier) for each pair, with the plugin
-    /// verifier's logged sub-scores.
-    pub fn verify(&self, task: &dyn Task, items: &[(&Problem, &str)]) -> Vec<(Verdict, Entries)> {
+    /// verifier's logged sub-scores; the plugin verifier's errors go to `errors`.
+    pub fn verify(
+        &self,
+        task: &dyn Task,
+        items: &[(&Problem, &str)],
+        errors: &ErrorSink,
+    ) -> Vec<(Verdict, Entries)> {
         let Some((name, v)) = &self.verifier else {
             return items
                 .iter()
                 .map(|(p, c)| (task.verify(p, c), Vec::new()))
                 .collect();
         };
-        self.score(name, v.as_ref(), items)
+        Self::score(name, v.as_ref(), items, errors)
             .into_iter()
             .map(|r| match r {
                 Ok(s) => {
                     let parts = s
                         .parts
                         .iter()
-                        .map(|p| (format!("{name}/{}", p.name), p.score, p.reason.clone()))
+                        .map(|p| {
+                            RewardEntry::new(
+                                format!("{name}/{}", p.name),
+                                p.score,
+                                p.reason.clone(),
+                            )
+                        })
                         .collect();
                     let verdict = Verdict {
                         score: s.score,
@@ -152,23 +193,32 @@ impl RunComponents {
             .collect()
     }
 
-    /// The extra reward components of each pair: entries and weighted sum.
+    /// The extra reward components of each pair: entries and weighted sum (errors count toward
+    /// the training step).
     pub fn extra(&self, items: &[(&Problem, &str)]) -> Vec<Scored> {
         let mut out: Vec<Scored> = vec![(Vec::new(), 0.0); items.len()];
         for r in &self.rewards {
-            for (o, res) in out
-                .iter_mut()
-                .zip(self.score(&r.name, r.component.as_ref(), items))
-            {
+            for (o, res) in out.iter_mut().zip(Self::score(
+                &r.name,
+                r.component.as_ref(),
+                items,
+                &self.errors,
+            )) {
                 match res {
                     Ok(s) => {
-                        o.0.push((r.name.clone(), s.score, s.reason));
+                        o.0.push(RewardEntry::new(r.name.clone(), s.score, s.reason));
                         o.1 += r.weight * s.score;
                         for p in s.parts {
-                            o.0.push((format!("{}/{}", r.name, p.name), p.score, p.reason));
+                            o.0.push(RewardEntry::new(
+                                format!("{}/{}", r.name, p.name),
+                                p.score,
+                                p.reason,
+                            ));
                         }
                     }
-                    Err(e) => o.0.push((r.name.clone(), 0.0, format!("error: {e}"))),
+                    Err(e) => {
+                        o.0.push(RewardEntry::new(r.name.clone(), 0.0, format!("error: {e}")))
+                    }
                 }
             }
         }

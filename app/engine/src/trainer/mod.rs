@@ -1,10 +1,21 @@
 //! The GRPO trainer: rollout → verification → group advantages → clipped policy-gradient updates,
 //! with held-out evaluation, typed events, and a command channel when run on its own thread.
-//! The step itself (rollout, rewards, advantages, update) lives in [`step`].
+//! The step itself is [`Trainer::train_step`] (`step`), built from one module per job:
+//! `rollout` and `scoring` (groups and their rewards), `advantages` (estimator, `critic`,
+//! `plugin_algo`; token weights), `rehearsal` (DPH-RL), `update` (the sharded update) and
+//! `metrics` (step metrics and sample records).
 
+mod advantages;
 mod checkpoint;
 mod components;
+mod critic;
+mod metrics;
+mod plugin_algo;
+mod rehearsal;
+mod rollout;
+mod scoring;
 mod step;
+mod update;
 
 pub use checkpoint::{
     checkpoint_step, latest_checkpoint, ResumePoint, ResumeState, CHECKPOINT_SLOTS,
@@ -46,6 +57,22 @@ pub enum Command {
     Checkpoint,
 }
 
+/// Each failing plugin component's error count and first message.
+type ErrorCounts = BTreeMap<String, (usize, String)>;
+
+/// The run loop's state between steps, changed by commands.
+#[derive(Default)]
+struct Control {
+    /// Waiting for `Resume` or `StepOnce`.
+    paused: bool,
+    /// Steps still to run while paused (`StepOnce`).
+    step_budget: Option<usize>,
+    /// `Stop` arrived (or the controller vanished).
+    stopped: bool,
+    /// `Evaluate` arrived: evaluate after the next step.
+    eval_now: bool,
+}
+
 /// Rows per generation call during evaluation.
 const EVAL_CHUNK: usize = 512;
 
@@ -65,8 +92,8 @@ pub struct Trainer {
     opt_vars: Vec<candle_core::Var>,
     estimator: Box<dyn AdvantageEstimator>,
     noise_rng: ChaCha8Rng,
-    rehearsal: Option<step::Rehearsal>,
-    critic: Option<step::Critic>,
+    rehearsal: Option<rehearsal::Rehearsal>,
+    critic: Option<critic::Critic>,
     components: components::RunComponents,
 }
 
@@ -185,7 +212,7 @@ impl Trainer {
         };
         let estimator = (info.build)(&params);
         let critic = match estimator.critic() {
-            Some(cp) => Some(step::Critic::new(&policy, cp)?),
+            Some(cp) => Some(critic::Critic::new(&policy, cp)?),
             None => None,
         };
         Ok(Self {
@@ -261,7 +288,8 @@ impl Trainer {
         self.started.elapsed().as_secs_f64()
     }
 
-    /// Verdicts of the run's verifier for completions of the given problems (batched).
+    /// Verdicts of the run's verifier for completions of held-out problems (batched); plugin
+    /// errors count toward the evaluation.
     fn verify_all(&self, pairs: &[(&Problem, &Completion)]) -> Result<Vec<Verdict>> {
         let texts = pairs
             .iter()
@@ -274,14 +302,20 @@ impl Trainer {
             .collect();
         Ok(self
             .components
-            .verify(self.split.task(), &items)
+            .verify(self.split.task(), &items, &self.components.eval_errors)
             .into_iter()
             .map(|(v, _)| v)
             .collect())
     }
 
-    /// Held-out evaluation: greedy accuracy, sampled pass@1 and unbiased pass@k.
+    /// Held-out evaluation: greedy accuracy, sampled pass@1 and unbiased pass@k, with the
+    /// errors of plugin components during it.
     pub fn evaluate(&mut self) -> Result<EvalMetrics> {
+        Ok(self.evaluate_with_errors()?.0)
+    }
+
+    /// [`Trainer::evaluate`], plus each failing component's error count and first message.
+    fn evaluate_with_errors(&mut self) -> Result<(EvalMetrics, ErrorCounts)> {
         let t0 = Instant::now();
         let view = self.policy.frozen_view()?;
         let tok = &self.policy.tok;
@@ -348,7 +382,8 @@ impl Trainer {
                 (kk, s / n)
             })
             .collect::<BTreeMap<_, _>>();
-        Ok(EvalMetrics {
+        let errors = self.components.eval_errors.drain();
+        let metrics = EvalMetrics {
             step: self.step,
             elapsed_s: self.elapsed(),
             greedy_accuracy: greedy_ok as f64 / n,
@@ -358,8 +393,109 @@ impl Trainer {
             problems: prompts.len(),
             samples: k,
             eval_time_s: t0.elapsed().as_secs_f64(),
-            plugin_errors: BTreeMap::new(),
-        })
+            plugin_errors: errors.iter().map(|(k, (n, _))| (k.clone(), *n)).collect(),
+        };
+        Ok((metrics, errors))
+    }
+
+    /// Evaluates and reports: a `Log` per failing plugin component, then the `Eval` event.
+    fn evaluate_and_report(&mut self, sink: &mut dyn FnMut(EngineEvent)) -> Result<EvalMetrics> {
+        let (e, errors) = self.evaluate_with_errors()?;
+        for (name, (count, first)) in errors {
+            sink(EngineEvent::Log {
+                message: format!(
+                    "plugin component {name}: {count} error(s) in the evaluation at step {}; \
+                     first: {first}",
+                    e.step
+                ),
+            });
+        }
+        sink(EngineEvent::Eval(e.clone()));
+        Ok(e)
+    }
+
+    /// One training step, reported: a `Log` per failing plugin component (its count goes into
+    /// the metrics' `plugin_errors`), then `Samples` and `Step`. Returns the step's wall time.
+    fn step_and_report(&mut self, sink: &mut dyn FnMut(EngineEvent)) -> Result<f64> {
+        let (mut m, groups) = self.train_step()?;
+        for (name, (count, first)) in self.components.errors.drain() {
+            sink(EngineEvent::Log {
+                message: format!(
+                    "plugin component {name}: {count} error(s) in step {}; first: {first}",
+                    m.step
+                ),
+            });
+            m.plugin_errors.insert(name, count);
+        }
+        let time = m.step_time_s;
+        sink(EngineEvent::Samples {
+            step: m.step,
+            groups,
+        });
+        sink(EngineEvent::Step(m));
+        Ok(time)
+    }
+
+    /// Obeys one command (`None`: the controller vanished, which stops the run). A `Pause` is
+    /// acknowledged with a `Log` "paused at step N" (N = steps done), also when already paused.
+    fn apply_command(
+        &mut self,
+        cmd: Option<Command>,
+        ctl: &mut Control,
+        sink: &mut dyn FnMut(EngineEvent),
+    ) -> Result<()> {
+        match cmd {
+            None | Some(Command::Stop) => ctl.stopped = true,
+            Some(Command::Pause) => {
+                ctl.paused = true;
+                sink(EngineEvent::Log {
+                    message: format!("paused at step {}", self.step),
+                });
+            }
+            Some(Command::Resume) => {
+                ctl.paused = false;
+                ctl.step_budget = None;
+            }
+            Some(Command::StepOnce) => ctl.step_budget = Some(ctl.step_budget.unwrap_or(0) + 1),
+            Some(Command::Evaluate) => ctl.eval_now = true,
+            Some(Command::Checkpoint) => {
+                self.keep_policy(sink)?;
+                self.emit_checkpoint(sink)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads commands before a step: blocks while paused (without a step budget), otherwise
+    /// takes what is pending. Stops reading at `Stop`.
+    fn poll_commands(
+        &mut self,
+        rx: &Receiver<Command>,
+        ctl: &mut Control,
+        sink: &mut dyn FnMut(EngineEvent),
+    ) -> Result<()> {
+        while !ctl.stopped {
+            let cmd = if ctl.paused && ctl.step_budget.is_none() {
+                // Paused: wait for a command; a vanished controller stops the run.
+                rx.recv().ok()
+            } else {
+                match rx.try_recv() {
+                    Ok(c) => Some(c),
+                    // Nothing pending, or nobody controls the run: keep training.
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            };
+            self.apply_command(cmd, ctl, sink)?;
+        }
+        Ok(())
+    }
+
+    /// Hands the listener a resume checkpoint of the current state.
+    fn emit_checkpoint(&self, sink: &mut dyn FnMut(EngineEvent)) -> Result<()> {
+        sink(EngineEvent::Checkpoint(ResumePoint(std::sync::Arc::new(
+            self.resume_state()?,
+        ))));
+        Ok(())
     }
 
     /// Runs to the configured number of steps (or until stopped), emitting events to `sink`.
@@ -374,86 +510,34 @@ impl Trainer {
         sink(EngineEvent::Started(self.info()));
         // A resumed run was evaluated before it stopped; a fresh one is evaluated at step 0.
         let initial = if self.step == 0 {
-            let e = self.evaluate()?;
-            sink(EngineEvent::Eval(e.clone()));
-            Some(e)
+            Some(self.evaluate_and_report(sink)?)
         } else {
             None
         };
         let mut last = initial.clone();
-        let mut paused = false;
-        let mut step_budget: Option<usize> = None;
-        let mut stopped = false;
+        let mut ctl = Control::default();
         let mut step_time = 0f64;
         let start_step = self.step;
         let mut checkpointed = self.step;
         while self.step < self.cfg.steps {
-            let mut eval_now = false;
-            // Commands: block while paused, poll otherwise.
             if let Some(rx) = commands {
-                loop {
-                    let cmd = if paused && step_budget.is_none() {
-                        // Paused: wait for a command; a vanished controller stops the run.
-                        rx.recv().ok()
-                    } else {
-                        match rx.try_recv() {
-                            Ok(c) => Some(c),
-                            // Nothing pending, or nobody controls the run: keep training.
-                            Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                        }
-                    };
-                    match cmd {
-                        None | Some(Command::Stop) => {
-                            stopped = true;
-                            break;
-                        }
-                        Some(Command::Pause) => paused = true,
-                        Some(Command::Resume) => {
-                            paused = false;
-                            step_budget = None;
-                        }
-                        Some(Command::StepOnce) => step_budget = Some(step_budget.unwrap_or(0) + 1),
-                        Some(Command::Evaluate) => eval_now = true,
-                        Some(Command::Checkpoint) => {
-                            self.keep_policy(sink)?;
-                            sink(EngineEvent::Checkpoint(ResumePoint(std::sync::Arc::new(
-                                self.resume_state()?,
-                            ))));
-                        }
-                    }
-                }
+                self.poll_commands(rx, &mut ctl, sink)?;
             }
-            if stopped {
+            if ctl.stopped {
                 break;
             }
-            let (mut m, groups) = self.train_step()?;
-            for (name, (count, first)) in self.components.errors.drain() {
-                sink(EngineEvent::Log {
-                    message: format!(
-                        "plugin component {name}: {count} error(s) in step {}; first: {first}",
-                        m.step
-                    ),
-                });
-                m.plugin_errors.insert(name, count);
-            }
-            step_time += m.step_time_s;
-            sink(EngineEvent::Samples {
-                step: m.step,
-                groups,
-            });
-            sink(EngineEvent::Step(m));
-            if let Some(b) = step_budget.as_mut() {
+            step_time += self.step_and_report(sink)?;
+            if let Some(b) = ctl.step_budget.as_mut() {
                 *b -= 1;
                 if *b == 0 {
-                    step_budget = None;
+                    ctl.step_budget = None;
                 }
             }
             let every = self.cfg.eval.every;
             let is_last = self.step == self.cfg.steps;
+            let eval_now = std::mem::take(&mut ctl.eval_now);
             if eval_now || is_last || (every > 0 && self.step.is_multiple_of(every)) {
-                let e = self.evaluate()?;
-                sink(EngineEvent::Eval(e.clone()));
-                last = Some(e);
+                last = Some(self.evaluate_and_report(sink)?);
             }
             let keep = self.cfg.output.keep_every;
             if keep > 0 && self.step.is_multiple_of(keep) {
@@ -461,21 +545,15 @@ impl Trainer {
             }
             let ck = self.cfg.output.checkpoint_every;
             if ck > 0 && (is_last || self.step.is_multiple_of(ck)) {
-                sink(EngineEvent::Checkpoint(ResumePoint(std::sync::Arc::new(
-                    self.resume_state()?,
-                ))));
+                self.emit_checkpoint(sink)?;
                 checkpointed = self.step;
             }
         }
-        if stopped && last.as_ref().is_some_and(|e| e.step != self.step) {
-            let e = self.evaluate()?;
-            sink(EngineEvent::Eval(e.clone()));
-            last = Some(e);
+        if ctl.stopped && last.as_ref().is_some_and(|e| e.step != self.step) {
+            last = Some(self.evaluate_and_report(sink)?);
         }
         if checkpointed != self.step {
-            sink(EngineEvent::Checkpoint(ResumePoint(std::sync::Arc::new(
-                self.resume_state()?,
-            ))));
+            self.emit_checkpoint(sink)?;
         }
         let policy_dir = self.cfg.output_dir().join("policy");
         self.policy.save(&policy_dir)?;
@@ -492,7 +570,7 @@ impl Trainer {
             last,
             mean_step_s: step_time / done.max(1) as f64,
             policy_dir: Some(policy_dir),
-            stopped,
+            stopped: ctl.stopped,
         };
         sink(EngineEvent::Done(summary.clone()));
         Ok(summary)
