@@ -149,7 +149,6 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-
 impl LiveRun {
     /// Creates a run in the history at `db` and starts training it. A config without an output
     /// folder gets `runs_root/<name>-<unix time>` (suffixed `-2`, `-3`... if another run has

@@ -773,19 +773,16 @@ pub fn check(spec: &KeySpec, v: &toml::Value) -> Result<()> {
         }
         Kind::Bool if !v.is_bool() => return Err(wrong("true or false")),
         Kind::Text | Kind::Path if !v.is_str() => return Err(wrong("a string in quotes")),
-        Kind::Choice(opts) => {
-            if !v.as_str().is_some_and(|s| opts.contains(&s)) {
-                return Err(wrong(&format!("one of {}", opts.join(", "))));
-            }
+        Kind::Choice(opts) if !v.as_str().is_some_and(|s| opts.contains(&s)) => {
+            return Err(wrong(&format!("one of {}", opts.join(", "))));
         }
         Kind::Params if !v.is_table() => return Err(wrong("a table, e.g. { k = 4 }")),
-        Kind::TextList | Kind::PathList => {
-            let ok = v
+        Kind::TextList | Kind::PathList
+            if !v
                 .as_array()
-                .is_some_and(|a| a.iter().all(toml::Value::is_str));
-            if !ok {
-                return Err(wrong("a list of strings"));
-            }
+                .is_some_and(|a| a.iter().all(toml::Value::is_str)) =>
+        {
+            return Err(wrong("a list of strings"));
         }
         _ => {}
     }

@@ -77,6 +77,12 @@ pub enum LaunchError {
     Run(String),
 }
 
+impl From<rlvr_core::CoreError> for LaunchError {
+    fn from(e: rlvr_core::CoreError) -> Self {
+        Self::Engine(e.into())
+    }
+}
+
 /// Settings given on the command line over a config (`--steps`, `--seed`, `--out`,
 /// `--threads`, `--model`, `--plugins`).
 #[derive(Clone, Debug, Default)]
@@ -310,7 +316,7 @@ pub fn prepare_new(
         };
         return failed(&store, run_id, err);
     }
-    let writer = match RunDirWriter::create(&dir, &cfg) {
+    let writer = match RunDirWriter::create(&dir, &cfg.to_toml()) {
         Ok(w) => w,
         Err(e) => return failed(&store, run_id, e),
     };
@@ -430,7 +436,7 @@ impl Resumable {
         }
         let writer = match step {
             Some(s) => RunDirWriter::reopen(&dir, s),
-            None => RunDirWriter::create(&dir, &cfg),
+            None => RunDirWriter::create(&dir, &cfg.to_toml()),
         };
         let writer = match writer {
             Ok(w) => w,

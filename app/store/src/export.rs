@@ -227,7 +227,7 @@ mod tests {
 
     use super::*;
     use crate::read::StoredSample;
-    use rlvr_engine::events::TokenStats;
+    use rlvr_core::events::TokenStats;
 
     fn group(prompt: &str, completion: &str) -> StoredGroup {
         StoredGroup {
