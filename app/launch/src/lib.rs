@@ -24,7 +24,7 @@ use crossbeam_channel::Sender;
 use rlvr_engine::events::{EngineEvent, RunSummary};
 use rlvr_engine::extensions::Extensions;
 use rlvr_engine::output::RunDirWriter;
-use rlvr_engine::trainer::{latest_checkpoint, Command};
+use rlvr_engine::trainer::{checkpoint_step, Command, CHECKPOINT_SLOTS};
 use rlvr_engine::{EngineError, RunConfig, RunHandle};
 use rlvr_plugin_host::PluginHost;
 use rlvr_store::{NewRun, Recorder, RecorderSummary, RunRow, RunStatus, Store, StoreError};
@@ -217,6 +217,8 @@ pub struct Prepared {
     pub cfg: RunConfig,
     /// The step it resumes after (`None`: from the start).
     pub resume_step: Option<usize>,
+    /// What a resume had to work around (a damaged checkpoint slot skipped...), for the user.
+    pub notes: Vec<String>,
     writer: RunDirWriter,
     ext: Extensions,
 }
@@ -325,6 +327,7 @@ pub fn prepare_new(
         run_id,
         cfg,
         resume_step: None,
+        notes: Vec::new(),
         writer,
         ext,
     })
@@ -387,17 +390,12 @@ impl Resumable {
         let id = run.id;
         let dir = cfg.output.dir.clone();
         folder::Folders::new(&store)?.check_resume(&run, &dir)?;
-        let step = match latest_checkpoint(&dir)? {
-            Some((_, step)) => Some(step),
-            None if !store.checkpoints(id)?.iter().any(|(k, _, _)| k == "resume") => None,
-            None => {
-                return Err(LaunchError::Resume(format!(
-                    "run {id}: no checkpoint to resume from in {} (its checkpoint files were \
-                     removed)",
-                    dir.display()
-                )))
-            }
-        };
+        // The newest slot that verifies; a slot a full disk or a crash cut short is skipped
+        // with a note, and a first checkpoint that never completed restarts the run from step 0.
+        let from = store.resume_from(id, &dir, &CHECKPOINT_SLOTS, |p| {
+            checkpoint_step(p).map_err(|e| e.to_string())
+        })?;
+        let (step, notes) = (from.step, from.notes);
         let after = step.unwrap_or(0);
         if cfg.steps < after {
             return Err(LaunchError::Resume(format!(
@@ -448,6 +446,7 @@ impl Resumable {
             run_id: id,
             cfg,
             resume_step: step,
+            notes,
             writer,
             ext,
         })
@@ -470,6 +469,7 @@ impl Prepared {
             resume_step,
             writer,
             ext,
+            ..
         } = self;
         let recorder =
             Recorder::spawn(store, run_id, cfg.output.keep_groups, writer).map_err(|err| {

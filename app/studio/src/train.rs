@@ -225,6 +225,9 @@ pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()
         (None, None) => anyhow::bail!("give a config file or --resume RUN"),
     };
     let (run_id, resume_step) = (prepared.run_id, prepared.resume_step);
+    for n in &prepared.notes {
+        eprintln!("warning: {n}");
+    }
     let cfg = prepared.cfg.clone();
     crate::tune_process(crate::threads_for_model(&cfg.model.path, cfg.threads));
     let out_dir = cfg.output_dir();

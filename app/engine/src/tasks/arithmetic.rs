@@ -1,6 +1,6 @@
 //! Integer arithmetic: prompt `"12+34="`, answer `"46"`.
 
-use super::{check_min_max, parse_ops, Problem, Task, TaskError, Verdict};
+use super::{check_min_max, knob_range, parse_ops, Problem, Task, TaskError, Verdict};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -45,8 +45,8 @@ impl Arithmetic {
         check_min_max(
             ("min_digits", config.min_digits),
             ("max_digits", config.max_digits),
-            1,
-            4,
+            knob_range("arithmetic", "max_digits").0,
+            knob_range("arithmetic", "max_digits").1,
         )?;
         Ok(Arithmetic {
             min_digits: config.min_digits as u32,

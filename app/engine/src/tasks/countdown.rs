@@ -1,7 +1,7 @@
 //! Countdown: prompt `"3 5 7>22:"` (numbers, `>`, target, `:`); answer is any expression over the
 //! given numbers with `+ - *` and parentheses that evaluates to the target, e.g. `"3*5+7"`.
 
-use super::{check_range, digits, parse_ops, Problem, Task, TaskError, Verdict};
+use super::{check_range, digits, knob_range, parse_ops, Problem, Task, TaskError, Verdict};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -198,8 +198,10 @@ fn times(n: usize) -> String {
 impl Countdown {
     /// Validate `config` and build the task.
     pub fn new(config: &CountdownConfig) -> Result<Self, TaskError> {
-        check_range("numbers", config.numbers, 2, 4)?;
-        check_range("max_number", config.max_number, 2, 50)?;
+        let (lo, hi) = knob_range("countdown", "numbers");
+        check_range("numbers", config.numbers, lo, hi)?;
+        let (lo, hi) = knob_range("countdown", "max_number");
+        check_range("max_number", config.max_number, lo, hi)?;
         Ok(Countdown {
             numbers: config.numbers,
             max_number: config.max_number as i64,

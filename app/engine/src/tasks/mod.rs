@@ -143,6 +143,14 @@ pub enum TaskError {
     },
 }
 
+/// The allowed range of a task knob, from the spec table (`rlvr_core::spec::TASKS`), the one
+/// place task ranges are written.
+pub(crate) fn knob_range(task: &str, knob: &str) -> (usize, usize) {
+    let end = |b: Option<rlvr_core::spec::Bound>, far: usize| b.map_or(far, |b| b.value as usize);
+    rlvr_core::spec::task_key(task, knob)
+        .map_or((0, usize::MAX), |k| (end(k.min, 0), end(k.max, usize::MAX)))
+}
+
 /// Check `min..=max` for an integer setting.
 pub(crate) fn check_range(
     key: &'static str,

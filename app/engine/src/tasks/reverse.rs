@@ -1,6 +1,6 @@
 //! String reversal with per-position partial credit: prompt `"rev 3817:"`, answer `"7183"`.
 
-use super::{check_min_max, Problem, Task, TaskError, Verdict};
+use super::{check_min_max, knob_range, Problem, Task, TaskError, Verdict};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -63,8 +63,8 @@ impl Reverse {
         check_min_max(
             ("min_len", config.min_len),
             ("max_len", config.max_len),
-            1,
-            12,
+            knob_range("reverse", "max_len").0,
+            knob_range("reverse", "max_len").1,
         )?;
         Ok(Reverse {
             min_len: config.min_len,

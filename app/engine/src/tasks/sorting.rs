@@ -1,6 +1,6 @@
 //! Sorting: prompt `"sort 5 2 9:"` (or `"desc 5 2 9:"`), answer `"2 5 9"` (or `"9 5 2"`).
 
-use super::{check_min_max, check_range, digits, Problem, Task, TaskError, Verdict};
+use super::{check_min_max, check_range, digits, knob_range, Problem, Task, TaskError, Verdict};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -48,10 +48,11 @@ impl Sorting {
         check_min_max(
             ("min_len", config.min_len),
             ("max_len", config.max_len),
-            2,
-            8,
+            knob_range("sorting", "max_len").0,
+            knob_range("sorting", "max_len").1,
         )?;
-        check_range("max_value", config.max_value, 1, 99)?;
+        let (lo, hi) = knob_range("sorting", "max_value");
+        check_range("max_value", config.max_value, lo, hi)?;
         Ok(Sorting {
             min_len: config.min_len,
             max_len: config.max_len,
