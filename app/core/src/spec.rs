@@ -1121,10 +1121,6 @@ pub fn json_schema() -> serde_json::Value {
             "$schema".into(),
             json!("https://json-schema.org/draft/2020-12/schema"),
         );
-        o.insert(
-            "$id".into(),
-            json!("https://rlvr-studio.dev/schema/run-config.json"),
-        );
         o.insert("title".into(), json!("RLVR Studio run config"));
     }
     schema
