@@ -296,7 +296,7 @@ pub const DEFAULT_MODEL_PATH: &str =
 /// Top-level keys.
 pub static TOP: &[KeySpec] = &[
     text("name", "run").label("Run name", "names the run and its default output folder runs/<name>"),
-    int("seed", 0.0, 0.0, 9_007_199_254_740_992.0).label(
+    int("seed", 0.0, 0.0, 9_007_199_254_740_991.0).label(
         "Seed",
         "seed of everything random: held-out split, prompt stream, sampling",
     ),
@@ -508,8 +508,15 @@ pub static ALGORITHM: &[KeySpec] = &[
         .label("Lp-Reg protected fraction", "lowest fraction of log-probs Lp-Reg protects"),
     int("algorithm.inner_updates", 1.0, 1.0, 64.0)
         .label("Inner updates", "policy updates per batch (μ)"),
-    choice("algorithm.aggregation", &["grpo", "bnpo", "dr_grpo", "dapo"], "grpo")
-        .label("Loss aggregation", "how token losses are reduced to one number"),
+    choice(
+        "algorithm.aggregation",
+        &["grpo", "bnpo", "dr_grpo", "dapo", "seq_mean_token_mean", "token_mean"],
+        "grpo",
+    )
+    .label(
+        "Loss aggregation",
+        "how token losses are reduced to one number (seq_mean_token_mean = grpo, token_mean = dapo)",
+    ),
     choice("algorithm.overlong", &["none", "mask", "soft"], "none").label(
         "Overlong",
         "completions cut at the limit: nothing, mask them, or the soft overlong penalty (DAPO)",

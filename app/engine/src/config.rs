@@ -588,10 +588,15 @@ impl RunConfig {
     }
 
     fn parse(text: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| EngineError::ConfigFile {
+        let syntax = |e: toml::de::Error| EngineError::ConfigFile {
             path: PathBuf::from("<config>"),
             msg: toml_error_line(text, &e),
-        })
+        };
+        // Types, choices and ranges first, against the spec table, so that every such error
+        // names its key (serde's own messages name only the line); then the structure.
+        let raw: toml::Table = toml::from_str(text).map_err(syntax)?;
+        spec::validate(&raw)?;
+        toml::from_str(text).map_err(syntax)
     }
 
     /// Parses TOML text (paths are left as written) and validates it.
