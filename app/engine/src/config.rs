@@ -766,7 +766,7 @@ mod tests {
 
     /// A config setting `key` (dotted) to `value`, on a base that lets every key reach its
     /// range (enough steps for the longest warm-up; the paired `max_*` knob of a `min_*` one).
-    fn config_with(spec: &KeySpec, task: Option<&str>, value: &str) -> String {
+    fn config_with(spec: &KeySpec, task: Option<&str>, value: &str, pair: bool) -> String {
         let (section, name) = spec.key.rsplit_once('.').unwrap_or(("", spec.key));
         let mut text = String::new();
         if spec.key != "steps" {
@@ -779,8 +779,14 @@ mod tests {
         text.push_str(&format!("[{section}]\n"));
         if let Some(t) = task {
             text.push_str(&format!("name = \"{t}\"\n"));
-            if let Some(paired) = name.strip_prefix("min_") {
-                text.push_str(&format!("max_{paired} = {value}\n"));
+            // A min_*/max_* pair must stay ordered: move the partner along.
+            let partner = match (name.strip_prefix("min_"), name.strip_prefix("max_")) {
+                (Some(rest), _) => Some(format!("max_{rest}")),
+                (_, Some(rest)) => Some(format!("min_{rest}")),
+                _ => None,
+            };
+            if let Some(p) = partner.filter(|p| pair && spec::task_key(t, p).is_some()) {
+                text.push_str(&format!("{p} = {value}\n"));
             }
         }
         text.push_str(&format!("{name} = {value}\n"));
@@ -875,7 +881,7 @@ mod tests {
                 .collect();
             ends.extend(spec.off);
             for x in ends {
-                let text = config_with(spec, task, &lit(spec, x));
+                let text = config_with(spec, task, &lit(spec, x), true);
                 let ok = RunConfig::from_toml(&text);
                 assert!(ok.is_ok(), "{}: {x} refused: {:?}", spec.key, ok.err());
                 assert!(
@@ -885,7 +891,7 @@ mod tests {
                 );
             }
             for bad in outside(spec) {
-                let text = config_with(spec, task, &bad);
+                let text = config_with(spec, task, &bad, false);
                 let e = RunConfig::from_toml(&text)
                     .map(|_| ())
                     .unwrap_err()
@@ -920,7 +926,7 @@ mod tests {
                     .find(|t| t.keys.contains(k))
                     .map(|t| t.name);
                 for o in opts {
-                    let text = config_with(k, task, &format!("{o:?}"));
+                    let text = config_with(k, task, &format!("{o:?}"), true);
                     assert!(RunConfig::from_toml(&text).is_ok(), "{} = {o}", k.key);
                 }
             }
