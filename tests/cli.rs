@@ -273,7 +273,10 @@ fn resume_continues_a_run() {
     for f in ["resume-0.ckpt", "resume-1.ckpt"] {
         std::fs::remove_file(dir.path().join(f)).unwrap();
     }
-    expect_error(&["train", "--resume", &id], &["no checkpoint"]);
+    expect_error(
+        &["train", "--resume", &id],
+        &["checkpoint", "files were removed"],
+    );
     expect_error(
         &["train", "--resume", "no-such-run"],
         &["no run \"no-such-run\""],

@@ -361,14 +361,14 @@ fn save_and_load_toml_through_the_path_field_and_errors_name_the_file() {
     h.run_steps(2);
     let saved = rlvr_engine::RunConfig::from_file(&path).unwrap();
     assert_eq!(saved.steps, 7);
-    // A broken file: the message names the file and the line.
+    // A broken file: the message names the file and the key (a syntax error: the line).
     std::fs::write(&path, "steps = \"many\"\n").unwrap();
     h.get_by_label("Load").click();
     h.run_steps(2);
     let msg = h.state().form.message.clone().unwrap();
     assert!(!msg.0);
     assert!(
-        msg.1.contains("saved.toml") && msg.1.contains("line 1"),
+        msg.1.contains("saved.toml") && msg.1.contains("steps = \"many\""),
         "{msg:?}"
     );
     h.get_by_label_contains("saved.toml");
@@ -590,20 +590,21 @@ fn fill_the_form_through_its_widgets_then_train_that_run() {
     let (fx, app) = fixture();
     let mut h = harness(app);
     h.run_steps(2);
-    // Only widgets: name, sizes, steps, evaluation, threads.
-    h.get_by_label("name").focus();
+    // Only widgets: name, sizes, steps, evaluation, threads (found by the spec table's labels).
+    let label = |key: &str| rlvr_core::spec::find(key).unwrap().label;
+    h.get_by_label(label("name")).focus();
     h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    h.get_by_label("name").type_text("typed-run");
+    h.get_by_label(label("name")).type_text("typed-run");
     h.run_steps(1);
-    for (label, v) in [
+    for (key, v) in [
         ("steps", 4.0),
         ("threads", 1.0),
-        ("prompts_per_step", 2.0),
-        ("group_size", 3.0),
-        ("heldout_size", 6.0),
-        ("every", 0.0),
+        ("rollout.prompts_per_step", 2.0),
+        ("rollout.group_size", 3.0),
+        ("eval.heldout_size", 6.0),
+        ("eval.every", 0.0),
     ] {
-        h.get_by_label(label).set_value_accesskit(v);
+        h.get_by_label(label(key)).set_value_accesskit(v);
         h.run_steps(1);
     }
     h.run_steps(1);

@@ -2,7 +2,8 @@
 //!
 //! The names are the ones the engine's run folder writer and trainer use
 //! (`rlvr_engine::output`): `config.toml`, `metrics.jsonl` (and its `.tmp` while a resume
-//! rewrites it), the checkpoint slots `resume-0.ckpt` / `resume-1.ckpt`, the final policy
+//! rewrites it), the launcher's `run.json` marker (and the `.tmp` files of `run.json` and
+//! `config.toml` while they are rewritten), the checkpoint slots `resume-0.ckpt` / `resume-1.ckpt`, the final policy
 //! `policy/` and kept policies `checkpoints/step-NNNNNN/`, each a Hugging Face folder of
 //! `config.json`, `generation_config.json`, `model.safetensors` and `tokenizer.json`.
 
@@ -15,8 +16,11 @@ use crate::{Result, StoreError};
 /// Files a run writes at the top of its output folder.
 pub const RUN_FILES: &[&str] = &[
     "config.toml",
+    "config.toml.tmp",
     "metrics.jsonl",
     "metrics.jsonl.tmp",
+    "run.json",
+    "run.json.tmp",
     "resume-0.ckpt",
     "resume-1.ckpt",
 ];

@@ -120,12 +120,15 @@ fn explain(e: &rusqlite::Error) -> String {
              Give another location with --db"
         ),
         Some(C::DatabaseBusy) | Some(C::DatabaseLocked) => {
-            format!("the database stayed locked by another process for too long (SQLite: {e})")
+            format!("{LOCKED} (SQLite: {e})")
         }
         Some(C::DiskFull) => format!("the disk is full (SQLite: {e})"),
         _ => format!("SQLite: {e}"),
     }
 }
+
+/// The start of the message of a database another connection kept locked.
+const LOCKED: &str = "the database stayed locked by another process for too long";
 
 /// How long a 0-byte file counts as a history another process is creating right now (SQLite
 /// creates the file empty and writes the schema when the creator's first transaction commits).
@@ -259,6 +262,23 @@ impl Store {
     /// changed in the last minute counts as a history being created; an older one is refused.
     /// `:memory:`, an empty name and `file:` URIs are refused (a history there would be lost).
     pub fn open(path: &Path) -> Result<Self> {
+        // SQLite reports some lock conflicts at once instead of waiting out the busy timeout
+        // (a journal-mode switch or a lock upgrade racing another new connection): retry those
+        // until the timeout.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match Self::open_once(path) {
+                Err(StoreError::Sqlite { msg, .. })
+                    if msg.starts_with(LOCKED) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Self> {
         refuse_special_name(path)?;
         let sq = |e: rusqlite::Error| StoreError::Sqlite {
             path: path.to_path_buf(),
