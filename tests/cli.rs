@@ -105,7 +105,27 @@ fn bad_inputs_give_one_clear_error_line() {
     let unknown_key = write("key.toml", "[rollout]\ngroup_sise = 4\n");
     expect_error(&["train", &unknown_key], &["key.toml", "group_sise"]);
     let range = write("range.toml", "[optim]\nlr = 5.0\n");
-    expect_error(&["train", &range], &["optim.lr", "5"]);
+    expect_error(&["train", &range], &["range.toml", "optim.lr", "5"]);
+    // Checks that need the command line name the file and the flags.
+    let warm = write("warm.toml", "steps = 600\n[optim]\nwarmup_steps = 10\n");
+    expect_error(
+        &["train", &warm, "--steps", "5"],
+        &[
+            "warm.toml (with --steps 5)",
+            "optim.warmup_steps = 10",
+            "steps (5)",
+        ],
+    );
+    let no_path = write("nopath.toml", "[model]\npath = \"\"\n");
+    expect_error(&["train", &no_path], &["nopath.toml", "model.path = \"\""]);
+    // A huge number is not written out in full.
+    let huge = write("huge.toml", "[rollout]\ngroup_size = 1e300\n");
+    let out = bin().args(["train", &huge]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rollout.group_size") && err.len() < 300,
+        "{err}"
+    );
     let task = write("task.toml", "[task]\nname = \"chess\"\n");
     expect_error(&["train", &task], &["task.toml", "chess"]);
     // A model folder whose weights are garbage.
@@ -154,7 +174,7 @@ fn every_preset_runs() {
         if name == "pretrain.toml" {
             continue;
         }
-        let cfg = rlvr_engine::RunConfig::from_file(&path).unwrap();
+        let cfg = rlvr_core::RunConfig::from_file(&path).unwrap();
         if !cfg.plugins.dirs.is_empty() {
             // Presets that use plugins run in tests/plugins.rs, which builds the plugins.
             continue;

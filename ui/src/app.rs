@@ -149,7 +149,7 @@ impl StudioApp {
         let mut form = NewRunForm::default();
         form.set_extensions(plugins.extensions());
         if let Some(text) = &persisted.last_config {
-            if let Ok(cfg) = rlvr_engine::RunConfig::from_toml(text) {
+            if let Ok(cfg) = rlvr_core::RunConfig::from_toml(text) {
                 form.set_config(&cfg, "last session");
             }
         }

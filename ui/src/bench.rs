@@ -70,7 +70,7 @@ pub fn synthetic_table(seed: u64, points: usize) -> MetricTable {
     for s in 1..=points {
         let p = s as f64 / points as f64;
         let learn = 1.0 - (-4.0 * rate * p).exp();
-        let m = rlvr_engine::events::StepMetrics {
+        let m = rlvr_core::events::StepMetrics {
             step: s,
             elapsed_s: s as f64 * 0.2,
             reward_mean: 0.1 + 0.8 * learn + 0.08 * noise(),

@@ -2,9 +2,9 @@
 //! from the engine (advantage estimators, tasks); plugins add entries at run time with
 //! [`ComponentCatalog::add`], and the new-run form shows them without UI code.
 
-use rlvr_engine::algo::advantage::ESTIMATORS;
-use rlvr_engine::algo::params::ParamSpec;
-use rlvr_engine::tasks::TaskConfig;
+use rlvr_core::config::estimators::ESTIMATORS;
+use rlvr_core::config::TaskConfig;
+use rlvr_core::params::ParamSpec;
 
 /// What a component plugs into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -110,8 +110,8 @@ impl ComponentCatalog {
     }
 
     /// Adds a plugin component (a plugin algorithm is offered as an advantage estimator).
-    pub fn add_plugin_component(&mut self, c: &rlvr_engine::extensions::ComponentInfo) {
-        use rlvr_engine::extensions::ComponentKind as E;
+    pub fn add_plugin_component(&mut self, c: &rlvr_core::extensions::ComponentInfo) {
+        use rlvr_core::extensions::ComponentKind as E;
         let kind = match c.kind {
             E::Verifier => ComponentKind::Verifier,
             E::Rubric => ComponentKind::Rubric,

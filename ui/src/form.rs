@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use crossbeam_channel::Receiver;
+use rlvr_core::params::{ParamKind, ParamSpec};
 use rlvr_core::spec::{self, KeySpec, Kind};
-use rlvr_engine::algo::params::{ParamKind, ParamSpec};
-use rlvr_engine::RunConfig;
+use rlvr_core::RunConfig;
 
 use crate::catalog::{ComponentCatalog, ComponentKind};
 use crate::theme::{self, Theme};
@@ -211,7 +211,7 @@ pub struct NewRunForm {
     /// Text last copied to the clipboard (for tests and the status line).
     pub copied: Option<String>,
     /// Plugin components the config may name (checked with their parameter specs).
-    pub ext: rlvr_engine::extensions::Extensions,
+    pub ext: rlvr_core::extensions::Extensions,
     dialog: Option<(DialogKind, Receiver<Option<PathBuf>>)>,
     presets: Vec<(String, PathBuf)>,
     dirty: bool,
@@ -286,7 +286,7 @@ impl NewRunForm {
     }
 
     /// New plugin components: re-check the config against them.
-    pub fn set_extensions(&mut self, ext: rlvr_engine::extensions::Extensions) {
+    pub fn set_extensions(&mut self, ext: rlvr_core::extensions::Extensions) {
         self.ext = ext;
         self.dirty = true;
         self.revalidate();

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use rlvr_engine::events::{EvalMetrics, StepMetrics};
+use rlvr_core::events::{EvalMetrics, StepMetrics};
 use rlvr_store::Store;
 
 /// Columns of (step, value) points, by metric name, plus each step's wall time.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use rlvr_engine::events::{SampleGroup, TokenStats};
+use rlvr_core::events::{SampleGroup, TokenStats};
 use rlvr_store::{Store, StoredGroup};
 use serde::{Deserialize, Serialize};
 

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
-use rlvr_engine::algo::params::ParamValue;
-use rlvr_engine::extensions::{
+use rlvr_core::extensions::{
     ComponentKind as EngineKind, ComponentScore, Extensions, Instance, ScoreItem,
 };
+use rlvr_core::params::ParamValue;
 use rlvr_plugin_host::PluginHost;
 
 use crate::catalog::ComponentCatalog;
@@ -376,7 +376,7 @@ impl PluginsPanel {
             self.playground.component = names[0].clone();
             self.playground.params = toml::Table::new();
         }
-        let specs: Vec<rlvr_engine::algo::params::ParamSpec> = self
+        let specs: Vec<rlvr_core::params::ParamSpec> = self
             .host
             .plugins
             .iter()

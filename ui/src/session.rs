@@ -11,10 +11,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use rlvr_engine::events::{EngineEvent, EvalMetrics, RunInfo, SampleGroup, StepMetrics};
+use rlvr_core::events::{EngineEvent, EvalMetrics, RunInfo, SampleGroup, StepMetrics};
 
+use rlvr_core::RunConfig;
 use rlvr_engine::trainer::Command;
-use rlvr_engine::RunConfig;
 use rlvr_launch::{LaunchError, NewRunRequest, Overrides, Prepared, Resumable, Running};
 use rlvr_store::Store;
 
@@ -27,6 +27,9 @@ pub enum SessionError {
     /// The configuration or run folder.
     #[error("{0}")]
     Engine(#[from] rlvr_engine::EngineError),
+    /// The configuration.
+    #[error("{0}")]
+    Config(#[from] rlvr_core::CoreError),
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),

@@ -10,7 +10,7 @@ use rlvr_store::{RunFilter, RunStatus, Store};
 use rlvr_ui::{AppOptions, Persisted, StudioApp, View};
 
 /// A tiny, fast configuration: 2 prompts × 4 completions, one thread.
-fn tiny_config(steps: usize) -> rlvr_engine::RunConfig {
+fn tiny_config(steps: usize) -> rlvr_core::RunConfig {
     let mut cfg = rlvr_ui::form::default_config();
     cfg.name = "kittest".into();
     cfg.steps = steps;
@@ -312,7 +312,7 @@ fn form_shows_the_cli_validation_message_and_trains_what_it_shows() {
     // An invalid value: the engine's own message, as the CLI prints it.
     h.get_by_label("Group size").set_value_accesskit(0.0);
     h.run_steps(2);
-    let cli = rlvr_engine::RunConfig::from_toml("[rollout]\ngroup_size = 0")
+    let cli = rlvr_core::RunConfig::from_toml("[rollout]\ngroup_size = 0")
         .unwrap_err()
         .to_string();
     assert!(cli.contains("rollout.group_size"), "{cli}");
@@ -359,7 +359,7 @@ fn save_and_load_toml_through_the_path_field_and_errors_name_the_file() {
     h.run_steps(1);
     h.get_by_label("Save").click();
     h.run_steps(2);
-    let saved = rlvr_engine::RunConfig::from_file(&path).unwrap();
+    let saved = rlvr_core::RunConfig::from_file(&path).unwrap();
     assert_eq!(saved.steps, 7);
     // A broken file: the message names the file and the key (a syntax error: the line).
     std::fs::write(&path, "steps = \"many\"\n").unwrap();
@@ -476,7 +476,7 @@ fn runs_view_overlays_two_runs_with_a_config_diff_and_exports() {
 
 #[test]
 fn a_component_added_to_the_catalog_appears_in_the_form_with_its_parameters() {
-    use rlvr_engine::algo::params::ParamSpec;
+    use rlvr_core::params::ParamSpec;
     use rlvr_ui::catalog::{Component, ComponentKind};
     let (_fx, mut app) = fixture();
     // What a plugin host will do: no UI code involved.
@@ -805,7 +805,7 @@ fn loaded_plugins_show_in_the_plugins_view_and_their_components_in_the_form() {
     let run = store.run(id).unwrap();
     assert_eq!(run.status, RunStatus::Finished);
     // The stored config names the plugin folder, for a resume from the command line.
-    let stored = rlvr_engine::RunConfig::from_toml(&run.config).unwrap();
+    let stored = rlvr_core::RunConfig::from_toml(&run.config).unwrap();
     assert_eq!(
         stored.plugins.dirs,
         Vec::<std::path::PathBuf>::new(),

@@ -41,6 +41,9 @@ pub enum CoreError {
         /// The underlying error (kept out of the error chain: the message already shows it).
         err: std::io::Error,
     },
+    /// A `[task]` setting is out of range, or a task cannot supply what the run needs.
+    #[error(transparent)]
+    Task(#[from] crate::config::TaskError),
     /// A plugin component could not be set up.
     #[error("plugin: {0}")]
     Plugin(String),
@@ -58,11 +61,12 @@ impl CoreError {
         }
     }
 
-    /// Shorthand for a configuration value error.
+    /// Shorthand for a configuration value error. A value longer than [`MAX_SHOWN_VALUE`]
+    /// characters (a 100 kB string, `1e300` written out in full) is shortened, with its length.
     pub fn config(key: &str, value: impl std::fmt::Display, expected: impl Into<String>) -> Self {
         Self::Config {
             key: key.to_owned(),
-            value: value.to_string(),
+            value: shorten(value.to_string()),
             expected: expected.into(),
         }
     }
@@ -74,6 +78,19 @@ impl CoreError {
             err,
         }
     }
+}
+
+/// Longest value, in characters, an error message repeats in full.
+pub const MAX_SHOWN_VALUE: usize = 60;
+
+/// `value`, or its first characters and its length when it is longer than [`MAX_SHOWN_VALUE`].
+fn shorten(value: String) -> String {
+    let n = value.chars().count();
+    if n <= MAX_SHOWN_VALUE {
+        return value;
+    }
+    let head: String = value.chars().take(MAX_SHOWN_VALUE - 20).collect();
+    format!("{head}… ({n} characters)")
 }
 
 /// Result of the shared contract.

@@ -2,6 +2,9 @@
 //! (CLI, run history, desktop app) and adapter (plugin host) reads. It holds plain data and
 //! traits only — no tensor library, no SQLite, no GUI — so the history builds without candle.
 //!
+//! - [`config`]: the run configuration ([`RunConfig`](config::RunConfig) and its sections, the
+//!   named choices, the task configs, the built-in estimators' parameter specs) and its
+//!   validation against the spec table;
 //! - [`events`]: the typed [`EngineEvent`] stream and its metrics;
 //! - [`params`]: self-describing typed parameters ([`ParamSpec`](params::ParamSpec)) of
 //!   components, checked against config values;
@@ -14,6 +17,7 @@
 //!   reference and the JSON Schema.
 
 pub mod checkpoint;
+pub mod config;
 pub mod error;
 pub mod events;
 pub mod extensions;
@@ -21,5 +25,6 @@ pub mod output;
 pub mod params;
 pub mod spec;
 
+pub use config::RunConfig;
 pub use error::{CoreError, Result};
 pub use events::EngineEvent;

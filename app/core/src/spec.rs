@@ -277,18 +277,6 @@ pub struct TaskSpec {
     pub keys: &'static [KeySpec],
 }
 
-/// The built-in advantage estimators' names (plugins may add algorithms).
-pub const ESTIMATOR_NAMES: &[&str] = &[
-    "grpo",
-    "dr_grpo",
-    "rloo",
-    "reinforce_pp",
-    "passk",
-    "qae",
-    "w_reinforce",
-    "ppo",
-];
-
 /// The default policy shipped with the source tree.
 pub const DEFAULT_MODEL_PATH: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/default-policy");

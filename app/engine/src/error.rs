@@ -17,47 +17,19 @@ pub enum EngineError {
         /// What is wrong.
         msg: String,
     },
-    /// A run configuration key holds a bad value.
-    #[error("{key} = {value} is invalid: {expected}")]
-    Config {
-        /// Dotted key, e.g. `rollout.group_size`.
-        key: String,
-        /// The value found.
-        value: String,
-        /// What is allowed.
-        expected: String,
-    },
-    /// A configuration file could not be parsed.
-    #[error("{}: {msg}", path.display())]
-    ConfigFile {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message (names the key and line).
-        msg: String,
-    },
-    /// A task could not be configured.
+    /// A config value, a config file, a file of the shared formats, a task setting or a plugin
+    /// set-up failed (the shared contract's error, shown as is).
     #[error(transparent)]
-    Task(#[from] crate::tasks::TaskError),
+    Core(#[from] rlvr_core::CoreError),
     /// Tokenizer failure.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
-    /// File system failure.
-    #[error("{}: {err}", path.display())]
-    Io {
-        /// The path involved.
-        path: PathBuf,
-        /// The underlying error (kept out of the error chain: the message already shows it).
-        err: std::io::Error,
-    },
     /// Rewards or losses became non-finite.
     #[error("numerical error: {0}")]
     NonFinite(String),
     /// A worker thread failed or an internal invariant broke (a bug: please report it).
     #[error("internal error: {0}")]
     Internal(String),
-    /// A plugin component could not be set up.
-    #[error("plugin: {0}")]
-    Plugin(String),
     /// The run was stopped by a command.
     #[error("run stopped")]
     Stopped,
@@ -74,43 +46,20 @@ impl EngineError {
 
     /// Shorthand for a configuration value error.
     pub fn config(key: &str, value: impl std::fmt::Display, expected: impl Into<String>) -> Self {
-        Self::Config {
-            key: key.to_owned(),
-            value: value.to_string(),
-            expected: expected.into(),
-        }
+        Self::Core(rlvr_core::CoreError::config(key, value, expected))
     }
 
     /// Shorthand for an I/O error on a path.
     pub fn io(path: impl Into<PathBuf>, err: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            err,
-        }
+        Self::Core(rlvr_core::CoreError::io(path, err))
     }
 }
 
 /// Engine result.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
-impl From<rlvr_core::CoreError> for EngineError {
-    fn from(e: rlvr_core::CoreError) -> Self {
-        use rlvr_core::CoreError as C;
-        match e {
-            C::Config {
-                key,
-                value,
-                expected,
-            } => Self::Config {
-                key,
-                value,
-                expected,
-            },
-            C::ConfigFile { path, msg } => Self::ConfigFile { path, msg },
-            C::File { path, msg } => Self::ModelFolder { path, msg },
-            C::Io { path, err } => Self::Io { path, err },
-            C::Plugin(m) => Self::Plugin(m),
-            C::Internal(m) => Self::Internal(m),
-        }
+impl From<rlvr_core::config::TaskError> for EngineError {
+    fn from(e: rlvr_core::config::TaskError) -> Self {
+        Self::Core(e.into())
     }
 }

@@ -6,7 +6,6 @@
 
 pub mod algo;
 pub mod batch;
-pub mod config;
 pub mod error;
 pub mod model;
 pub mod ops;
@@ -19,9 +18,9 @@ pub mod tasks;
 pub mod tokenizer;
 pub mod trainer;
 
-/// The event stream, the extension traits and the run folder writer live in the shared contract
-/// crate; they are re-exported here under their historical paths.
-pub use rlvr_core::{events, extensions, output};
+/// The run config, the event stream, the extension traits and the run folder writer live in the
+/// shared contract crate; they are re-exported here under their historical paths.
+pub use rlvr_core::{config, events, extensions, output};
 
 pub use config::RunConfig;
 pub use error::{EngineError, Result};

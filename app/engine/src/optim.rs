@@ -5,21 +5,10 @@
 //! Regularization*, Loshchilov & Hutter, 2019) with its state exposed.
 
 use candle_core::{backprop::GradStore, Tensor, Var};
-use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
 
-/// Learning-rate schedule over the run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Schedule {
-    /// Constant after warm-up.
-    Constant,
-    /// Linear decay to `min_lr_ratio · lr` at the last step.
-    Linear,
-    /// Cosine decay to `min_lr_ratio · lr` at the last step.
-    Cosine,
-}
+pub use rlvr_core::config::Schedule;
 
 /// Learning rate at `step` (0-based) of `total` steps.
 pub fn learning_rate(

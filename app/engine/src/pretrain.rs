@@ -139,7 +139,10 @@ pub fn pretrain(
     let mut splits = cfg
         .tasks
         .iter()
-        .map(|t| TaskSplit::new(t.build()?, cfg.seed, cfg.heldout_size).map_err(EngineError::from))
+        .map(|t| {
+            TaskSplit::new(crate::tasks::build(t)?, cfg.seed, cfg.heldout_size)
+                .map_err(EngineError::from)
+        })
         .collect::<Result<Vec<_>>>()?;
     let mut opt = AdamW::new(
         policy.params().iter().map(|(_, v)| v.clone()).collect(),

@@ -21,11 +21,13 @@ pub mod folder;
 use std::path::{Path, PathBuf};
 
 use crossbeam_channel::Sender;
-use rlvr_engine::events::{EngineEvent, RunSummary};
-use rlvr_engine::extensions::Extensions;
-use rlvr_engine::output::RunDirWriter;
-use rlvr_engine::trainer::{checkpoint_step, Command, CHECKPOINT_SLOTS};
-use rlvr_engine::{EngineError, RunConfig, RunHandle};
+use rlvr_core::checkpoint::{checkpoint_step, CHECKPOINT_SLOTS};
+use rlvr_core::events::{EngineEvent, RunSummary};
+use rlvr_core::extensions::Extensions;
+use rlvr_core::output::RunDirWriter;
+use rlvr_core::RunConfig;
+use rlvr_engine::trainer::Command;
+use rlvr_engine::{EngineError, RunHandle};
 use rlvr_plugin_host::PluginHost;
 use rlvr_store::{NewRun, Recorder, RecorderSummary, RunRow, RunStatus, Store, StoreError};
 
@@ -47,7 +49,7 @@ pub enum LaunchError {
         /// The run.
         run_id: i64,
         /// The parser's error.
-        err: EngineError,
+        err: rlvr_core::CoreError,
     },
     /// A thread could not be started.
     #[error("cannot start the {what} thread: {err}")]
@@ -106,6 +108,30 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 impl Overrides {
+    /// The flags given, as typed (`--steps 5 --seed 1`); empty when none.
+    pub fn flags(&self) -> String {
+        let mut out = Vec::new();
+        if let Some(s) = self.steps {
+            out.push(format!("--steps {s}"));
+        }
+        if let Some(s) = self.seed {
+            out.push(format!("--seed {s}"));
+        }
+        if let Some(o) = &self.out {
+            out.push(format!("--out {}", o.display()));
+        }
+        if let Some(t) = self.threads {
+            out.push(format!("--threads {t}"));
+        }
+        if let Some(m) = &self.model {
+            out.push(format!("--model {}", m.display()));
+        }
+        for d in &self.plugin_dirs {
+            out.push(format!("--plugins {}", d.display()));
+        }
+        out.join(" ")
+    }
+
     /// Applies them to the config of a new run.
     pub fn apply(&self, cfg: &mut RunConfig) {
         if let Some(s) = self.steps {

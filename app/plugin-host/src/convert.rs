@@ -4,11 +4,11 @@ use std::borrow::Cow;
 use std::path::Path;
 
 use abi_stable::std_types::{RResult, RString, RVec};
-use rlvr_engine::algo::params::{ParamKind, ParamSpec};
-use rlvr_engine::extensions::{
+use rlvr_core::extensions::{
     AlgoBatch, AlgoOutput, ComponentInfo, ComponentKind, ComponentScore, CriterionInfo, ScoreItem,
     ScorePart,
 };
+use rlvr_core::params::{ParamKind, ParamSpec};
 use rlvr_plugin_api::ffi;
 
 use crate::Manifest;

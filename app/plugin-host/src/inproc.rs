@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use abi_stable::std_types::{RResult, RSlice, RSliceMut};
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
-use rlvr_engine::extensions::{
+use rlvr_core::extensions::{
     AlgoBatch, AlgoOutput, ComponentKind, ComponentScore, Instance, RewardComponent, ScoreItem,
     TokenAlgorithm, TokenSampler,
 };

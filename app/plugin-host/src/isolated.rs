@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
-use rlvr_engine::extensions::{
+use rlvr_core::extensions::{
     AlgoBatch, AlgoOutput, ComponentKind, ComponentScore, Instance, RewardComponent, ScoreItem,
     TokenAlgorithm, TokenSampler,
 };

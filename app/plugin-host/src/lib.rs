@@ -1,6 +1,6 @@
 //! The plugin host: finds plugin libraries, checks them (ABI stamp, then abi_stable's layout
 //! check), reads their manifests, and adapts their components to the engine's plain traits
-//! ([`rlvr_engine::extensions`]) — in-process with a deadline on every call, or isolated in a
+//! ([`rlvr_core::extensions`]) — in-process with a deadline on every call, or isolated in a
 //! child process (`rlvr-studio plugin-host LIB`) so that a crash or an endless loop kills only
 //! the child.
 //!
@@ -16,10 +16,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use abi_stable::library::{lib_header_from_raw_library, LibraryError, RawLibrary, RootModule as _};
-use rlvr_engine::algo::params::Params;
-use rlvr_engine::extensions::{
-    ComponentFactory, ComponentInfo, ComponentKind, Extensions, Instance,
-};
+use rlvr_core::extensions::{ComponentFactory, ComponentInfo, ComponentKind, Extensions, Instance};
+use rlvr_core::params::Params;
 use rlvr_plugin_api::ffi::{PluginModule_Ref, PluginStamp, STAMP_MAGIC, STAMP_SYMBOL};
 
 pub use isolated::{private_stdout, serve, serve_stdio};
@@ -552,7 +550,7 @@ impl PluginHost {
     }
 
     /// Plugins whose components a config uses (for the run history).
-    pub fn used_by(&self, cfg: &rlvr_engine::RunConfig) -> Vec<&LoadedPlugin> {
+    pub fn used_by(&self, cfg: &rlvr_core::RunConfig) -> Vec<&LoadedPlugin> {
         let refs = cfg.plugin_components();
         self.plugins
             .iter()
@@ -615,7 +613,7 @@ mod tests {
 
     use std::collections::BTreeMap;
 
-    use rlvr_engine::extensions::ScoreItem;
+    use rlvr_core::extensions::ScoreItem;
     use rlvr_plugin_api::{Plugin, Sample, Spec, Verdict, Verifier};
 
     use super::*;

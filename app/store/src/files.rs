@@ -1,7 +1,7 @@
 //! The files a run writes in its output folder, and removing exactly those.
 //!
 //! The names are the ones the engine's run folder writer and trainer use
-//! (`rlvr_engine::output`): `config.toml`, `metrics.jsonl` (and its `.tmp` while a resume
+//! (`rlvr_core::output`): `config.toml`, `metrics.jsonl` (and its `.tmp` while a resume
 //! rewrites it), the launcher's `run.json` marker (and the `.tmp` files of `run.json` and
 //! `config.toml` while they are rewritten), the checkpoint slots `resume-0.ckpt` / `resume-1.ckpt`, the final policy
 //! `policy/` and kept policies `checkpoints/step-NNNNNN/`, each a Hugging Face folder of

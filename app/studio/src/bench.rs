@@ -271,7 +271,10 @@ pub fn generate_cmd(args: GenerateArgs) -> anyhow::Result<()> {
         temperature: args.temperature,
         ..SamplingConfig::default()
     };
-    sampling.validate("--temperature")?;
+    if let Some(spec) = rlvr_core::spec::find("rollout.temperature") {
+        rlvr_core::spec::check(spec, &toml::Value::Float(f64::from(args.temperature)))
+            .map_err(|e| anyhow::anyhow!("--temperature: {e}"))?;
+    }
     let prompts = args
         .prompts
         .iter()

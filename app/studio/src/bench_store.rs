@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Args;
-use rlvr_engine::events::{EngineEvent, SampleGroup, SampleRecord, StepMetrics, TokenStats};
-use rlvr_engine::output::RunDirWriter;
-use rlvr_engine::RunConfig;
+use rlvr_core::events::{EngineEvent, SampleGroup, SampleRecord, StepMetrics, TokenStats};
+use rlvr_core::output::RunDirWriter;
+use rlvr_core::RunConfig;
 use rlvr_store::{NewRun, Recorder, RunFilter, Store};
 
 /// Arguments of `bench-store`.

@@ -5,8 +5,9 @@ use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use rlvr_engine::events::{EngineEvent, EvalMetrics};
-use rlvr_engine::{RunConfig, Trainer};
+use rlvr_core::events::{EngineEvent, EvalMetrics};
+use rlvr_core::RunConfig;
+use rlvr_engine::Trainer;
 use serde::Serialize;
 
 /// Arguments of `compare`.

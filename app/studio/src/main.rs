@@ -175,7 +175,7 @@ fn main() -> std::process::ExitCode {
         }
         Some(Cmd::Compare(args)) => {
             if let Some(first) = args.presets.first() {
-                let model = rlvr_engine::RunConfig::from_file(first)
+                let model = rlvr_core::RunConfig::from_file(first)
                     .map(|c| c.model.path)
                     .unwrap_or_default();
                 tune_process(threads_for_model(&model, 0));

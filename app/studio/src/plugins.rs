@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use rlvr_engine::algo::params::{ParamKind, ParamSpec, ParamValue};
-use rlvr_engine::extensions::{ComponentKind, Instance, ScoreItem};
-use rlvr_engine::RunConfig;
+use rlvr_core::extensions::{ComponentKind, Instance, ScoreItem};
+use rlvr_core::params::{ParamKind, ParamSpec, ParamValue};
+use rlvr_core::RunConfig;
 use rlvr_plugin_host::{LoadedPlugin, PluginHost};
 
 /// `plugins …` subcommands.
@@ -254,8 +254,8 @@ fn time_calls(iters: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn bench(plugin: &Path, component: &str, iters: usize) -> anyhow::Result<()> {
-    use rlvr_engine::tasks::{ArithmeticConfig, TaskConfig};
-    let task = TaskConfig::Arithmetic(ArithmeticConfig::default()).build()?;
+    use rlvr_core::config::task::{ArithmeticConfig, TaskConfig};
+    let task = rlvr_engine::tasks::build(&TaskConfig::Arithmetic(ArithmeticConfig::default()))?;
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
     let problems: Vec<_> = (0..64).map(|_| task.generate(&mut rng)).collect();
     let meta = serde_json::Value::Null;

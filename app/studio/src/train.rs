@@ -7,10 +7,10 @@ use std::time::Instant;
 use anyhow::Context as _;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use rlvr_engine::events::{EngineEvent, EvalMetrics, RunSummary};
-use rlvr_engine::output::event_json;
+use rlvr_core::events::{EngineEvent, EvalMetrics, RunSummary};
+use rlvr_core::output::event_json;
+use rlvr_core::RunConfig;
 use rlvr_engine::pretrain::PretrainConfig;
-use rlvr_engine::RunConfig;
 use rlvr_launch::{Finished, NewRunRequest, Overrides, Resumable};
 
 /// Arguments of `train`.
@@ -209,10 +209,21 @@ pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()
         }
         (None, Some(path)) => {
             let mut cfg = RunConfig::from_file(path)?;
-            args.overrides().apply(&mut cfg);
+            let overrides = args.overrides();
+            overrides.apply(&mut cfg);
+            // Checks that need the overrides or the plugins name the file (and the flags).
+            let flags = overrides.flags();
+            let in_file = |e: anyhow::Error| {
+                let with = if flags.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (with {flags})")
+                };
+                anyhow::anyhow!("{}{with}: {e}", path.display())
+            };
             let default_dir = cfg.output_dir();
-            let host = crate::plugins::host_for(&cfg, &[])?;
-            crate::plugins::validate(&cfg, &host)?;
+            let host = crate::plugins::host_for(&cfg, &[]).map_err(in_file)?;
+            crate::plugins::validate(&cfg, &host).map_err(in_file)?;
             let req = NewRunRequest {
                 cfg,
                 default_dir,
@@ -326,7 +337,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
             toml::from_str::<PretrainConfig>(&text).map_err(|e| {
-                let line = rlvr_engine::config::toml_error_line(&text, &e);
+                let line = rlvr_core::config::toml_error_line(&text, &e);
                 anyhow::anyhow!("{}: {line}", p.display())
             })?
         }

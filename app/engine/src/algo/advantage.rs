@@ -3,7 +3,7 @@
 //! one entry in [`ESTIMATORS`]; the config picks it by name and its parameters are checked
 //! against its [`ParamSpec`]s.
 
-use super::params::{ParamSpec, Params};
+use super::params::Params;
 use crate::error::{EngineError, Result};
 
 /// The rewards of a batch, grouped by prompt.
@@ -111,97 +111,47 @@ impl AdvantageEstimator for Ppo {
     }
 }
 
-/// A registered estimator: name, documentation, parameters and constructor.
-pub struct EstimatorInfo {
-    /// Config name.
-    pub name: &'static str,
-    /// One line: what it does and where it comes from.
-    pub summary: &'static str,
-    /// Parameters.
-    pub params: &'static [ParamSpec],
-    /// Builds it from checked parameters.
-    pub build: fn(&Params) -> Box<dyn AdvantageEstimator>,
-}
+pub use rlvr_core::config::estimators::{find, EstimatorSpec, ESTIMATORS};
 
-/// Every built-in estimator.
-pub static ESTIMATORS: &[EstimatorInfo] = &[
-    EstimatorInfo {
-        name: "grpo",
-        summary: "group mean baseline, divided by the group std (DeepSeekMath, GRPO)",
-        params: &[
-            ParamSpec::bool("scale", true, "divide by the group standard deviation"),
-            ParamSpec::float("eps", 1e-4, 0.0, 1.0, "added to the std before dividing"),
-        ],
-        build: |p| Box::new(Grpo { scale: p.b("scale"), eps: p.f("eps") as f32 }),
-    },
-    EstimatorInfo {
-        name: "dr_grpo",
-        summary: "group mean baseline without std division (Understanding R1-Zero-Like Training: Dr. GRPO)",
-        params: &[],
-        build: |_| Box::new(Grpo { scale: false, eps: 0.0 }),
-    },
-    EstimatorInfo {
-        name: "rloo",
-        summary: "leave-one-out baseline: mean of the other G-1 rewards (Buy 4 REINFORCE Samples, Get a Baseline for Free)",
-        params: &[],
-        build: |_| Box::new(Rloo),
-    },
-    EstimatorInfo {
-        name: "reinforce_pp",
-        summary: "REINFORCE++: (group-baselined) rewards normalised by the whole batch's std",
-        params: &[
-            ParamSpec::bool("group_baseline", true, "subtract the group mean first (REINFORCE++-baseline)"),
-            ParamSpec::float("eps", 1e-6, 0.0, 1.0, "added to the batch std"),
-        ],
-        build: |p| Box::new(ReinforcePp { group_baseline: p.b("group_baseline"), eps: p.f("eps") as f32 }),
-    },
-    EstimatorInfo {
-        name: "passk",
-        summary: "closed-form pass@k advantage (Pass@k Training for Adaptively Balancing Exploration and Exploitation)",
-        params: &[ParamSpec::int("k", 4.0, 1.0, 256.0, "k of the pass@k objective (at most the group size)")],
-        build: |p| Box::new(PassK { k: p.u("k") }),
-    },
-    EstimatorInfo {
-        name: "qae",
-        summary: "K-quantile baseline instead of the mean (Quantile Advantage Estimation for Entropy-Safe Reasoning)",
-        params: &[
-            ParamSpec::float("quantile", 0.4, 0.0, 1.0, "K: the baseline is the group's K-quantile reward"),
-            ParamSpec::bool("scale", true, "divide by the group standard deviation"),
-        ],
-        build: |p| Box::new(Quantile { k: p.f("quantile"), scale: p.b("scale") }),
-    },
-    EstimatorInfo {
-        name: "ppo",
-        summary: "PPO: per-token GAE advantages from a learned value head on the policy's (detached) final hidden states (Proximal Policy Optimization Algorithms)",
-        params: &[
-            ParamSpec::float("gamma", 1.0, 0.0, 1.0, "discount factor"),
-            ParamSpec::float("lambda", 0.95, 0.0, 1.0, "GAE lambda"),
-            ParamSpec::float("value_lr", 1e-3, 1e-6, 1.0, "learning rate of the value head"),
-        ],
-        build: |p| {
-            Box::new(Ppo {
-                critic: CriticParams {
-                    gamma: p.f("gamma") as f32,
-                    lambda: p.f("lambda") as f32,
-                    value_lr: p.f("value_lr"),
-                },
-            })
-        },
-    },
-    EstimatorInfo {
-        name: "w_reinforce",
-        summary: "PSR/NSR split: +w_pos for passed, -w_neg for failed samples (The Surprising Effectiveness of Negative Reinforcement in LLM Reasoning)",
-        params: &[
-            ParamSpec::float("positive_weight", 0.1, 0.0, 10.0, "weight of positive-sample reinforcement (PSR); 0 = NSR only"),
-            ParamSpec::float("negative_weight", 1.0, 0.0, 10.0, "weight of negative-sample reinforcement (NSR); 0 = PSR only"),
-        ],
-        build: |p| Box::new(WeightedReinforce { pos: p.f("positive_weight") as f32, neg: p.f("negative_weight") as f32 }),
-    },
-];
-
-/// Looks an estimator up by name.
-pub fn find(name: &str) -> Option<&'static EstimatorInfo> {
-    ESTIMATORS.iter().find(|e| e.name == name)
+/// Builds a built-in estimator ([`ESTIMATORS`]: names, summaries and parameter specs) from its
+/// checked parameters.
+pub fn build(spec: &EstimatorSpec, p: &Params) -> Result<Box<dyn AdvantageEstimator>> {
+    Ok(match spec.name {
+        "grpo" => Box::new(Grpo {
+            scale: p.b("scale"),
+            eps: p.f("eps") as f32,
+        }),
+        "dr_grpo" => Box::new(Grpo {
+            scale: false,
+            eps: 0.0,
+        }),
+        "rloo" => Box::new(Rloo),
+        "reinforce_pp" => Box::new(ReinforcePp {
+            group_baseline: p.b("group_baseline"),
+            eps: p.f("eps") as f32,
+        }),
+        "passk" => Box::new(PassK { k: p.u("k") }),
+        "qae" => Box::new(Quantile {
+            k: p.f("quantile"),
+            scale: p.b("scale"),
+        }),
+        "ppo" => Box::new(Ppo {
+            critic: CriticParams {
+                gamma: p.f("gamma") as f32,
+                lambda: p.f("lambda") as f32,
+                value_lr: p.f("value_lr"),
+            },
+        }),
+        "w_reinforce" => Box::new(WeightedReinforce {
+            pos: p.f("positive_weight") as f32,
+            neg: p.f("negative_weight") as f32,
+        }),
+        other => {
+            return Err(EngineError::Internal(format!(
+                "the estimator table names {other:?}, which the engine does not implement"
+            )))
+        }
+    })
 }
 
 fn mean(g: &[f32]) -> f32 {

@@ -26,73 +26,21 @@ pub mod advantage;
 pub mod params;
 
 use candle_core::{DType, Tensor};
-use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 
-/// How per-token losses are reduced to one number (the divisor is computed by the trainer,
-/// see [`LossInputs::normaliser`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Aggregation {
-    /// Sequence-mean of token-means, divided by the number of sequences (GRPO).
-    #[serde(alias = "seq_mean_token_mean")]
-    Grpo,
-    /// Token sum divided by the tokens of the sequences being updated.
-    Bnpo,
-    /// Token sum divided by sequences × max completion length (Dr. GRPO).
-    DrGrpo,
-    /// Token sum divided by all sampled tokens (DAPO).
-    #[serde(alias = "token_mean")]
-    Dapo,
-}
+/// The loss's named choices are part of the run config.
+pub use rlvr_core::config::{Aggregation, KlEstimator, RatioLevel};
 
-/// Whether the importance ratio is per token or per sequence.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RatioLevel {
-    /// One ratio per token (PPO, GRPO).
-    Token,
-    /// One ratio per sequence, the geometric mean of its token ratios (GSPO: *Group Sequence
-    /// Policy Optimization*).
-    Sequence,
-}
-
-/// Estimator of the reverse KL to the reference policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KlEstimator {
-    /// `log π − log π_ref` (unbiased, can be negative).
-    K1,
-    /// `(log π_ref − log π)² / 2`.
-    K2,
-    /// `e^d − d − 1`, d = `log π_ref − log π` (unbiased, non-negative).
-    K3,
-}
-
-impl KlEstimator {
-    /// Every estimator, in the order of their names.
-    pub const ALL: [Self; 3] = [Self::K1, Self::K2, Self::K3];
-
-    /// The config name (`k1`, `k2`, `k3`), also the key in `StepMetrics::kl_by_kind`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::K1 => "k1",
-            Self::K2 => "k2",
-            Self::K3 => "k3",
-        }
-    }
-
-    /// The per-token estimate of the reverse KL from `d = log π_ref − log π` (Schulman's
-    /// *Approximating KL Divergence*), elementwise in `d`'s dtype and differentiable through it.
-    /// The one place the three formulas are written.
-    pub fn per_token(self, d: &Tensor) -> Result<Tensor> {
-        Ok(match self {
-            Self::K1 => d.neg()?,
-            Self::K2 => (d.sqr()? * 0.5)?,
-            Self::K3 => ((d.exp()? - d)? - 1.0)?,
-        })
-    }
+/// The per-token estimate of the reverse KL from `d = log π_ref − log π` (Schulman's
+/// *Approximating KL Divergence*), elementwise in `d`'s dtype and differentiable through it.
+/// The one place the three formulas are written.
+pub fn kl_per_token(est: KlEstimator, d: &Tensor) -> Result<Tensor> {
+    Ok(match est {
+        KlEstimator::K1 => d.neg()?,
+        KlEstimator::K2 => (d.sqr()? * 0.5)?,
+        KlEstimator::K3 => ((d.exp()? - d)? - 1.0)?,
+    })
 }
 
 /// Sums of every estimator ([`KlEstimator::ALL`] order) over the tokens where `mask` is positive,
@@ -104,7 +52,7 @@ pub fn kl_sums(ref_logp: &Tensor, logp: &Tensor, mask: &[f32]) -> Result<[f64; 3
         .to_dtype(DType::F64)?;
     let mut sums = [0f64; 3];
     for (sum, est) in sums.iter_mut().zip(KlEstimator::ALL) {
-        let per_token = est.per_token(&d)?.to_vec1::<f64>()?;
+        let per_token = kl_per_token(est, &d)?.to_vec1::<f64>()?;
         for (&v, &m) in per_token.iter().zip(mask) {
             if m > 0.0 {
                 *sum += v;
@@ -236,7 +184,7 @@ pub fn policy_loss(x: &LossInputs<'_>, p: &LossParams) -> Result<LossOutput> {
     }
     let mut kl_out = None;
     if let (Some(r), Some(est)) = (x.ref_logp, p.kl) {
-        let kl = est.per_token(&(r - x.logp)?)?;
+        let kl = kl_per_token(est, &(r - x.logp)?)?;
         if p.kl_coef != 0.0 {
             per_token = (per_token + (&kl * p.kl_coef)?)?;
         }

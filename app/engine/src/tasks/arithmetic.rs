@@ -1,34 +1,8 @@
 //! Integer arithmetic: prompt `"12+34="`, answer `"46"`.
 
-use super::{check_min_max, knob_range, parse_ops, Problem, Task, TaskError, Verdict};
+use super::{parse_ops, ArithmeticConfig, Problem, Task, TaskConfig, TaskError, Verdict};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-
-/// `[task]` settings for `name = "arithmetic"`.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ArithmeticConfig {
-    /// Fewest digits per operand, 1..=4 (default 1).
-    pub min_digits: usize,
-    /// Most digits per operand (multiplication too), 1..=4 and at least `min_digits` (default 2).
-    pub max_digits: usize,
-    /// Operators to draw from: a non-empty set of distinct characters from `"+-*"` (default `"+"`).
-    pub ops: String,
-    /// Allow negative results of `-`; if false the operands are swapped so the result is >= 0
-    /// (default true).
-    pub allow_negative: bool,
-}
-
-impl Default for ArithmeticConfig {
-    fn default() -> Self {
-        ArithmeticConfig {
-            min_digits: 1,
-            max_digits: 2,
-            ops: "+".into(),
-            allow_negative: true,
-        }
-    }
-}
 
 /// The arithmetic task (built from [`ArithmeticConfig`]).
 #[derive(Clone, Debug)]
@@ -42,12 +16,7 @@ pub struct Arithmetic {
 impl Arithmetic {
     /// Validate `config` and build the task.
     pub fn new(config: &ArithmeticConfig) -> Result<Self, TaskError> {
-        check_min_max(
-            ("min_digits", config.min_digits),
-            ("max_digits", config.max_digits),
-            knob_range("arithmetic", "max_digits").0,
-            knob_range("arithmetic", "max_digits").1,
-        )?;
+        TaskConfig::Arithmetic(config.clone()).check()?;
         Ok(Arithmetic {
             min_digits: config.min_digits as u32,
             max_digits: config.max_digits as u32,

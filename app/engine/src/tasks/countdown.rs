@@ -1,36 +1,10 @@
 //! Countdown: prompt `"3 5 7>22:"` (numbers, `>`, target, `:`); answer is any expression over the
 //! given numbers with `+ - *` and parentheses that evaluates to the target, e.g. `"3*5+7"`.
 
-use super::{check_range, digits, knob_range, parse_ops, Problem, Task, TaskError, Verdict};
+use super::{digits, parse_ops, CountdownConfig, Problem, Task, TaskConfig, TaskError, Verdict};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-
-/// `[task]` settings for `name = "countdown"`.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CountdownConfig {
-    /// How many numbers are given, 2..=4 (default 3).
-    pub numbers: usize,
-    /// Largest given number (numbers are drawn from 1..=max_number), 2..=50 (default 9).
-    pub max_number: usize,
-    /// Operators the generator uses: a non-empty set of distinct characters from `"+-*"` (default
-    /// `"+-*"`). The verifier accepts all three.
-    pub ops: String,
-    /// Every given number must be used exactly once (default true); if false, each at most once.
-    pub use_all: bool,
-}
-
-impl Default for CountdownConfig {
-    fn default() -> Self {
-        CountdownConfig {
-            numbers: 3,
-            max_number: 9,
-            ops: "+-*".into(),
-            use_all: true,
-        }
-    }
-}
 
 /// The countdown task (built from [`CountdownConfig`]).
 #[derive(Clone, Debug)]
@@ -198,10 +172,7 @@ fn times(n: usize) -> String {
 impl Countdown {
     /// Validate `config` and build the task.
     pub fn new(config: &CountdownConfig) -> Result<Self, TaskError> {
-        let (lo, hi) = knob_range("countdown", "numbers");
-        check_range("numbers", config.numbers, lo, hi)?;
-        let (lo, hi) = knob_range("countdown", "max_number");
-        check_range("max_number", config.max_number, lo, hi)?;
+        TaskConfig::Countdown(config.clone()).check()?;
         Ok(Countdown {
             numbers: config.numbers,
             max_number: config.max_number as i64,

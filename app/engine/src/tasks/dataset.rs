@@ -6,20 +6,12 @@
 //! Every problem's metadata also gets `dataset_dir`: the absolute folder of the file, so that
 //! files a dataset refers to (a database, fixtures) can be named relative to it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rand::Rng as _;
 use rand_chacha::ChaCha8Rng;
 
-use super::{Problem, Task, TaskError, Verdict};
-
-/// `[task]` settings for `name = "dataset"`.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DatasetConfig {
-    /// The JSONL file; a relative path is resolved against the config file's folder.
-    pub path: PathBuf,
-}
+use super::{DatasetConfig, Problem, Task, TaskError, Verdict};
 
 /// The dataset task (built from [`DatasetConfig`]).
 #[derive(Clone, Debug)]
@@ -151,6 +143,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use rand::SeedableRng as _;
+    use std::path::PathBuf;
 
     fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
         let d = tempfile::tempdir().unwrap();

@@ -16,11 +16,17 @@ mod dataset;
 mod reverse;
 mod sorting;
 
-pub use arithmetic::{Arithmetic, ArithmeticConfig};
-pub use countdown::{Countdown, CountdownConfig};
-pub use dataset::{Dataset, DatasetConfig};
-pub use reverse::{Charset, Reverse, ReverseConfig};
-pub use sorting::{Sorting, SortingConfig};
+pub use arithmetic::Arithmetic;
+pub use countdown::Countdown;
+pub use dataset::Dataset;
+pub use reverse::Reverse;
+pub use sorting::Sorting;
+
+/// The `[task]` configs and their checks are part of the run config (`rlvr_core::config::task`).
+pub use rlvr_core::config::task::{
+    parse_ops, ArithmeticConfig, Charset, CountdownConfig, DatasetConfig, ReverseConfig,
+    SortingConfig, TaskConfig, TaskError,
+};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -87,181 +93,21 @@ pub trait Task: Send + Sync {
     fn max_prompt_chars(&self) -> usize;
 }
 
-/// Invalid task configuration or an unusable split.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TaskError {
-    /// A numeric or textual setting outside its allowed range.
-    #[error("task.{key} = {value} is out of range: expected {expected}")]
-    OutOfRange {
-        /// Config key inside `[task]`.
-        key: &'static str,
-        /// The offending value, as written in TOML.
-        value: String,
-        /// What is allowed.
-        expected: String,
-    },
-    /// The problem space cannot supply `heldout_size` distinct prompts.
-    #[error(
-        "heldout_size = {heldout_size} is too large for task {task}: only {found} distinct prompts \
-         found after {attempts} draws; lower heldout_size or widen the task settings"
-    )]
-    HeldoutTooLarge {
-        /// Task name.
-        task: &'static str,
-        /// Requested held-out size.
-        heldout_size: usize,
-        /// Distinct prompts found.
-        found: usize,
-        /// Draws attempted.
-        attempts: usize,
-    },
-    /// The held-out set covers (almost) the whole problem space, leaving nothing to train on.
-    #[error(
-        "heldout_size = {heldout_size} leaves (almost) no training problems for task {task}: \
-         {train_hits} of {probes} probe draws were outside the held-out set; lower heldout_size \
-         or widen the task settings"
-    )]
-    NoTrainProblems {
-        /// Task name.
-        task: &'static str,
-        /// Requested held-out size.
-        heldout_size: usize,
-        /// Probe draws that were not held out.
-        train_hits: usize,
-        /// Probe draws made.
-        probes: usize,
-    },
-    /// A dataset file is missing or malformed (`line` 0 = the file as a whole).
-    #[error("{path}{}: {msg}", if *line > 0 { format!(":{line}") } else { String::new() })]
-    Dataset {
-        /// The file.
-        path: String,
-        /// 1-based line number, 0 for the whole file.
-        line: usize,
-        /// What is wrong.
-        msg: String,
-    },
-}
-
-/// The allowed range of a task knob, from the spec table (`rlvr_core::spec::TASKS`), the one
-/// place task ranges are written.
-pub(crate) fn knob_range(task: &str, knob: &str) -> (usize, usize) {
-    let end = |b: Option<rlvr_core::spec::Bound>, far: usize| b.map_or(far, |b| b.value as usize);
-    rlvr_core::spec::task_key(task, knob)
-        .map_or((0, usize::MAX), |k| (end(k.min, 0), end(k.max, usize::MAX)))
-}
-
-/// Check `min..=max` for an integer setting.
-pub(crate) fn check_range(
-    key: &'static str,
-    value: usize,
-    min: usize,
-    max: usize,
-) -> Result<(), TaskError> {
-    if (min..=max).contains(&value) {
-        Ok(())
-    } else {
-        Err(TaskError::OutOfRange {
-            key,
-            value: value.to_string(),
-            expected: format!("{min}..={max}"),
-        })
-    }
-}
-
-/// Check a `min_*` / `max_*` pair: both in `lo..=hi` and `max >= min`.
-pub(crate) fn check_min_max(
-    (min_key, min): (&'static str, usize),
-    (max_key, max): (&'static str, usize),
-    lo: usize,
-    hi: usize,
-) -> Result<(), TaskError> {
-    check_range(min_key, min, lo, hi)?;
-    check_range(max_key, max, lo, hi)?;
-    if max < min {
-        return Err(TaskError::OutOfRange {
-            key: max_key,
-            value: max.to_string(),
-            expected: format!("{min}..={hi} (at least task.{min_key})"),
-        });
-    }
-    Ok(())
-}
-
-/// Parse an operator set: a non-empty string of distinct characters from `"+-*"`.
-pub(crate) fn parse_ops(ops: &str) -> Result<Vec<char>, TaskError> {
-    let mut out: Vec<char> = Vec::new();
-    for c in ops.chars() {
-        if !"+-*".contains(c) || out.contains(&c) {
-            out.clear();
-            break;
-        }
-        out.push(c);
-    }
-    if out.is_empty() {
-        return Err(TaskError::OutOfRange {
-            key: "ops",
-            value: format!("{ops:?}"),
-            expected: "a non-empty set of distinct operators from \"+-*\", e.g. \"+-\"".into(),
-        });
-    }
-    Ok(out)
-}
-
 /// Number of decimal digits of `n`.
 pub(crate) fn digits(n: u64) -> usize {
     n.to_string().len()
 }
 
-/// The `[task]` section of a run config; `name` selects the task.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
-pub enum TaskConfig {
-    /// `a+b=` style integer arithmetic.
-    Arithmetic(ArithmeticConfig),
-    /// Reach a target number with the given numbers and `+ - *`.
-    Countdown(CountdownConfig),
-    /// Sort a short list of integers.
-    Sorting(SortingConfig),
-    /// Reverse a short string (partial credit per position).
-    Reverse(ReverseConfig),
-    /// Problems read from a JSONL file (`prompt`, `answer`, any other fields as metadata).
-    Dataset(DatasetConfig),
-}
-
-impl Default for TaskConfig {
-    fn default() -> Self {
-        TaskConfig::Arithmetic(ArithmeticConfig::default())
-    }
-}
-
-impl TaskConfig {
-    /// The task name as written in `name = "..."`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            TaskConfig::Arithmetic(_) => "arithmetic",
-            TaskConfig::Countdown(_) => "countdown",
-            TaskConfig::Sorting(_) => "sorting",
-            TaskConfig::Reverse(_) => "reverse",
-            TaskConfig::Dataset(_) => "dataset",
-        }
-    }
-
-    /// Check every setting's range.
-    pub fn validate(&self) -> Result<(), TaskError> {
-        self.build().map(|_| ())
-    }
-
-    /// Validate, then build the task.
-    pub fn build(&self) -> Result<Box<dyn Task>, TaskError> {
-        Ok(match self {
-            TaskConfig::Arithmetic(c) => Box::new(Arithmetic::new(c)?),
-            TaskConfig::Countdown(c) => Box::new(Countdown::new(c)?),
-            TaskConfig::Sorting(c) => Box::new(Sorting::new(c)?),
-            TaskConfig::Reverse(c) => Box::new(Reverse::new(c)?),
-            TaskConfig::Dataset(c) => Box::new(Dataset::new(c)?),
-        })
-    }
+/// Checks `config` and builds the task (a dataset's file is read here).
+pub fn build(config: &TaskConfig) -> Result<Box<dyn Task>, TaskError> {
+    config.check()?;
+    Ok(match config {
+        TaskConfig::Arithmetic(c) => Box::new(Arithmetic::new(c)?),
+        TaskConfig::Countdown(c) => Box::new(Countdown::new(c)?),
+        TaskConfig::Sorting(c) => Box::new(Sorting::new(c)?),
+        TaskConfig::Reverse(c) => Box::new(Reverse::new(c)?),
+        TaskConfig::Dataset(c) => Box::new(Dataset::new(c)?),
+    })
 }
 
 /// Seed derivation for the held-out stream.
@@ -437,7 +283,7 @@ mod tests {
             ops: ops.into(),
             ..Default::default()
         };
-        TaskConfig::Arithmetic(c).build().unwrap()
+        build(&TaskConfig::Arithmetic(c)).unwrap()
     }
 
     fn draws(split: &mut TaskSplit, n: usize) -> Vec<Problem> {
@@ -524,7 +370,7 @@ mod tests {
         };
         assert_eq!(c, TaskConfig::Arithmetic(want));
         assert_eq!(c.name(), "arithmetic");
-        assert_eq!(c.build().unwrap().name(), "arithmetic");
+        assert_eq!(build(&c).unwrap().name(), "arithmetic");
         for (text, name) in [
             (
                 "name = \"countdown\"\nnumbers = 4\nops = \"+*\"\nuse_all = false",
@@ -537,11 +383,11 @@ mod tests {
             ),
         ] {
             let c: TaskConfig = toml::from_str(text).unwrap();
-            assert_eq!((c.name(), c.build().unwrap().name()), (name, name));
+            assert_eq!((c.name(), build(&c).unwrap().name()), (name, name));
             let back: TaskConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
             assert_eq!(back, c);
         }
-        assert_eq!(TaskConfig::default().validate(), Ok(()));
+        assert_eq!(TaskConfig::default().check(), Ok(()));
     }
 
     #[test]
@@ -578,8 +424,8 @@ mod tests {
         ];
         for (name, body, want) in cases {
             let c: TaskConfig = toml::from_str(&format!("name = \"{name}\"\n{body}")).unwrap();
-            assert_eq!(c.validate().unwrap_err().to_string(), want);
-            assert!(c.build().is_err());
+            assert_eq!(c.check().unwrap_err().to_string(), want);
+            assert!(build(&c).is_err());
         }
     }
 }

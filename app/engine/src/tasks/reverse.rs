@@ -1,53 +1,8 @@
 //! String reversal with per-position partial credit: prompt `"rev 3817:"`, answer `"7183"`.
 
-use super::{check_min_max, knob_range, Problem, Task, TaskError, Verdict};
+use super::{Charset, Problem, ReverseConfig, Task, TaskConfig, TaskError, Verdict};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-
-/// Characters a reversal string is drawn from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Charset {
-    /// `0-9`.
-    #[default]
-    Digits,
-    /// `a-z`.
-    Letters,
-    /// `0-9` and `a-z`.
-    Alnum,
-}
-
-impl Charset {
-    fn chars(self) -> &'static [u8] {
-        match self {
-            Charset::Digits => b"0123456789",
-            Charset::Letters => b"abcdefghijklmnopqrstuvwxyz",
-            Charset::Alnum => b"0123456789abcdefghijklmnopqrstuvwxyz",
-        }
-    }
-}
-
-/// `[task]` settings for `name = "reverse"`.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ReverseConfig {
-    /// Shortest string, 1..=12 (default 3).
-    pub min_len: usize,
-    /// Longest string, 1..=12 and at least `min_len` (default 6).
-    pub max_len: usize,
-    /// Characters to draw from: `"digits"`, `"letters"` or `"alnum"` (default `"digits"`).
-    pub charset: Charset,
-}
-
-impl Default for ReverseConfig {
-    fn default() -> Self {
-        ReverseConfig {
-            min_len: 3,
-            max_len: 6,
-            charset: Charset::Digits,
-        }
-    }
-}
 
 /// The reverse task (built from [`ReverseConfig`]).
 #[derive(Clone, Debug)]
@@ -60,12 +15,7 @@ pub struct Reverse {
 impl Reverse {
     /// Validate `config` and build the task.
     pub fn new(config: &ReverseConfig) -> Result<Self, TaskError> {
-        check_min_max(
-            ("min_len", config.min_len),
-            ("max_len", config.max_len),
-            knob_range("reverse", "max_len").0,
-            knob_range("reverse", "max_len").1,
-        )?;
+        TaskConfig::Reverse(config.clone()).check()?;
         Ok(Reverse {
             min_len: config.min_len,
             max_len: config.max_len,

@@ -1,33 +1,8 @@
 //! Sorting: prompt `"sort 5 2 9:"` (or `"desc 5 2 9:"`), answer `"2 5 9"` (or `"9 5 2"`).
 
-use super::{check_min_max, check_range, digits, knob_range, Problem, Task, TaskError, Verdict};
+use super::{digits, Problem, SortingConfig, Task, TaskConfig, TaskError, Verdict};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-
-/// `[task]` settings for `name = "sorting"`.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SortingConfig {
-    /// Shortest list, 2..=8 (default 3).
-    pub min_len: usize,
-    /// Longest list, 2..=8 and at least `min_len` (default 4).
-    pub max_len: usize,
-    /// Values are drawn from 0..=max_value; 1..=99 (default 9).
-    pub max_value: usize,
-    /// Sort in descending order; the prompt word is `desc` instead of `sort` (default false).
-    pub descending: bool,
-}
-
-impl Default for SortingConfig {
-    fn default() -> Self {
-        SortingConfig {
-            min_len: 3,
-            max_len: 4,
-            max_value: 9,
-            descending: false,
-        }
-    }
-}
 
 /// The sorting task (built from [`SortingConfig`]).
 #[derive(Clone, Debug)]
@@ -45,14 +20,7 @@ fn join(xs: &[u32]) -> String {
 impl Sorting {
     /// Validate `config` and build the task.
     pub fn new(config: &SortingConfig) -> Result<Self, TaskError> {
-        check_min_max(
-            ("min_len", config.min_len),
-            ("max_len", config.max_len),
-            knob_range("sorting", "max_len").0,
-            knob_range("sorting", "max_len").1,
-        )?;
-        let (lo, hi) = knob_range("sorting", "max_value");
-        check_range("max_value", config.max_value, lo, hi)?;
+        TaskConfig::Sorting(config.clone()).check()?;
         Ok(Sorting {
             min_len: config.min_len,
             max_len: config.max_len,

@@ -144,7 +144,7 @@ impl Trainer {
         let components = components::RunComponents::build(&cfg, ext)?;
         let device = Device::Cpu;
         let policy = Policy::load(&cfg.model.path, &device)?;
-        let task = cfg.task.build()?;
+        let task = crate::tasks::build(&cfg.task)?;
         let max_new = if cfg.rollout.max_new_tokens > 0 {
             cfg.rollout.max_new_tokens
         } else {
@@ -210,7 +210,7 @@ impl Trainer {
         } else {
             cfg.algorithm.estimator()?
         };
-        let estimator = (info.build)(&params);
+        let estimator = crate::algo::advantage::build(info, &params)?;
         let critic = match estimator.critic() {
             Some(cp) => Some(critic::Critic::new(&policy, cp)?),
             None => None,
@@ -330,7 +330,7 @@ impl Trainer {
         let greedy = self.gen_params(SamplingConfig::greedy());
         let sampled = self.gen_params(SamplingConfig {
             temperature: self.cfg.eval.temperature,
-            ..self.cfg.rollout.sampling()
+            ..SamplingConfig::from(&self.cfg.rollout)
         });
         let mut greedy_ok = 0usize;
         for (ci, ps) in prompts.chunks(EVAL_CHUNK).enumerate() {

@@ -8,7 +8,7 @@ use candle_core::Tensor;
 use super::Trainer;
 use crate::batch::TrainBatch;
 use crate::error::Result;
-use crate::sampling::{generate_parallel, row_rngs};
+use crate::sampling::{generate_parallel, row_rngs, SamplingConfig};
 
 /// DPH-RL rehearsal set: completions of the initial policy with their log-probs under it.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -23,15 +23,18 @@ impl Trainer {
     /// separate train stream so the training data are unchanged.
     pub(super) fn build_rehearsal(&mut self) -> Result<()> {
         let alg = &self.cfg.algorithm;
-        let mut split =
-            crate::tasks::TaskSplit::new(self.cfg.task.build()?, self.cfg.seed ^ 0x0dd5_e110, 0)?;
+        let mut split = crate::tasks::TaskSplit::new(
+            crate::tasks::build(&self.cfg.task)?,
+            self.cfg.seed ^ 0x0dd5_e110,
+            0,
+        )?;
         let tok = self.policy.tok.clone();
         let prompts = (0..alg.rehearsal_size)
             .map(|_| tok.encode_prompt(&split.next_train().prompt))
             .collect::<Result<Vec<_>>>()?;
         let view = self.policy.frozen_view()?;
         let mut rngs = row_rngs(self.cfg.seed ^ 0x0dd5_e111, prompts.len());
-        let params = self.gen_params(self.cfg.rollout.sampling());
+        let params = self.gen_params(SamplingConfig::from(&self.cfg.rollout));
         let outs = generate_parallel(&view, &prompts, &params, &mut rngs, self.workers)?;
         let rows = prompts
             .into_iter()

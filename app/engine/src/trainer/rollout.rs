@@ -12,7 +12,7 @@ use super::Trainer;
 use crate::batch::TrainBatch;
 use crate::config::ZeroVariance;
 use crate::error::Result;
-use crate::sampling::{generate_parallel, row_rngs, Completion};
+use crate::sampling::{generate_parallel, row_rngs, Completion, SamplingConfig};
 use crate::tasks::{Problem, Verdict};
 
 /// The G completions of one prompt, scored.
@@ -111,7 +111,7 @@ impl Trainer {
             .collect();
         let view = self.policy.frozen_view()?;
         let mut rngs = row_rngs(self.rng.next_u64(), rows.len());
-        let mut params = self.gen_params(self.cfg.rollout.sampling());
+        let mut params = self.gen_params(SamplingConfig::from(&self.cfg.rollout));
         params.hook = self.components.sampler.clone();
         let mut completions = generate_parallel(&view, &rows, &params, &mut rngs, self.workers)?;
         let verifier = match &self.components.verifier {

@@ -8,7 +8,8 @@ fn run(name: &str, rewards: &[f32], group: usize) -> Vec<f32> {
     let passed: Vec<bool> = rewards.iter().map(|&r| r >= 1.0).collect();
     let info = find(name).unwrap();
     let p = Params::resolve("algorithm.advantage_params", info.params, &BTreeMap::new()).unwrap();
-    (info.build)(&p)
+    build(info, &p)
+        .unwrap()
         .advantages(&GroupRewards {
             rewards,
             passed: &passed,
@@ -33,7 +34,7 @@ fn grpo_by_hand_and_edge_cases() {
     let passed = [true, false];
     for info in ESTIMATORS.iter().filter(|e| e.name != "ppo") {
         let p = Params::resolve("x", info.params, &BTreeMap::new()).unwrap();
-        let e = (info.build)(&p);
+        let e = build(info, &p).unwrap();
         let err = e
             .advantages(&GroupRewards {
                 rewards: &[1.0, f32::NAN],
@@ -185,5 +186,5 @@ fn gae_by_hand() {
     close(&a, &[0.8, 0.6, 0.4]);
     let ppo = find("ppo").unwrap();
     let p = Params::resolve("x", ppo.params, &BTreeMap::new()).unwrap();
-    assert!((ppo.build)(&p).critic().is_some());
+    assert!(build(ppo, &p).unwrap().critic().is_some());
 }

@@ -1,5 +1,8 @@
-//! The run configuration, read from TOML. Every knob has a default and a documented range;
-//! unknown keys and out-of-range values are errors naming the key, the value and what is allowed.
+//! The run configuration, read from TOML: [`RunConfig`] and its sections. Every key's type,
+//! default, range, label and help is a row of the spec table ([`crate::spec`]), the one place
+//! they are written; the field comments here say what a key means, not its range. Validation
+//! checks the raw TOML against the table before serde (so errors name the key), then the rules
+//! that relate keys. Unknown keys are errors naming the key, the value and what is allowed.
 
 use std::path::{Path, PathBuf};
 
@@ -7,29 +10,35 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
-use crate::algo::advantage::{self, EstimatorInfo};
-use crate::algo::params::{ParamValue, Params};
-use crate::algo::{Aggregation, KlEstimator, RatioLevel};
-use crate::error::{EngineError, Result};
+use crate::error::{CoreError, Result};
 use crate::extensions::{ComponentKind, Extensions};
-use crate::optim::Schedule;
-use crate::sampling::SamplingConfig;
-use crate::tasks::TaskConfig;
-use rlvr_core::spec;
+use crate::params::{ParamValue, Params};
+use crate::spec;
+
+pub mod choices;
+pub mod estimators;
+pub mod task;
+
+pub use choices::{
+    Aggregation, Divergence, KlEstimator, NoiseCorrection, Overlong, RatioLevel, Schedule,
+    ZeroVariance,
+};
+pub use estimators::EstimatorSpec;
+pub use task::{TaskConfig, TaskError};
 
 /// A whole training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunConfig {
-    /// Run name (used for the default output folder). Default "run".
+    /// Run name (used for the default output folder).
     pub name: String,
-    /// Seed of everything random: held-out split, prompt stream, sampling. Default 0.
+    /// Seed of everything random: held-out split, prompt stream, sampling.
     pub seed: u64,
-    /// Number of policy-update steps. 1..=1000000, default 200.
+    /// Number of policy-update steps.
     pub steps: usize,
     /// CPU threads to use; 0 = all cores. Models under 5 M parameters use them as data-parallel
-    /// workers (each batch split across threads, each running tensor ops single-threaded);
-    /// larger models use them inside each tensor op. 0..=256, default 0.
+    /// workers (each batch split across threads, each running tensor ops single-threaded); larger
+    /// models use them inside each tensor op.
     pub threads: usize,
     /// The policy model.
     pub model: ModelSection,
@@ -77,7 +86,7 @@ impl Default for RunConfig {
 pub struct ModelSection {
     /// Hugging Face model folder (config.json, tokenizer.json, *.safetensors). A relative path is
     /// resolved against the folder of the config file. Default: the embedded default policy
-    /// `app/assets/default-policy`.
+    /// (`app/assets/default-policy`).
     pub path: PathBuf,
 }
 
@@ -93,22 +102,22 @@ impl Default for ModelSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RolloutConfig {
-    /// Prompts per step (B). 1..=1024, default 16.
+    /// Prompts per step (B).
     pub prompts_per_step: usize,
-    /// Completions per prompt (G). 1..=256, default 8.
+    /// Completions per prompt (G).
     pub group_size: usize,
-    /// Longest completion in tokens; 0 = the task's longest answer + 2. 0..=4096, default 0.
+    /// Longest completion in tokens; 0 = the task's longest answer + 2.
     pub max_new_tokens: usize,
-    /// Sampling temperature, 0..=5 (0 = greedy), default 1.
+    /// Sampling temperature (0 = greedy).
     pub temperature: f32,
-    /// Top-k filter, 0 = off. Default 0.
+    /// Top-k filter, 0 = off.
     pub top_k: usize,
-    /// Top-p (nucleus) filter in (0, 1], 1 = off. Default 1.
+    /// Top-p (nucleus) filter, 1 = off.
     pub top_p: f32,
-    /// Min-p filter in [0, 1), 0 = off. Default 0.
+    /// Min-p filter, 0 = off.
     pub min_p: f32,
-    /// A plugin sampler that transforms each row's next-token logits before the built-in
-    /// filters ("" = none). Default "".
+    /// A plugin sampler that transforms each row's next-token logits before the built-in filters
+    /// ("" = none).
     pub sampler: String,
     /// The plugin sampler's parameters (checked against its specs).
     pub sampler_params: BTreeMap<String, ParamValue>,
@@ -116,29 +125,16 @@ pub struct RolloutConfig {
 
 impl Default for RolloutConfig {
     fn default() -> Self {
-        let s = SamplingConfig::default();
         Self {
             prompts_per_step: 16,
             group_size: 8,
             max_new_tokens: 0,
-            temperature: s.temperature,
-            top_k: s.top_k,
-            top_p: s.top_p,
-            min_p: s.min_p,
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
             sampler: String::new(),
             sampler_params: BTreeMap::new(),
-        }
-    }
-}
-
-impl RolloutConfig {
-    /// The sampler settings.
-    pub fn sampling(&self) -> SamplingConfig {
-        SamplingConfig {
-            temperature: self.temperature,
-            top_k: self.top_k,
-            top_p: self.top_p,
-            min_p: self.min_p,
         }
     }
 }
@@ -147,102 +143,65 @@ impl RolloutConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlgorithmConfig {
-    /// Advantage estimator by name: grpo, dr_grpo, rloo, reinforce_pp, passk, qae, w_reinforce
-    /// (see `rlvr_engine::algo::advantage::ESTIMATORS`). Default "grpo".
+    /// Advantage estimator by name: grpo, dr_grpo, rloo, reinforce_pp, passk, qae, w_reinforce (see
+    /// [`estimators::ESTIMATORS`]).
     pub advantage: String,
     /// The estimator's parameters (checked against its specs), e.g. `{ k = 4 }` for passk.
     pub advantage_params: BTreeMap<String, ParamValue>,
     /// Groups whose rewards are all equal carry no signal: "keep" them, or "resample" (DAPO's
     /// dynamic sampling: draw more prompts until the batch is full of informative groups, at most
-    /// `resample_rounds` extra rollouts). Default "keep".
+    /// `resample_rounds` extra rollouts).
     pub zero_variance: ZeroVariance,
-    /// Extra rollout rounds for `zero_variance = "resample"`. 1..=16, default 3.
+    /// Extra rollout rounds for `zero_variance = "resample"`.
     pub resample_rounds: usize,
-    /// "token" ratio (PPO/GRPO) or "sequence" ratio (GSPO). Default "token".
+    /// "token" ratio (PPO/GRPO) or "sequence" ratio (GSPO).
     pub ratio: RatioLevel,
-    /// Lower clip range ε_low of the ratio. 0..=1, default 0.2.
+    /// Lower clip range ε_low of the ratio.
     pub epsilon_low: f64,
-    /// Upper clip range ε_high ("clip-higher" when above ε_low). 0..=10, default 0.2.
+    /// Upper clip range ε_high ("clip-higher" when above ε_low).
     pub epsilon_high: f64,
-    /// Dual-clip constant c (bounds the loss of negative-advantage tokens at c·|A|); 0 = off,
-    /// otherwise 1..=100. Default 0.
+    /// Dual-clip constant c (bounds the loss of negative-advantage tokens at c·|A|); 0 = off.
     pub dual_clip: f64,
-    /// KL estimator toward the reference policy: "k1", "k2" or "k3". Default "k3".
+    /// KL estimator toward the reference policy: "k1", "k2" or "k3".
     pub kl: KlEstimator,
-    /// KL coefficient β; 0 = no reference model. 0..=10, default 0.
+    /// KL coefficient β; 0 = no reference model.
     pub kl_coef: f64,
     /// Mass-covering divergence to the initial policy, computed on a rehearsal set of completions
     /// sampled from it before training (no online reference model): "none", "forward_kl" or "js"
     /// (*The Choice of Divergence: A Neglected Key to Mitigating Diversity Collapse in RLVR*,
-    /// DPH-RL). Default "none".
+    /// DPH-RL).
     pub divergence: Divergence,
-    /// Coefficient of the divergence term. 0..=10, default 0.1.
+    /// Coefficient of the divergence term.
     pub divergence_coef: f64,
-    /// Completions in the rehearsal set. 1..=65536, default 512.
+    /// Completions in the rehearsal set.
     pub rehearsal_size: usize,
-    /// Rehearsal completions per step. 1..=4096, default 64.
+    /// Rehearsal completions per step.
     pub rehearsal_batch: usize,
     /// Reset the reference policy (and the optimizer moments) to the current policy every N steps
-    /// (ProRL); 0 = never. Default 0.
+    /// (ProRL); 0 = never.
     pub reference_reset_every: usize,
-    /// Entropy bonus coefficient α (maximises the policy's entropy). 0..=1, default 0.
+    /// Entropy bonus coefficient α (maximises the policy's entropy).
     pub entropy_coef: f64,
     /// Policy gradient only on this fraction of highest-entropy tokens (0.2 = the 80/20 rule's
-    /// forking tokens); 1 = all tokens. (0, 1], default 1.
+    /// forking tokens); 1 = all tokens.
     pub top_entropy_fraction: f64,
     /// Lp-Reg coefficient: KL from a proxy (the policy with tokens below `lp_reg_min_p` × the top
     /// probability removed and renormalised) on low-probability sampled tokens with negative
-    /// advantage. 0..=10, default 0.
+    /// advantage.
     pub lp_reg_coef: f64,
-    /// Lp-Reg noise threshold relative to the top probability. [0, 1), default 0.02.
+    /// Lp-Reg noise threshold relative to the top probability.
     pub lp_reg_min_p: f64,
-    /// Lp-Reg protects sampled tokens in this lowest fraction of log-probs. (0, 1], default 0.2.
+    /// Lp-Reg protects sampled tokens in this lowest fraction of log-probs.
     pub lp_reg_low_fraction: f64,
     /// Policy updates per batch (μ), each against the log-probs recorded before the first.
-    /// 1..=64, default 1.
     pub inner_updates: usize,
-    /// Loss reduction: "grpo", "bnpo", "dr_grpo" or "dapo". Default "grpo".
+    /// Loss reduction: "grpo", "bnpo", "dr_grpo" or "dapo".
     pub aggregation: Aggregation,
     /// Completions cut at the length limit: "none", "mask" (no gradient from them) or "soft"
-    /// (DAPO's soft overlong penalty as a reward component). Default "none".
+    /// (DAPO's soft overlong penalty as a reward component).
     pub overlong: Overlong,
-    /// Window (tokens before the limit) of the soft overlong penalty. 1..=4096, default 4.
+    /// Window (tokens before the limit) of the soft overlong penalty.
     pub overlong_window: usize,
-}
-
-/// DPH-RL divergence toward the initial policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Divergence {
-    /// No divergence term.
-    None,
-    /// Forward KL(π₀ ‖ π): generator f(u) = −log u on samples of π₀.
-    ForwardKl,
-    /// Jensen-Shannon: generator f(u) = ½[u log u − (u + 1) log((u + 1)/2)].
-    Js,
-}
-
-/// What to do with zero-variance groups.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ZeroVariance {
-    /// Keep them (they add nothing to the policy gradient).
-    Keep,
-    /// Replace them with informative groups (DAPO dynamic sampling).
-    Resample,
-}
-
-/// Treatment of truncated completions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Overlong {
-    /// Nothing special.
-    None,
-    /// Exclude them from the loss.
-    Mask,
-    /// DAPO soft overlong punishment: a length penalty growing linearly to -1 over the last
-    /// `overlong_window` tokens before the limit.
-    Soft,
 }
 
 impl Default for AlgorithmConfig {
@@ -278,10 +237,10 @@ impl Default for AlgorithmConfig {
 
 impl AlgorithmConfig {
     /// The estimator and its checked parameters.
-    pub fn estimator(&self) -> Result<(&'static EstimatorInfo, Params)> {
-        let info = advantage::find(&self.advantage).ok_or_else(|| {
-            let names: Vec<&str> = advantage::ESTIMATORS.iter().map(|e| e.name).collect();
-            EngineError::config(
+    pub fn estimator(&self) -> Result<(&'static EstimatorSpec, Params)> {
+        let info = estimators::find(&self.advantage).ok_or_else(|| {
+            let names: Vec<&str> = estimators::ESTIMATORS.iter().map(|e| e.name).collect();
+            CoreError::config(
                 "algorithm.advantage",
                 format!("{:?}", self.advantage),
                 format!(
@@ -303,24 +262,19 @@ impl AlgorithmConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RewardConfig {
-    /// Probability that a passed completion is reported as failed (false negative). [0, 1),
-    /// default 0.
+    /// Probability that a passed completion is reported as failed (false negative).
     pub flip_false_negative: f64,
-    /// Probability that a failed completion is reported as passed (false positive). [0, 1),
-    /// default 0.
+    /// Probability that a failed completion is reported as passed (false positive).
     pub flip_false_positive: f64,
     /// Correction applied to the observed (binary) reward: "none", "backward" or "forward"
     /// (*Reinforcement Learning with Verifiable yet Noisy Rewards under Imperfect Verifiers*).
-    /// Default "none".
     pub correction: NoiseCorrection,
     /// False-negative rate the correction assumes; negative = use `flip_false_negative`.
-    /// Default -1.
     pub assumed_false_negative: f64,
     /// False-positive rate the correction assumes; negative = use `flip_false_positive`.
-    /// Default -1.
     pub assumed_false_positive: f64,
-    /// The verifier that decides pass/fail and gives the main reward: "task" (the task's own
-    /// exact verifier) or the name of a plugin verifier. Default "task".
+    /// The verifier that decides pass/fail and gives the main reward: "task" (the task's own exact
+    /// verifier) or the name of a plugin verifier.
     pub verifier: String,
     /// The plugin verifier's parameters.
     pub verifier_params: BTreeMap<String, ParamValue>,
@@ -334,7 +288,7 @@ pub struct RewardConfig {
 pub struct RewardComponentConfig {
     /// Component name (a plugin verifier or rubric).
     pub name: String,
-    /// Weight of its score in the total reward; 0 = logged only. -100..=100, default 1.
+    /// Weight of its score in the total reward; 0 = logged only.
     pub weight: f64,
     /// Its parameters (checked against its specs).
     pub params: BTreeMap<String, ParamValue>,
@@ -388,10 +342,10 @@ pub struct PluginsConfig {
     /// `--plugins DIR`).
     pub dirs: Vec<PathBuf>,
     /// Plugins (by name) hosted in a child process: a crash or an endless loop kills only the
-    /// child, which is restarted. Default none (in-process).
+    /// child, which is restarted.
     pub isolated: Vec<String>,
     /// Deadline of one plugin call in milliseconds (a verifier batch, an algorithm step, one
-    /// sampler call). 1..=600000, default 10000.
+    /// sampler call).
     pub deadline_ms: u64,
 }
 
@@ -431,40 +385,27 @@ impl RewardConfig {
     }
 }
 
-/// Noisy-reward correction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NoiseCorrection {
-    /// Use the observed reward.
-    None,
-    /// Unbiased de-biasing of the binary reward: `(r̃ − ρ_fp) / (1 − ρ_fn − ρ_fp)`.
-    Backward,
-    /// Observed failures are credited with their posterior probability of being a hidden pass,
-    /// from the false-negative rate and the group's observed pass rate.
-    Forward,
-}
-
 /// `[optim]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OptimConfig {
-    /// Peak learning rate. (0, 1], default 1e-4 (1e-3 collapses the tiny default policy).
+    /// Peak learning rate (1e-3 collapses the tiny default policy).
     pub lr: f64,
-    /// AdamW β₁ in [0, 1), default 0.9.
+    /// AdamW β₁.
     pub beta1: f64,
-    /// AdamW β₂ in [0, 1), default 0.99.
+    /// AdamW β₂.
     pub beta2: f64,
-    /// AdamW ε > 0, default 1e-8.
+    /// AdamW ε.
     pub eps: f64,
-    /// Decoupled weight decay, 0..=1, default 0.
+    /// Decoupled weight decay.
     pub weight_decay: f64,
-    /// Clip the global gradient norm to this value; 0 = off. Default 1.
+    /// Clip the global gradient norm to this value; 0 = off.
     pub grad_clip: f64,
-    /// "constant", "linear" or "cosine". Default constant.
+    /// "constant", "linear" or "cosine".
     pub schedule: Schedule,
-    /// Linear warm-up steps. Default 0.
+    /// Linear warm-up steps.
     pub warmup_steps: usize,
-    /// Final learning rate of linear/cosine decay as a fraction of `lr`, 0..=1, default 0.1.
+    /// Final learning rate of linear/cosine decay as a fraction of `lr`.
     pub min_lr_ratio: f64,
 }
 
@@ -489,13 +430,12 @@ impl Default for OptimConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct EvalConfig {
     /// Evaluate every N steps (and at step 0 and the last step); 0 = only at start and end.
-    /// Default 25.
     pub every: usize,
-    /// Held-out problems, disjoint from the training stream. 1..=100000, default 200.
+    /// Held-out problems, disjoint from the training stream.
     pub heldout_size: usize,
-    /// Samples per held-out problem for pass@k; 0 = the group size. 0..=256, default 0.
+    /// Samples per held-out problem for pass@k; 0 = the group size.
     pub samples: usize,
-    /// Sampling temperature for pass@k; default 1.
+    /// Sampling temperature for pass@k.
     pub temperature: f32,
 }
 
@@ -515,14 +455,14 @@ impl Default for EvalConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct OutputConfig {
     /// Output folder (final policy in HF format, metrics.jsonl, config.toml); empty = `runs/<name>`
-    /// under the current directory. Default empty.
+    /// under the current directory.
     pub dir: PathBuf,
-    /// Take the resume state (`<dir>/checkpoint.safetensors`: policy, optimizer, random state,
-    /// data cursor, step) every N steps and at the end; 0 = only at the end. Default 1: a crash
+    /// Take the resume state (the slots `<dir>/resume-{0,1}.ckpt`: policy, optimizer, random
+    /// state, data cursor, step) every N steps and at the end; 0 = only at the end. With 1, a crash
     /// loses at most the step in flight (the listener writes it off the training thread).
     pub checkpoint_every: usize,
-    /// Keep a copy of the policy as a Hugging Face folder (`<dir>/checkpoints/step-NNNNNN`)
-    /// every N steps; 0 = never. Default 100.
+    /// Keep a copy of the policy as a Hugging Face folder (`<dir>/checkpoints/step-NNNNNN`) every N
+    /// steps; 0 = never.
     pub keep_every: usize,
     /// Sampled groups per step kept in the run history; absent = all of them.
     pub keep_groups: Option<usize>,
@@ -556,11 +496,11 @@ pub fn toml_error_line(text: &str, e: &toml::de::Error) -> String {
 impl RunConfig {
     /// Reads a TOML file; relative model paths are resolved against the file's folder.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
-        let in_file = |e: EngineError| EngineError::ConfigFile {
+        let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
+        let in_file = |e: CoreError| CoreError::ConfigFile {
             path: path.to_owned(),
             msg: match e {
-                EngineError::ConfigFile { msg, .. } => msg,
+                CoreError::ConfigFile { msg, .. } => msg,
                 other => other.to_string(),
             },
         };
@@ -588,7 +528,7 @@ impl RunConfig {
     }
 
     fn parse(text: &str) -> Result<Self> {
-        let syntax = |e: toml::de::Error| EngineError::ConfigFile {
+        let syntax = |e: toml::de::Error| CoreError::ConfigFile {
             path: PathBuf::from("<config>"),
             msg: toml_error_line(text, &e),
         };
@@ -665,7 +605,7 @@ impl RunConfig {
                 values: &c.params,
             });
         }
-        if advantage::find(&self.algorithm.advantage).is_none() {
+        if estimators::find(&self.algorithm.advantage).is_none() {
             out.push(ComponentRef {
                 role: ComponentRole::Algorithm,
                 name_key: "algorithm.advantage".into(),
@@ -693,14 +633,21 @@ impl RunConfig {
     /// relate several keys.
     fn validate_builtin(&self, ext: &Extensions, plugins_later: bool) -> Result<()> {
         let table = toml::Table::try_from(self)
-            .map_err(|e| EngineError::Internal(format!("the config does not serialize: {e}")))?;
+            .map_err(|e| CoreError::Internal(format!("the config does not serialize: {e}")))?;
         spec::validate(&table)?;
-        self.task.validate()?;
+        if self.model.path.as_os_str().is_empty() {
+            return Err(CoreError::config(
+                "model.path",
+                "\"\"",
+                "expected a Hugging Face model folder (config.json, tokenizer.json, *.safetensors)",
+            ));
+        }
+        self.task.check()?;
         let a = &self.algorithm;
         let plugin_algorithm = ext
             .find(&[ComponentKind::Algorithm], &a.advantage)
             .is_some();
-        let builtin = advantage::find(&a.advantage).is_some();
+        let builtin = estimators::find(&a.advantage).is_some();
         if builtin || !(plugin_algorithm || plugins_later) {
             a.estimator()?;
         }
@@ -720,7 +667,7 @@ impl RunConfig {
             } else {
                 fnr
             };
-            return Err(EngineError::config(
+            return Err(CoreError::config(
                 key,
                 value,
                 format!(
@@ -729,7 +676,7 @@ impl RunConfig {
             ));
         }
         if self.optim.warmup_steps > self.steps {
-            return Err(EngineError::config(
+            return Err(CoreError::config(
                 "optim.warmup_steps",
                 self.optim.warmup_steps,
                 format!("expected at most steps ({})", self.steps),
@@ -758,271 +705,4 @@ impl RunConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    use rlvr_core::spec::{self, Default as D, KeySpec, Kind};
-
-    /// A config setting `key` (dotted) to `value`, on a base that lets every key reach its
-    /// range (enough steps for the longest warm-up; the paired `max_*` knob of a `min_*` one).
-    fn config_with(spec: &KeySpec, task: Option<&str>, value: &str, pair: bool) -> String {
-        let (section, name) = spec.key.rsplit_once('.').unwrap_or(("", spec.key));
-        let mut text = String::new();
-        if spec.key != "steps" {
-            text.push_str("steps = 1000000\n");
-        }
-        if section.is_empty() {
-            text.push_str(&format!("{name} = {value}\n"));
-            return text;
-        }
-        text.push_str(&format!("[{section}]\n"));
-        if let Some(t) = task {
-            text.push_str(&format!("name = \"{t}\"\n"));
-            // A min_*/max_* pair must stay ordered: move the partner along.
-            let partner = match (name.strip_prefix("min_"), name.strip_prefix("max_")) {
-                (Some(rest), _) => Some(format!("max_{rest}")),
-                (_, Some(rest)) => Some(format!("min_{rest}")),
-                _ => None,
-            };
-            if let Some(p) = partner.filter(|p| pair && spec::task_key(t, p).is_some()) {
-                text.push_str(&format!("{p} = {value}\n"));
-            }
-        }
-        text.push_str(&format!("{name} = {value}\n"));
-        text
-    }
-
-    /// Values just outside a numeric key's range.
-    fn outside(spec: &KeySpec) -> Vec<String> {
-        let mut v = Vec::new();
-        let step = |b: f64| {
-            if spec.kind == Kind::Int {
-                1.0
-            } else {
-                b.abs() * 0.01 + 1e-3
-            }
-        };
-        if let Some(b) = spec.min {
-            v.push(if b.open {
-                b.value
-            } else {
-                b.value - step(b.value)
-            });
-        }
-        if let Some(b) = spec.max {
-            v.push(if b.open {
-                b.value
-            } else {
-                b.value + step(b.value)
-            });
-        }
-        let mut out: Vec<String> = v
-            .into_iter()
-            .filter(|x| spec.off != Some(*x))
-            .map(|x| lit(spec, x))
-            .collect();
-        if spec.kind == Kind::Float {
-            out.extend(["nan".to_string(), "inf".to_string(), "-inf".to_string()]);
-        }
-        out
-    }
-
-    fn lit(spec: &KeySpec, x: f64) -> String {
-        if spec.kind == Kind::Int {
-            format!("{}", x as i64)
-        } else {
-            format!("{x:?}")
-        }
-    }
-
-    fn schema_accepts(schema: &jsonschema::Validator, toml_text: &str) -> bool {
-        let v: toml::Value = toml::from_str(toml_text).unwrap();
-        let json = serde_json::to_value(&v).unwrap();
-        schema.is_valid(&json)
-    }
-
-    fn numeric_keys() -> Vec<(&'static KeySpec, Option<&'static str>)> {
-        let run = spec::keys().map(|k| (k, None));
-        let tasks = spec::TASKS
-            .iter()
-            .filter(|t| t.name != "dataset")
-            .flat_map(|t| t.keys.iter().map(move |k| (k, Some(t.name))));
-        run.chain(tasks)
-            .filter(|(k, _)| k.kind.is_number())
-            .collect()
-    }
-
-    /// The spec table, the engine's validation and the JSON Schema agree on every numeric key:
-    /// the default is the config's default, both ends of the range are accepted, values just
-    /// outside (and NaN/inf) are refused by validation naming the key and by the schema.
-    #[test]
-    fn spec_table_validation_and_schema_agree_on_every_key() {
-        let schema = jsonschema::validator_for(&spec::json_schema()).unwrap();
-        let defaults: toml::Table = toml::Table::try_from(RunConfig::default()).unwrap();
-        for (spec, task) in numeric_keys() {
-            if task.is_none() {
-                if let D::Num(d) = spec.default {
-                    let got = spec::lookup_value(&defaults, spec.key)
-                        .and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)));
-                    assert_eq!(
-                        got,
-                        Some(d),
-                        "{}: table default vs RunConfig::default()",
-                        spec.key
-                    );
-                }
-            }
-            let mut ends: Vec<f64> = [spec.min, spec.max]
-                .into_iter()
-                .flatten()
-                .filter(|b| !b.open)
-                .map(|b| b.value)
-                .collect();
-            ends.extend(spec.off);
-            for x in ends {
-                let text = config_with(spec, task, &lit(spec, x), true);
-                let ok = RunConfig::from_toml(&text);
-                assert!(ok.is_ok(), "{}: {x} refused: {:?}", spec.key, ok.err());
-                assert!(
-                    schema_accepts(&schema, &text),
-                    "{}: schema refuses {x}",
-                    spec.key
-                );
-            }
-            for bad in outside(spec) {
-                let text = config_with(spec, task, &bad, false);
-                let e = RunConfig::from_toml(&text)
-                    .map(|_| ())
-                    .unwrap_err()
-                    .to_string();
-                assert!(
-                    e.starts_with(&format!("{} = ", spec.key)),
-                    "{} = {bad}: {e}",
-                    spec.key
-                );
-                if !bad.contains("nan") && !bad.contains("inf") {
-                    assert!(
-                        !schema_accepts(&schema, &text),
-                        "{}: schema accepts {bad}",
-                        spec.key
-                    );
-                }
-            }
-        }
-    }
-
-    /// Every choice listed in the table parses, and the defaults of the whole table are the
-    /// config's defaults (`default-config` prints a file that reads back as the default).
-    #[test]
-    fn choices_parse_and_the_commented_default_reads_back() {
-        for k in spec::keys().chain(spec::TASKS.iter().flat_map(|t| t.keys.iter())) {
-            if let Kind::Choice(opts) = k.kind {
-                if k.key == "task.name" {
-                    continue;
-                }
-                let task = spec::TASKS
-                    .iter()
-                    .find(|t| t.keys.contains(k))
-                    .map(|t| t.name);
-                for o in opts {
-                    let text = config_with(k, task, &format!("{o:?}"), true);
-                    assert!(RunConfig::from_toml(&text).is_ok(), "{} = {o}", k.key);
-                }
-            }
-        }
-        assert_eq!(
-            RunConfig::from_toml(&spec::default_toml()).unwrap(),
-            RunConfig::default()
-        );
-    }
-
-    /// Every preset in app/presets validates against the JSON Schema.
-    #[test]
-    fn presets_validate_against_the_schema() {
-        let schema = jsonschema::validator_for(&spec::json_schema()).unwrap();
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../presets");
-        let mut n = 0;
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.extension().is_none_or(|x| x != "toml") || p.ends_with("pretrain.toml") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&p).unwrap();
-            let v: toml::Value = toml::from_str(&text).unwrap();
-            let json = serde_json::to_value(&v).unwrap();
-            let errors: Vec<String> = schema.iter_errors(&json).map(|e| e.to_string()).collect();
-            assert!(errors.is_empty(), "{}: {errors:?}", p.display());
-            n += 1;
-        }
-        assert!(n >= 20, "only {n} presets found");
-    }
-
-    /// The README's config reference is the one generated from the table.
-    #[test]
-    fn readme_config_reference_is_generated_from_the_table() {
-        let readme =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
-                .unwrap();
-        let start =
-            "<!-- config-reference:start (generated: rlvr-studio default-config --markdown) -->\n";
-        let end = "<!-- config-reference:end -->";
-        let a = readme
-            .find(start)
-            .expect("README lacks the config reference start marker")
-            + start.len();
-        let b = readme
-            .find(end)
-            .expect("README lacks the config reference end marker");
-        assert!(
-            readme[a..b] == spec::markdown_reference(),
-            "README.md's config reference is stale: regenerate it with `rlvr-studio default-config --markdown`"
-        );
-    }
-
-    #[test]
-    fn empty_config_is_the_default() {
-        assert_eq!(RunConfig::from_toml("").unwrap(), RunConfig::default());
-    }
-
-    #[test]
-    fn full_round_trip() {
-        let cfg = RunConfig::default();
-        assert_eq!(RunConfig::from_toml(&cfg.to_toml()).unwrap(), cfg);
-    }
-
-    #[test]
-    fn unknown_keys_are_named() {
-        let e = RunConfig::from_toml("[rollout]\ngroup_sise = 4\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("group_sise"), "{e}");
-        let e = RunConfig::from_toml("stpes = 4\n").unwrap_err().to_string();
-        assert!(e.contains("stpes"), "{e}");
-    }
-
-    #[test]
-    fn out_of_range_values_are_named() {
-        for (toml, key) in [
-            ("[rollout]\ngroup_size = 0", "rollout.group_size"),
-            ("[optim]\nlr = 0.0", "optim.lr"),
-            ("[algorithm]\nepsilon_low = 1.5", "algorithm.epsilon_low"),
-            ("[rollout]\ntop_p = 1.5", "rollout.top_p"),
-            (
-                "[task]\nname = \"arithmetic\"\nmax_digits = 9",
-                "task.max_digits",
-            ),
-        ] {
-            let e = RunConfig::from_toml(toml).unwrap_err().to_string();
-            assert!(e.contains(key), "{toml}: {e}");
-        }
-        let e = RunConfig::from_toml("[algorithm]\naggregation = \"sum\"")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("sum") && e.contains("aggregation"), "{e}");
-        let e = RunConfig::from_toml("[task]\nname = \"chess\"")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("chess"), "{e}");
-    }
-}
+mod tests;
