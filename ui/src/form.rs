@@ -100,6 +100,11 @@ pub fn section_fields(keys: &'static [KeySpec], skip: &[&str]) -> Vec<Field> {
 
 /// The label and tooltip of a key: the table's human label, and its dotted key, help, range
 /// and default (a plugin or estimator parameter has no table row: its name and help).
+/// The human label of a key in the spec table (the key itself if the table lacks it).
+fn table_label(key: &str) -> &str {
+    spec::find(key).map_or(key, |k| k.label)
+}
+
 fn label_and_help(key: &str, f: &Field) -> (String, String) {
     let k = spec::find(key).or_else(|| {
         let knob = key.strip_prefix("task.")?;
@@ -632,7 +637,7 @@ impl NewRunForm {
             .and_then(|v| v.as_str())
             .unwrap_or("")
             .to_string();
-        let l = ui.label("task");
+        let l = ui.label(table_label("task.name"));
         let mut pick = None;
         egui::ComboBox::from_id_salt("task.name")
             .selected_text(&current)
@@ -685,7 +690,7 @@ impl NewRunForm {
             .and_then(|v| v.as_str())
             .unwrap_or("grpo")
             .to_string();
-        let l = ui.label("advantage");
+        let l = ui.label(table_label("algorithm.advantage"));
         let mut pick = None;
         egui::ComboBox::from_id_salt("algorithm.advantage")
             .selected_text(&current)

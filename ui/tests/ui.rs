@@ -400,7 +400,8 @@ fn inspector_shows_a_steps_groups_and_switches_token_colouring() {
     // Switch the colouring to advantage: the legend follows.
     h.get_by_label("Colour tokens by").click();
     h.run_steps(3);
-    h.get_by_label("advantage").click();
+    h.get_by_label(rlvr_core::spec::find("algorithm.advantage").unwrap().label)
+        .click();
     h.run_steps(2);
     h.get_by_label_contains("Legend (advantage)");
     // An earlier step, read back from the store.
@@ -492,9 +493,11 @@ fn a_component_added_to_the_catalog_appears_in_the_form_with_its_parameters() {
     h.run_steps(2);
     assert!(h.query_by_label("alpha_knob").is_none());
     // The estimator is further down the form.
-    h.get_by_label("advantage").scroll_to_me();
+    h.get_by_label(rlvr_core::spec::find("algorithm.advantage").unwrap().label)
+        .scroll_to_me();
     h.run_steps(3);
-    h.get_by_label("advantage").click();
+    h.get_by_label(rlvr_core::spec::find("algorithm.advantage").unwrap().label)
+        .click();
     h.run_steps(3);
     h.get_by_label("plugin_baseline").click_accesskit();
     h.run_steps(3);
