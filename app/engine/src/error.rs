@@ -58,6 +58,10 @@ pub enum EngineError {
     /// A plugin component could not be set up.
     #[error("plugin: {0}")]
     Plugin(String),
+    /// The run would need more memory than is available (the message gives the estimate, the
+    /// available memory and the keys that lower it).
+    #[error("{0}")]
+    Memory(String),
     /// The run was stopped by a command.
     #[error("run stopped")]
     Stopped,

@@ -85,6 +85,13 @@ pub trait Task: Send + Sync {
     fn max_answer_chars(&self) -> usize;
     /// Upper bound on prompt length in chars.
     fn max_prompt_chars(&self) -> usize;
+    /// Where the longest prompt (or, with `answer`, the longest answer) was read: a dataset's
+    /// file and 1-based line, so that a problem too long for the model is blamed on it. `None`
+    /// for generated tasks.
+    fn longest_origin(&self, answer: bool) -> Option<(String, usize)> {
+        let _ = answer;
+        None
+    }
 }
 
 /// Invalid task configuration or an unusable split.
@@ -102,8 +109,12 @@ pub enum TaskError {
     },
     /// The problem space cannot supply `heldout_size` distinct prompts.
     #[error(
-        "heldout_size = {heldout_size} is too large for task {task}: only {found} distinct prompts \
-         found after {attempts} draws; lower heldout_size or widen the task settings"
+        "eval.heldout_size = {heldout_size} is too large for task {task}: only {found} distinct \
+         prompts of the evaluation partition found after {attempts} draws. Held-out prompts come \
+         only from that partition, the fixed 1/5 of prompts (by a hash of the prompt text) that \
+         training never uses, so a task (or a dataset file) offers about a fifth of its distinct \
+         prompts for evaluation; set eval.heldout_size to {found} or less, or widen the task \
+         settings (for a dataset: add problems)"
     )]
     HeldoutTooLarge {
         /// Task name.
