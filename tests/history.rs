@@ -712,3 +712,32 @@ fn resume_takes_only_what_keeps_the_trajectory_and_exports_agree() {
         assert_eq!(c, g, "{name}: the GUI and the CLI export differ");
     }
 }
+
+/// Reliability report §6 and §13: a model folder whose config.json has an absurd size is refused
+/// before any size arithmetic (`threads_for_model` too), naming the file and key, and a run that
+/// never started leaves no `failed` record.
+#[test]
+fn a_run_that_cannot_start_leaves_no_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, db) = (dir.path(), dir.path().join("h.sqlite"));
+    let model = d.join("model");
+    std::fs::create_dir(&model).unwrap();
+    let src = repo().join("app/assets/default-policy");
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(src.join(f), model.join(f)).unwrap();
+    }
+    let text = std::fs::read_to_string(model.join("config.json")).unwrap();
+    let text = text.replace(
+        "\"num_hidden_layers\": 4",
+        "\"num_hidden_layers\": 1000000000",
+    );
+    std::fs::write(model.join("config.json"), text).unwrap();
+    let cfg = small_config(d, 2);
+    let mut args = train_args(&db, &cfg, &d.join("out"));
+    args.extend(["--model".into(), model.to_string_lossy().into_owned()]);
+    let err = run_err(args);
+    for want in ["config.json", "num_hidden_layers = 1000000000", "1..=1024"] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    assert!(runs_json(&db, &["list"]).is_empty(), "no run recorded");
+}

@@ -29,7 +29,9 @@ use crate::error::{CoreError, Result};
 /// The two checkpoint slots of a run folder.
 pub const CHECKPOINT_SLOTS: [&str; 2] = ["resume-0.ckpt", "resume-1.ckpt"];
 const TRAILER_MAGIC: &[u8; 4] = b"RLVR";
-/// Version of [`CheckpointState`] this build writes and reads.
+/// Version of [`CheckpointState`] this build writes and reads. The run stamp (`run_id`,
+/// `config_hash`) was added to format 2 as optional keys, so checkpoints written before it
+/// still read (and resume without the check).
 pub const FORMAT: u32 = 2;
 /// Metadata key of the [`CheckpointState`] JSON.
 pub const STATE_KEY: &str = "rlvr.state";
@@ -66,6 +68,58 @@ pub struct CheckpointState {
     pub critic_optimizer_steps: Option<usize>,
     /// Data-parallel workers the run used.
     pub workers: usize,
+    /// The run (its id in the run history) the checkpoint belongs to, so that a resume can
+    /// refuse another run's checkpoint. `None` in checkpoints written before the stamp existed
+    /// (format 2 without these keys, still read) and by runs outside a history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<i64>,
+    /// [`config_hash`] of the run's config; `None` in checkpoints written before the stamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+}
+
+/// A stable hash of a run's config text (FNV-1a, 64 bit, as 16 hex digits): the same text
+/// gives the same hash on every platform and release.
+pub fn config_hash(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Refuses a checkpoint `state` (read from `path`) that belongs to another run than `run_id`,
+/// or to a config other than the one hashing to `config_hash`, naming both. A checkpoint
+/// without a stamp (older builds) passes.
+pub fn check_stamp(
+    path: &Path,
+    state: &CheckpointState,
+    run_id: Option<i64>,
+    config_hash: &str,
+) -> Result<()> {
+    if let (Some(theirs), Some(ours)) = (state.run_id, run_id) {
+        if theirs != ours {
+            return Err(CoreError::file(
+                path,
+                format!(
+                    "this checkpoint belongs to run {theirs}, not to run {ours} (copied in from \
+                     another run's folder?); resume run {theirs} instead, or move the file away"
+                ),
+            ));
+        }
+    }
+    if let Some(theirs) = state.config_hash.as_deref().filter(|h| *h != config_hash) {
+        return Err(CoreError::file(
+            path,
+            format!(
+                "this checkpoint was written by a run with another config (config hash \
+                 {theirs}; {}'s config hashes to {config_hash}); it cannot continue this run",
+                run_id.map_or("this run".to_string(), |i| format!("run {i}"))
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A taken resume state the listener writes: it knows its step and encodes itself as a
@@ -172,8 +226,13 @@ pub fn read_state(path: &Path, doc: &[u8]) -> Result<(CheckpointState, Option<St
 
 /// The step a checkpoint file was taken at (after verifying its checksum).
 pub fn checkpoint_step(path: &Path) -> Result<usize> {
+    Ok(checkpoint_state(path)?.step)
+}
+
+/// The [`CheckpointState`] of a checkpoint file (after verifying its checksum).
+pub fn checkpoint_state(path: &Path) -> Result<CheckpointState> {
     let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
-    Ok(read_state(path, verified(path, &bytes)?)?.0.step)
+    Ok(read_state(path, verified(path, &bytes)?)?.0)
 }
 
 /// The newest checkpoint of a run folder that verifies: `(file, step)`. `Ok(None)` when the
@@ -202,5 +261,61 @@ pub fn latest_checkpoint(dir: &Path) -> Result<Option<(PathBuf, usize)>> {
             dir,
             format!("no usable checkpoint: {}", errors.join("; ")),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn state() -> CheckpointState {
+        let rng = RngState {
+            seed: vec![0; 32],
+            stream: 1,
+            word_pos: "0".into(),
+        };
+        CheckpointState {
+            format: FORMAT,
+            step: 3,
+            data_cursor: 24,
+            rng: rng.clone(),
+            noise_rng: rng,
+            optimizer_steps: 3,
+            critic_optimizer_steps: None,
+            workers: 2,
+            run_id: Some(7),
+            config_hash: Some(config_hash("seed = 1\n")),
+        }
+    }
+
+    #[test]
+    fn checkpoints_before_the_stamp_still_read() {
+        let mut old = serde_json::to_value(state()).unwrap();
+        let obj = old.as_object_mut().unwrap();
+        obj.remove("run_id");
+        obj.remove("config_hash");
+        let back: CheckpointState = serde_json::from_value(old).unwrap();
+        assert_eq!((back.run_id, back.config_hash.as_deref()), (None, None));
+        check_stamp(Path::new("resume-1.ckpt"), &back, Some(9), "x").unwrap();
+    }
+
+    #[test]
+    fn another_runs_checkpoint_is_refused_naming_both_runs() {
+        let s = state();
+        let p = Path::new("/runs/a/resume-1.ckpt");
+        let ours = config_hash("seed = 1\n");
+        check_stamp(p, &s, Some(7), &ours).unwrap();
+        let err = check_stamp(p, &s, Some(9), &ours).unwrap_err().to_string();
+        assert!(
+            err.contains("resume-1.ckpt") && err.contains("run 7") && err.contains("run 9"),
+            "{err}"
+        );
+        let err = check_stamp(p, &s, Some(7), &config_hash("seed = 2\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("another config"), "{err}");
+        assert_ne!(config_hash("a"), config_hash("b"));
+        assert_eq!(config_hash("a"), config_hash("a"));
     }
 }

@@ -30,6 +30,10 @@ pub enum EngineError {
     /// A worker thread failed or an internal invariant broke (a bug: please report it).
     #[error("internal error: {0}")]
     Internal(String),
+    /// The run would need more memory than is available (the message gives the estimate, the
+    /// available memory and the keys that lower it).
+    #[error("{0}")]
+    Memory(String),
     /// The run was stopped by a command.
     #[error("run stopped")]
     Stopped,

@@ -138,6 +138,14 @@ impl Tok {
         self.inner.get_vocab_size(true)
     }
 
+    /// The token with the largest id (special tokens included), `None` for an empty vocabulary.
+    pub fn max_id(&self) -> Option<(String, u32)> {
+        self.inner
+            .get_vocab(true)
+            .into_iter()
+            .max_by_key(|(t, id)| (*id, t.clone()))
+    }
+
     /// Encodes a prompt: `bos` (when the tokenizer has one) followed by the text's tokens.
     pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self.inner.encode(text, false).map_err(tok_err)?;

@@ -312,6 +312,9 @@ pub fn prepare_new(
         }
     };
     cfg.output.dir = dir.clone();
+    // The model folder, the memory estimate and the task are checked before the run is
+    // recorded: a run that cannot start leaves no failed record behind.
+    rlvr_engine::trainer::preflight(&cfg, &ext)?;
     let run_id = store.create_run(&NewRun {
         name: cfg.name.clone(),
         config: cfg.to_toml(),
@@ -416,6 +419,7 @@ impl Resumable {
         let id = run.id;
         let dir = cfg.output.dir.clone();
         folder::Folders::new(&store)?.check_resume(&run, &dir)?;
+        check_checkpoint_stamps(&run, &cfg, &dir)?;
         // The newest slot that verifies; a slot a full disk or a crash cut short is skipped
         // with a note, and a first checkpoint that never completed restarts the run from step 0.
         let from = store.resume_from(id, &dir, &CHECKPOINT_SLOTS, |p| {
@@ -479,6 +483,30 @@ impl Resumable {
     }
 }
 
+/// Refuses to resume `run` from a folder holding a checkpoint slot stamped with another run's
+/// id or another config (files copied in from another run's folder), naming the file and both
+/// runs, before the history is rolled back. Slots that do not verify are left to
+/// `Store::resume_from` (skipped with a note); unstamped ones (older builds) pass.
+fn check_checkpoint_stamps(run: &RunRow, cfg: &RunConfig, dir: &Path) -> Result<(), LaunchError> {
+    let hash = rlvr_engine::trainer::config_hash(cfg);
+    for slot in CHECKPOINT_SLOTS {
+        let path = dir.join(slot);
+        if !path.exists() {
+            continue;
+        }
+        let Ok(state) = rlvr_core::checkpoint::checkpoint_state(&path) else {
+            continue;
+        };
+        if let Err(e) = rlvr_core::checkpoint::check_stamp(&path, &state, Some(run.id), &hash) {
+            return Err(LaunchError::Resume(format!(
+                "cannot resume run {} {:?}: {e}",
+                run.id, run.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Prepared {
     /// The history (e.g. to read the curves before a resume).
     pub fn store(&self) -> &Store {
@@ -504,12 +532,10 @@ impl Prepared {
                     err,
                 }
             })?;
-        let handle =
-            rlvr_engine::trainer::spawn_ext(cfg, resume_step.is_some(), ext).map_err(|err| {
-                LaunchError::Thread {
-                    what: "engine",
-                    err,
-                }
+        let handle = rlvr_engine::trainer::spawn_run(cfg, resume_step.is_some(), ext, Some(run_id))
+            .map_err(|err| LaunchError::Thread {
+                what: "engine",
+                err,
             })?;
         Ok(Running {
             run_id,

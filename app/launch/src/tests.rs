@@ -175,3 +175,122 @@ fn resume_takes_more_steps_but_refuses_a_new_seed_model_thread_count_or_folder()
         assert!(msg.contains(&format!("run {} \"r\"", r.id)), "{msg}");
     }
 }
+
+fn default_policy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/default-policy")
+}
+
+/// A small countdown run on the default policy, writing to `out`.
+fn small_config(out: &Path, extra: &str) -> RunConfig {
+    let text = format!(
+        "name = \"small\"\nseed = 5\nthreads = 1\nsteps = 3\n[model]\npath = {:?}\n[output]\n\
+         dir = {:?}\n[rollout]\nprompts_per_step = 2\ngroup_size = 2\n[eval]\nevery = 0\n\
+         heldout_size = 4\n{extra}",
+        default_policy().display().to_string(),
+        out.display().to_string(),
+    );
+    RunConfig::from_toml(&text).unwrap()
+}
+
+fn request(cfg: RunConfig) -> NewRunRequest {
+    NewRunRequest {
+        cfg,
+        default_dir: PathBuf::from("unused"),
+        tags: Vec::new(),
+        notes: String::new(),
+    }
+}
+
+#[test]
+fn a_run_that_cannot_start_leaves_no_record() {
+    let (tmp, store) = fixture();
+    let host = PluginHost::new();
+    // A broken model folder: config.json with an out-of-range size.
+    let model = tmp.path().join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    let text = std::fs::read_to_string(default_policy().join("config.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["num_hidden_layers"] = 1_000_000_000u64.into();
+    std::fs::write(model.join("config.json"), v.to_string()).unwrap();
+    let mut cfg = small_config(&tmp.path().join("a"), "");
+    cfg.model.path = model;
+    let store2 = || Store::open(store.path()).unwrap();
+    let err = prepare_new(store2(), request(cfg), Extensions::none(), &host)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("num_hidden_layers"), "{err}");
+    // More memory than any test machine has: 1024 prompts × 256 completions.
+    let cfg = small_config(&tmp.path().join("b"), "");
+    let mut cfg = cfg;
+    (cfg.rollout.prompts_per_step, cfg.rollout.group_size) = (1024, 256);
+    let err = prepare_new(store2(), request(cfg), Extensions::none(), &host)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("rollout.prompts_per_step"), "{err}");
+    // A task that cannot give its held-out set (1-digit sums: 100 prompts, ~1/5 held out).
+    let mut cfg = small_config(
+        &tmp.path().join("c"),
+        "[task]\nname = \"arithmetic\"\nmin_digits = 1\nmax_digits = 1\nops = \"+\"\n",
+    );
+    cfg.eval.heldout_size = 50;
+    let err = prepare_new(store2(), request(cfg), Extensions::none(), &host)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("heldout_size"), "{err}");
+    let runs = store.list_runs(&Default::default()).unwrap();
+    assert!(runs.is_empty(), "no run recorded: {runs:?}");
+}
+
+#[test]
+fn resume_refuses_a_checkpoint_of_another_run_naming_both() {
+    let (tmp, store) = fixture();
+    let host = PluginHost::new();
+    let out = tmp.path().join("out");
+    let p = prepare_new(
+        Store::open(store.path()).unwrap(),
+        request(small_config(&out, "")),
+        Extensions::none(),
+        &host,
+    )
+    .unwrap();
+    let (id, cfg) = (p.run_id, p.cfg.clone());
+    drop(p);
+    store.mark_failed(id, "killed").unwrap();
+    let resume = || {
+        Resumable::open(
+            Store::open(store.path()).unwrap(),
+            id,
+            &Overrides::default(),
+        )
+        .unwrap()
+        .prepare(Extensions::none(), &host)
+    };
+    // Its own checkpoint resumes.
+    let mut t = rlvr_engine::Trainer::new(cfg.clone()).unwrap();
+    t.set_run_id(Some(id));
+    t.save_checkpoint(&out).unwrap();
+    resume().unwrap();
+    store.mark_failed(id, "killed").unwrap();
+    // Another run's checkpoint copied in.
+    t.set_run_id(Some(id + 41));
+    t.save_checkpoint(&out).unwrap();
+    let msg = resume().err().unwrap().to_string();
+    for want in [
+        "resume-0.ckpt".to_string(),
+        format!("belongs to run {}", id + 41),
+        format!("not to run {id}"),
+    ] {
+        assert!(msg.contains(&want), "{want}: {msg}");
+    }
+    // The same run id with another config.
+    let mut other = cfg;
+    other.seed = 6;
+    let mut t = rlvr_engine::Trainer::new(other).unwrap();
+    t.set_run_id(Some(id));
+    t.save_checkpoint(&out).unwrap();
+    let msg = resume().err().unwrap().to_string();
+    assert!(msg.contains("another config"), "{msg}");
+}

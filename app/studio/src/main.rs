@@ -144,11 +144,12 @@ fn tune_process(threads: usize) {
 }
 
 /// Threads for a model folder: 1 below 5 M parameters (candle's thread pool spin-waits, and
-/// ops this small do not split well), all cores above.
+/// ops this small do not split well), all cores above. The config goes through the loader's
+/// validation first (sizes bounded before any arithmetic); an invalid one counts as small here
+/// and is reported, with its file and key, when the model is loaded.
 fn threads_for_model(model_dir: &std::path::Path, configured: usize) -> usize {
-    let params = std::fs::read_to_string(model_dir.join("config.json"))
+    let params = rlvr_engine::model::Policy::read_config(model_dir)
         .ok()
-        .and_then(|t| serde_json::from_str::<rlvr_engine::model::ModelConfig>(&t).ok())
         .map_or(0, |c| c.num_params());
     rlvr_engine::trainer::auto_threads(params, configured)
 }

@@ -204,6 +204,8 @@ pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()
             let resumable = Resumable::open(store, id, &args.overrides())?;
             let host = crate::plugins::host_for(resumable.cfg(), &[])?;
             crate::plugins::validate(resumable.cfg(), &host)?;
+            let c = resumable.cfg();
+            crate::tune_process(crate::threads_for_model(&c.model.path, c.threads));
             let p = resumable.prepare(host.extensions(), &host)?;
             (p, host)
         }
@@ -224,6 +226,8 @@ pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()
             let default_dir = cfg.output_dir();
             let host = crate::plugins::host_for(&cfg, &[]).map_err(in_file)?;
             crate::plugins::validate(&cfg, &host).map_err(in_file)?;
+            // Before the launcher's checks load the model: tuning must precede any tensor.
+            crate::tune_process(crate::threads_for_model(&cfg.model.path, cfg.threads));
             let req = NewRunRequest {
                 cfg,
                 default_dir,
@@ -240,7 +244,6 @@ pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()
         eprintln!("warning: {n}");
     }
     let cfg = prepared.cfg.clone();
-    crate::tune_process(crate::threads_for_model(&cfg.model.path, cfg.threads));
     let out_dir = cfg.output_dir();
     let running = prepared.start()?;
     // The plugin libraries stay loaded for the run (the host owns them).

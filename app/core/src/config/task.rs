@@ -19,8 +19,12 @@ pub enum TaskError {
     },
     /// The problem space cannot supply `heldout_size` distinct prompts.
     #[error(
-        "heldout_size = {heldout_size} is too large for task {task}: only {found} distinct prompts \
-         found after {attempts} draws; lower heldout_size or widen the task settings"
+        "eval.heldout_size = {heldout_size} is too large for task {task}: only {found} distinct \
+         prompts of the evaluation partition found after {attempts} draws. Held-out prompts come \
+         only from that partition, the fixed 1/5 of prompts (by a hash of the prompt text) that \
+         training never uses, so a task (or a dataset file) offers about a fifth of its distinct \
+         prompts for evaluation; set eval.heldout_size to {found} or less, or widen the task \
+         settings (for a dataset: add problems)"
     )]
     HeldoutTooLarge {
         /// Task name.

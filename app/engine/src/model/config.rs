@@ -82,6 +82,27 @@ pub struct ModelConfig {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+/// The allowed range of each size key of `config.json`: generous for real models (a 70B Llama
+/// has 80 layers, width 8192, MLP 28672, 64 heads, a 128k vocabulary), small enough that no
+/// product of them overflows and no list of parameter names gets out of hand.
+pub const SIZE_BOUNDS: [(&str, usize, usize); 8] = [
+    ("vocab_size", 1, 1 << 21),
+    ("hidden_size", 1, 65_536),
+    ("intermediate_size", 1, 1 << 20),
+    ("num_hidden_layers", 1, 1024),
+    ("num_attention_heads", 1, 1024),
+    ("num_key_value_heads", 1, 1024),
+    ("head_dim", 2, 4096),
+    ("max_position_embeddings", 1, 1 << 24),
+];
+
+fn size_bounds(key: &str) -> (usize, usize) {
+    SIZE_BOUNDS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map_or((1, usize::MAX), |(_, lo, hi)| (*lo, *hi))
+}
+
 fn default_max_pos() -> usize {
     2048
 }
@@ -118,8 +139,67 @@ impl ModelConfig {
         }
     }
 
-    /// Checks the combination of sizes; the message names the `config.json` key.
+    /// Checks every size against [`SIZE_BOUNDS`] (before any arithmetic on them), then the
+    /// combination of sizes and the special token ids; the message names the `config.json` key,
+    /// the value and what is allowed.
     pub fn validate(&self) -> Result<(), String> {
+        self.check_bounds()?;
+        self.check_shapes()?;
+        self.check_token_ids()
+    }
+
+    /// Each size key with its value (`None`: not given, the default applies).
+    fn sizes(&self) -> [(&'static str, Option<usize>); 8] {
+        [
+            ("vocab_size", Some(self.vocab_size)),
+            ("hidden_size", Some(self.hidden_size)),
+            ("intermediate_size", Some(self.intermediate_size)),
+            ("num_hidden_layers", Some(self.num_hidden_layers)),
+            ("num_attention_heads", Some(self.num_attention_heads)),
+            ("num_key_value_heads", self.num_key_value_heads),
+            ("head_dim", self.head_dim),
+            (
+                "max_position_embeddings",
+                Some(self.max_position_embeddings),
+            ),
+        ]
+    }
+
+    fn check_bounds(&self) -> Result<(), String> {
+        for (key, value) in self.sizes() {
+            let Some(v) = value else { continue };
+            let (lo, hi) = size_bounds(key);
+            if v < lo || v > hi {
+                return Err(format!(
+                    "{key} = {v} is out of range: expected {lo}..={hi} (this engine's bounds on \
+                     model sizes, generous for models up to 70B parameters)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_token_ids(&self) -> Result<(), String> {
+        let eos = self.eos_token_id.as_ref().map(TokenIds::to_vec);
+        let ids = [
+            ("bos_token_id", self.bos_token_id.map(|i| vec![i])),
+            ("eos_token_id", eos),
+            ("pad_token_id", self.pad_token_id.map(|i| vec![i])),
+        ];
+        for (key, list) in ids {
+            for id in list.unwrap_or_default() {
+                if id as usize >= self.vocab_size {
+                    return Err(format!(
+                        "{key} = {id} is out of range: expected a token id below vocab_size = {}",
+                        self.vocab_size
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_shapes(&self) -> Result<(), String> {
         match self.model_type.as_str() {
             "qwen2" | "llama" | "mistral" => {}
             other => {
@@ -133,19 +213,6 @@ impl ModelConfig {
                 "hidden_act \"{}\" is not supported: expected \"silu\" (SwiGLU MLP)",
                 self.hidden_act
             ));
-        }
-        for (key, v) in [
-            ("vocab_size", self.vocab_size),
-            ("hidden_size", self.hidden_size),
-            ("intermediate_size", self.intermediate_size),
-            ("num_hidden_layers", self.num_hidden_layers),
-            ("num_attention_heads", self.num_attention_heads),
-            ("num_key_value_heads", self.kv_heads()),
-            ("max_position_embeddings", self.max_position_embeddings),
-        ] {
-            if v == 0 {
-                return Err(format!("{key} is 0: expected a positive integer"));
-            }
         }
         if !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
             return Err(format!(

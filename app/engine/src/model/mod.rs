@@ -3,12 +3,13 @@
 //! HF tensor names, `tokenizer.json`).
 
 pub mod config;
+mod load;
 pub mod transformer;
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 
@@ -42,6 +43,75 @@ fn normal(rng: &mut ChaCha8Rng) -> f32 {
     let u1: f32 = rng.random::<f32>().max(f32::MIN_POSITIVE);
     let u2: f32 = rng.random();
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
+}
+
+/// Gives a file the mode a newly created file gets (0666 less the umask: 0644 under umask
+/// 022). `safetensors` writes through a temporary file created 0600, which would keep other
+/// accounts from loading a trained policy while every other file of the run is readable.
+#[cfg(unix)]
+fn set_new_file_mode(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = 0o666 & !process_umask();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| EngineError::io(path, e))
+}
+
+#[cfg(not(unix))]
+fn set_new_file_mode(_path: &Path) -> Result<()> {
+    Ok(())
+}
+
+/// The process's umask, read from `/proc/self/status` (not changed, so no race with other
+/// threads creating files); 022 where that is unavailable.
+#[cfg(unix)]
+fn process_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}
+
+/// Refuses a tokenizer with more tokens than `vocab_size`, or any id (of a token or of the
+/// special tokens it supplies) at or above it, naming the file.
+fn check_tokenizer(tok: &Tok, path: &Path, vocab_size: usize) -> Result<()> {
+    if tok.vocab_size() > vocab_size {
+        return Err(EngineError::model(
+            path,
+            format!(
+                "tokenizer has {} tokens but config.json vocab_size is {vocab_size}",
+                tok.vocab_size()
+            ),
+        ));
+    }
+    if let Some((token, id)) = tok.max_id().filter(|(_, id)| *id as usize >= vocab_size) {
+        return Err(EngineError::model(
+            path,
+            format!(
+                "token {token:?} has id {id}: expected ids below config.json vocab_size = \
+                 {vocab_size}"
+            ),
+        ));
+    }
+    for (what, id) in [
+        ("bos", tok.bos),
+        ("eos", Some(tok.eos)),
+        ("pad", Some(tok.pad)),
+    ] {
+        if let Some(id) = id.filter(|id| *id as usize >= vocab_size) {
+            return Err(EngineError::model(
+                path,
+                format!(
+                    "the {what} token has id {id}: expected an id below config.json vocab_size = \
+                     {vocab_size}"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Policy {
@@ -81,8 +151,10 @@ impl Policy {
         Ok(Self::from_params(cfg, tok, params, device))
     }
 
-    /// Loads a Hugging Face model folder. Every problem names the file and what was expected.
-    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+    /// Reads and validates a model folder's `config.json` (sizes within
+    /// [`config::SIZE_BOUNDS`], checked before any arithmetic on them, and token ids within
+    /// `vocab_size`); every error names the file and the key.
+    pub fn read_config(dir: &Path) -> Result<ModelConfig> {
         if !dir.is_dir() {
             return Err(EngineError::model(
                 dir,
@@ -95,57 +167,30 @@ impl Policy {
             .map_err(|e| EngineError::model(&cfg_path, format!("invalid model config: {e}")))?;
         cfg.validate()
             .map_err(|m| EngineError::model(&cfg_path, m))?;
+        Ok(cfg)
+    }
+
+    /// Loads a Hugging Face model folder. Every problem names the file and what was expected:
+    /// `config.json` as [`Policy::read_config`] checks it; the tokenizer's ids (and the special
+    /// ids it supplies) below `vocab_size`; the weights as `load` checks them: floating dtypes
+    /// only, no tensor in two files, none the config leaves unused, and a full scan (every
+    /// element, not a sample) for NaN and infinity.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let cfg = Self::read_config(dir)?;
+        let cfg_path = dir.join("config.json");
         let eos = cfg
             .eos_token_id
             .as_ref()
             .and_then(|e| e.to_vec().first().copied());
-        let tok = Tok::from_file(
-            &dir.join("tokenizer.json"),
-            cfg.bos_token_id,
-            eos,
-            cfg.pad_token_id,
-        )?;
-        if tok.vocab_size() > cfg.vocab_size {
-            return Err(EngineError::model(
-                dir.join("tokenizer.json"),
-                format!(
-                    "tokenizer has {} tokens but config.json vocab_size is {}",
-                    tok.vocab_size(),
-                    cfg.vocab_size
-                ),
-            ));
-        }
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| EngineError::io(dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            return Err(EngineError::model(dir, "no *.safetensors weight file"));
-        }
-        let mut tensors = HashMap::new();
-        for f in &files {
-            let part = candle_core::safetensors::load(f, device)
-                .map_err(|e| EngineError::model(f, format!("unreadable weights: {e}")))?;
-            tensors.extend(part);
-        }
-        let mut params = Vec::new();
-        for (name, shape) in cfg.parameter_shapes() {
-            let t = tensors.get(&name).ok_or_else(|| {
-                EngineError::model(dir, format!("weights lack tensor {name} (shape {shape:?})"))
-            })?;
-            if t.dims() != shape.as_slice() {
-                return Err(EngineError::model(
-                    dir,
-                    format!(
-                        "tensor {name} has shape {:?}, config.json implies {shape:?}",
-                        t.dims()
-                    ),
-                ));
-            }
-            params.push((name, Var::from_tensor(&t.to_dtype(DType::F32)?)?));
-        }
+        let tok_path = dir.join("tokenizer.json");
+        let tok = Tok::from_file(&tok_path, cfg.bos_token_id, eos, cfg.pad_token_id)?;
+        check_tokenizer(&tok, &tok_path, cfg.vocab_size)?;
+        let files = load::weight_files(dir)?;
+        let weights = load::read_weights(&files, device)?;
+        let params = load::take_params(&cfg, &cfg_path, weights)?
+            .into_iter()
+            .map(|(n, t)| Ok((n, Var::from_tensor(&t)?)))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self::from_params(cfg, tok, params, device))
     }
 
@@ -179,6 +224,7 @@ impl Policy {
         let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
         safetensors::serialize_to_file(tensors.iter().map(|(n, t)| (n, t)), Some(meta), &path)
             .map_err(|e| EngineError::model(&path, format!("cannot write weights: {e}")))?;
+        set_new_file_mode(&path)?;
         self.tok.save(&dir.join("tokenizer.json"))
     }
 

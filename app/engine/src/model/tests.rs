@@ -222,3 +222,207 @@ fn rollout_logprobs_match_the_training_forward() {
         assert!(c.entropies.iter().all(|e| *e >= 0.0 && e.is_finite()));
     }
 }
+
+/// A saved tiny policy folder (2 layers, Qwen2 with q/k/v biases, tied head).
+fn saved(p: &Policy) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    p.save(dir.path()).unwrap();
+    dir
+}
+
+fn load_err(dir: &Path) -> String {
+    Policy::load(dir, &Device::Cpu).unwrap_err().to_string()
+}
+
+fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
+}
+
+type RawTensor = (String, safetensors::Dtype, Vec<usize>, Vec<u8>);
+
+/// The policy's parameters as raw F32 safetensors entries.
+fn raw_params(p: &Policy) -> Vec<RawTensor> {
+    p.params()
+        .iter()
+        .map(|(n, v)| {
+            let data: Vec<f32> = v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+            let bytes = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (n.clone(), safetensors::Dtype::F32, v.dims().to_vec(), bytes)
+        })
+        .collect()
+}
+
+fn write_raw(path: &Path, tensors: &[RawTensor]) {
+    let views: Vec<(&str, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| {
+            (
+                n.as_str(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, path).unwrap();
+}
+
+#[test]
+fn config_sizes_are_bounded_before_any_arithmetic() {
+    let p = tiny_policy(true, "qwen2");
+    for (key, value, range) in [
+        ("num_hidden_layers", 1_000_000_000u64, "1..=1024"),
+        ("hidden_size", 1 << 40, "1..=65536"),
+        ("vocab_size", 1 << 30, "1..=2097152"),
+        ("num_attention_heads", 1 << 40, "1..=1024"),
+        ("head_dim", 1 << 40, "2..=4096"),
+        ("intermediate_size", 0, "1..=1048576"),
+        ("max_position_embeddings", 1 << 40, "1..=16777216"),
+    ] {
+        let dir = saved(&p);
+        edit_config(dir.path(), |v| v[key] = value.into());
+        for err in [
+            load_err(dir.path()),
+            Policy::read_config(dir.path()).unwrap_err().to_string(),
+        ] {
+            assert!(
+                err.contains("config.json")
+                    && err.contains(&format!("{key} = {value}"))
+                    && err.contains(range),
+                "{key}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn special_token_ids_outside_the_vocabulary_are_refused() {
+    let p = tiny_policy(true, "qwen2");
+    for key in ["eos_token_id", "bos_token_id", "pad_token_id"] {
+        let dir = saved(&p);
+        edit_config(dir.path(), |v| v[key] = 9999.into());
+        let err = load_err(dir.path());
+        assert!(
+            err.contains("config.json")
+                && err.contains(&format!("{key} = 9999"))
+                && err.contains("vocab_size"),
+            "{key}: {err}"
+        );
+    }
+    // A tokenizer whose ids run past vocab_size (with as many tokens as before).
+    let dir = saved(&p);
+    let path = dir.path().join("tokenizer.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    v["model"]["vocab"]["7"] = 500.into();
+    std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
+    let err = load_err(dir.path());
+    assert!(
+        err.contains("tokenizer.json") && err.contains("500") && err.contains("vocab_size"),
+        "{err}"
+    );
+}
+
+#[test]
+fn non_finite_weights_are_refused_naming_file_and_tensor() {
+    let p = tiny_policy(true, "qwen2");
+    for bad in [f32::NAN, f32::INFINITY] {
+        let dir = saved(&p);
+        let mut raw = raw_params(&p);
+        let norm = raw.iter_mut().find(|t| t.0 == "model.norm.weight").unwrap();
+        // Only the last element: a sampled check could miss it.
+        let n = norm.3.len();
+        norm.3[n - 4..].copy_from_slice(&bad.to_le_bytes());
+        write_raw(&dir.path().join("model.safetensors"), &raw);
+        let err = load_err(dir.path());
+        assert!(
+            err.contains("model.safetensors")
+                && err.contains("model.norm.weight")
+                && err.contains("non-finite"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn integer_weights_are_refused_naming_tensor_and_dtype() {
+    let p = tiny_policy(true, "qwen2");
+    let dir = saved(&p);
+    let mut raw = raw_params(&p);
+    let norm = raw.iter_mut().find(|t| t.0 == "model.norm.weight").unwrap();
+    norm.1 = safetensors::Dtype::I32;
+    write_raw(&dir.path().join("model.safetensors"), &raw);
+    let err = load_err(dir.path());
+    assert!(
+        err.contains("model.norm.weight") && err.contains("I32") && err.contains("floating"),
+        "{err}"
+    );
+    // F16 weights still load.
+    let dir = saved(&p);
+    let half: HashMap<String, Tensor> = p
+        .params()
+        .iter()
+        .map(|(n, v)| {
+            let t = v.as_tensor().to_dtype(candle_core::DType::F16).unwrap();
+            (n.clone(), t)
+        })
+        .collect();
+    candle_core::safetensors::save(&half, dir.path().join("model.safetensors")).unwrap();
+    Policy::load(dir.path(), &Device::Cpu).unwrap();
+}
+
+#[test]
+fn tensors_the_config_does_not_use_are_refused() {
+    // 2 layers of weights, config says 1.
+    let p = tiny_policy(true, "qwen2");
+    let dir = saved(&p);
+    edit_config(dir.path(), |v| v["num_hidden_layers"] = 1.into());
+    let err = load_err(dir.path());
+    assert!(
+        err.contains("model.layers.1.") && err.contains("num_hidden_layers"),
+        "{err}"
+    );
+    // A Qwen2 folder (q/k/v biases) read as llama.
+    let dir = saved(&p);
+    edit_config(dir.path(), |v| v["model_type"] = "llama".into());
+    let err = load_err(dir.path());
+    assert!(
+        err.contains("_proj.bias") && err.contains("model_type"),
+        "{err}"
+    );
+    // The same tensor in two weight files.
+    let dir = saved(&p);
+    let raw: Vec<RawTensor> = raw_params(&p)
+        .into_iter()
+        .filter(|t| t.0 == "model.norm.weight")
+        .collect();
+    write_raw(&dir.path().join("model-extra.safetensors"), &raw);
+    let err = load_err(dir.path());
+    assert!(
+        err.contains("model.norm.weight")
+            && err.contains("model-extra.safetensors")
+            && err.contains("model.safetensors;")
+            && err.contains("defined twice"),
+        "{err}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn saved_weights_get_the_mode_of_the_other_files() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let p = tiny_policy(true, "qwen2");
+    let dir = saved(&p);
+    let mode = |f: &str| {
+        std::fs::metadata(dir.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("model.safetensors"), mode("config.json"));
+    assert_eq!(mode("model.safetensors"), mode("tokenizer.json"));
+    assert_eq!(mode("model.safetensors"), 0o666 & !super::process_umask());
+}

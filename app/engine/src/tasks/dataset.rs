@@ -6,7 +6,7 @@
 //! Every problem's metadata also gets `dataset_dir`: the absolute folder of the file, so that
 //! files a dataset refers to (a database, fixtures) can be named relative to it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rand::Rng as _;
 use rand_chacha::ChaCha8Rng;
@@ -17,6 +17,9 @@ use super::{DatasetConfig, Problem, Task, TaskError, Verdict};
 #[derive(Clone, Debug)]
 pub struct Dataset {
     problems: Vec<Problem>,
+    path: PathBuf,
+    /// Line numbers (1-based) of each problem.
+    lines: Vec<usize>,
     max_prompt: usize,
     max_answer: usize,
 }
@@ -37,11 +40,13 @@ impl Dataset {
             return Err(bad(path, 0, "task.path is empty: name a JSONL file"));
         }
         let text = std::fs::read_to_string(path).map_err(|e| bad(path, 0, e.to_string()))?;
+        // A UTF-8 byte-order mark (some editors write one) is not part of the first line.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let dir = std::path::absolute(path)
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_default();
-        let mut problems = Vec::new();
+        let (mut problems, mut lines) = (Vec::new(), Vec::new());
         for (i, line) in text.lines().enumerate() {
             let n = i + 1;
             if line.trim().is_empty() {
@@ -79,6 +84,7 @@ impl Dataset {
                 answer,
                 meta: serde_json::Value::Object(obj),
             });
+            lines.push(n);
         }
         if problems.is_empty() {
             return Err(bad(path, 0, "no problems (the file has no JSON lines)"));
@@ -95,6 +101,8 @@ impl Dataset {
             .unwrap_or(0);
         Ok(Self {
             problems,
+            path: path.clone(),
+            lines,
             max_prompt,
             max_answer,
         })
@@ -136,6 +144,19 @@ impl Task for Dataset {
     fn max_prompt_chars(&self) -> usize {
         self.max_prompt
     }
+
+    fn longest_origin(&self, answer: bool) -> Option<(String, usize)> {
+        let len = |p: &Problem| {
+            if answer {
+                p.answer.chars().count()
+            } else {
+                p.prompt.chars().count()
+            }
+        };
+        let i =
+            (0..self.problems.len()).max_by_key(|&i| (len(&self.problems[i]), usize::MAX - i))?;
+        Some((self.path.display().to_string(), self.lines[i]))
+    }
 }
 
 #[cfg(test)]
@@ -143,7 +164,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use rand::SeedableRng as _;
-    use std::path::PathBuf;
 
     fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
         let d = tempfile::tempdir().unwrap();
@@ -172,6 +192,44 @@ mod tests {
         assert!(t.verify(&p, " 4\n").passed);
         assert!(!t.verify(&p, "5").passed);
         assert_eq!((t.max_prompt_chars(), t.max_answer_chars()), (4, 1));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_accepted() {
+        let (_d, path) = write("\u{feff}{\"prompt\": \"2+2=\", \"answer\": \"4\"}\n");
+        let t = Dataset::new(&DatasetConfig { path }).unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.problems[0].prompt, "2+2=");
+    }
+
+    #[test]
+    fn longest_prompt_and_answer_name_their_line() {
+        let (_d, path) = write(
+            "{\"prompt\": \"a\", \"answer\": \"long answer\"}\n\n{\"prompt\": \"longer\", \"answer\": \"b\"}\n",
+        );
+        let t = Dataset::new(&DatasetConfig { path: path.clone() }).unwrap();
+        let p = path.display().to_string();
+        assert_eq!(t.longest_origin(false), Some((p.clone(), 3)));
+        assert_eq!(t.longest_origin(true), Some((p, 1)));
+    }
+
+    #[test]
+    fn too_few_evaluation_prompts_explain_the_partition() {
+        let text: String = (0..4)
+            .map(|i| format!("{{\"prompt\": \"q{i}\", \"answer\": \"{i}\"}}\n"))
+            .collect();
+        let (_d, path) = write(&text);
+        let t = Dataset::new(&DatasetConfig { path }).unwrap();
+        let e = crate::tasks::TaskSplit::new(Box::new(t), 1, 8)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("1/5")
+                && e.contains("evaluation partition")
+                && e.contains("eval.heldout_size"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -91,6 +91,13 @@ pub trait Task: Send + Sync {
     fn max_answer_chars(&self) -> usize;
     /// Upper bound on prompt length in chars.
     fn max_prompt_chars(&self) -> usize;
+    /// Where the longest prompt (or, with `answer`, the longest answer) was read: a dataset's
+    /// file and 1-based line, so that a problem too long for the model is blamed on it. `None`
+    /// for generated tasks.
+    fn longest_origin(&self, answer: bool) -> Option<(String, usize)> {
+        let _ = answer;
+        None
+    }
 }
 
 /// Number of decimal digits of `n`.

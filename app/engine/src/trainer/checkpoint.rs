@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
 use rand_chacha::ChaCha8Rng;
+use rlvr_core::checkpoint::{
+    check_stamp, read_state, verified, CheckpointState, RngState, FORMAT, REHEARSAL_KEY, STATE_KEY,
+};
 pub use rlvr_core::checkpoint::{
     checkpoint_step, latest_checkpoint, ResumePoint, ResumeSnapshot, CHECKPOINT_SLOTS,
-};
-use rlvr_core::checkpoint::{
-    read_state, verified, CheckpointState, RngState, FORMAT, REHEARSAL_KEY, STATE_KEY,
 };
 
 use super::Trainer;
@@ -84,6 +84,18 @@ impl ResumeSnapshot for ResumeState {
     }
 }
 
+/// The hash stamped into checkpoints: of the config with what a resume may change (`steps`,
+/// plugin folders) cleared, printed after one TOML round trip so that the config a run starts
+/// with and the one stored in the history hash alike.
+pub fn config_hash(cfg: &crate::config::RunConfig) -> String {
+    let mut c = cfg.clone();
+    c.steps = 0;
+    c.plugins.dirs.clear();
+    let text = c.to_toml();
+    let text = crate::config::RunConfig::from_toml(&text).map_or(text, |c| c.to_toml());
+    rlvr_core::checkpoint::config_hash(&text)
+}
+
 fn take(map: &mut HashMap<String, Tensor>, name: &str, path: &Path) -> Result<Tensor> {
     map.remove(name)
         .ok_or_else(|| EngineError::model(path, format!("checkpoint lacks tensor {name}")))
@@ -138,6 +150,8 @@ impl Trainer {
                 optimizer_steps: t,
                 critic_optimizer_steps: critic_steps,
                 workers: self.workers,
+                run_id: self.run_id,
+                config_hash: Some(self.config_hash.clone()),
             },
             rehearsal,
             tensors,
@@ -160,6 +174,7 @@ impl Trainer {
         let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
         let doc = verified(path, &bytes)?;
         let (state, rehearsal) = read_state(path, doc)?;
+        check_stamp(path, &state, self.run_id, &self.config_hash)?;
         let device = self.policy.device().clone();
         let mut map = candle_core::safetensors::load_buffer(doc, &device)
             .map_err(|e| EngineError::model(path, format!("unreadable checkpoint tensors: {e}")))?;

@@ -18,7 +18,7 @@ mod step;
 mod update;
 
 pub use checkpoint::{
-    checkpoint_step, latest_checkpoint, ResumePoint, ResumeState, CHECKPOINT_SLOTS,
+    checkpoint_step, config_hash, latest_checkpoint, ResumePoint, ResumeState, CHECKPOINT_SLOTS,
 };
 
 use std::collections::BTreeMap;
@@ -95,6 +95,10 @@ pub struct Trainer {
     rehearsal: Option<rehearsal::Rehearsal>,
     critic: Option<critic::Critic>,
     components: components::RunComponents,
+    /// The run's id in the history, stamped into checkpoints (see [`Trainer::set_run_id`]).
+    run_id: Option<i64>,
+    /// [`config_hash`] of the config, stamped into checkpoints.
+    config_hash: String,
 }
 
 /// Models below this size run one candle thread per worker and split the batch across workers;
@@ -131,6 +135,160 @@ pub fn auto_workers(params: usize, configured: usize) -> usize {
     }
 }
 
+/// What a run needs before its first step, each part checked: the model folder, the memory
+/// estimate, the task split, and prompts that the tokenizer encodes and the context fits.
+struct Setup {
+    policy: Policy,
+    split: TaskSplit,
+    max_new: usize,
+}
+
+impl Setup {
+    /// In this order: `config.json` (sizes bounded before any arithmetic), the task, the
+    /// memory estimate (before the weights are allocated), the model folder, the split, the
+    /// prompts.
+    fn checked(cfg: &RunConfig) -> Result<Self> {
+        let model_cfg = Policy::read_config(&cfg.model.path)?;
+        let task = crate::tasks::build(&cfg.task)?;
+        let max_new = if cfg.rollout.max_new_tokens > 0 {
+            cfg.rollout.max_new_tokens
+        } else {
+            task.max_answer_chars() + 2
+        };
+        let shape = memory_shape(cfg, &model_cfg, task.max_prompt_chars(), max_new);
+        crate::memory::check(&model_cfg, &shape)?;
+        let policy = Policy::load(&cfg.model.path, &Device::Cpu)?;
+        let split = TaskSplit::new(task, cfg.seed, cfg.eval.heldout_size)?;
+        check_prompts(cfg, &policy, &split, max_new)?;
+        Ok(Self {
+            policy,
+            split,
+            max_new,
+        })
+    }
+}
+
+/// The shape of a step for [`crate::memory::estimate`].
+fn memory_shape(
+    cfg: &RunConfig,
+    model: &crate::model::ModelConfig,
+    prompt_chars: usize,
+    max_new: usize,
+) -> crate::memory::RunShape {
+    let alg = &cfg.algorithm;
+    let rehearsal = if alg.divergence == crate::config::Divergence::None {
+        0
+    } else {
+        alg.rehearsal_batch
+    };
+    crate::memory::RunShape {
+        rows: cfg
+            .rollout
+            .prompts_per_step
+            .saturating_mul(cfg.rollout.group_size)
+            .saturating_add(rehearsal),
+        // A token is at least one character with the tokenizers this engine meets; + bos. A
+        // row longer than the context is refused by `check_prompts`, naming its cause.
+        tokens: prompt_chars
+            .saturating_add(max_new)
+            .saturating_add(1)
+            .min(model.max_position_embeddings),
+        reference: alg.kl_coef > 0.0,
+        critic: alg.advantage == "ppo",
+        checkpoints: cfg.output.checkpoint_every > 0,
+    }
+}
+
+/// Every prompt character must be known to the tokenizer, and prompt + completion must fit
+/// the model's context. A dataset's problem that does not fit is blamed on its file and line
+/// (its prompt, or its answer when the completion length is derived from the answers).
+fn check_prompts(
+    cfg: &RunConfig,
+    policy: &Policy,
+    split: &TaskSplit,
+    max_new: usize,
+) -> Result<()> {
+    let unk = policy.tok.encode("\u{1}")?.first().copied();
+    for p in split.heldout.iter().take(32) {
+        let ids = policy.tok.encode(&p.prompt)?;
+        if unk.is_some() && ids.iter().any(|&i| Some(i) == unk) {
+            return Err(EngineError::config(
+                "task.name",
+                cfg.task.name(),
+                format!(
+                    "the model's tokenizer ({}) cannot encode this task's prompts, e.g. {:?}",
+                    cfg.model.path.display(),
+                    p.prompt
+                ),
+            ));
+        }
+    }
+    let task = split.task();
+    let longest = task.max_prompt_chars();
+    let bos = usize::from(policy.tok.bos.is_some());
+    let ctx = policy.cfg.max_position_embeddings;
+    if longest + bos + max_new <= ctx {
+        return Ok(());
+    }
+    let model = cfg.model.path.join("config.json");
+    let dataset = |answer: bool, msg: String| {
+        let (path, line) = task.longest_origin(answer)?;
+        Some(EngineError::from(crate::tasks::TaskError::Dataset {
+            path,
+            line,
+            msg,
+        }))
+    };
+    let derived = cfg.rollout.max_new_tokens == 0;
+    let blame = if longest + bos + 1 > ctx {
+        dataset(
+            false,
+            format!(
+                "this prompt ({longest} characters, up to {} tokens with bos) does not fit the \
+                 model's context: max_position_embeddings = {ctx} in {}; shorten or drop it, or \
+                 use a model with a longer context",
+                longest + bos,
+                model.display()
+            ),
+        )
+    } else if derived {
+        let answer = task.max_answer_chars();
+        dataset(
+            true,
+            format!(
+                "this answer ({answer} characters) makes completions of up to {max_new} tokens, \
+                 which with the longest prompt ({longest} characters) exceed the model's context: \
+                 max_position_embeddings = {ctx} in {}; shorten the answer, or set \
+                 rollout.max_new_tokens to at most {}",
+                model.display(),
+                ctx.saturating_sub(longest + bos)
+            ),
+        )
+    } else {
+        None
+    };
+    Err(blame.unwrap_or_else(|| {
+        EngineError::config(
+            "rollout.max_new_tokens",
+            max_new,
+            format!(
+                "prompt ({longest} tokens at most) + completion must fit the model's \
+                 max_position_embeddings = {ctx} ({})",
+                model.display()
+            ),
+        )
+    }))
+}
+
+/// Checks what a run needs before it starts, without starting it: the config (against `ext`),
+/// the model folder (loaded and fully checked), the memory estimate, the task and its split,
+/// and prompts that fit the model. The launcher calls it before recording a run, so a run that
+/// cannot start leaves no record; [`Trainer::with_extensions`] makes the same checks.
+pub fn preflight(cfg: &RunConfig, ext: &Extensions) -> Result<()> {
+    cfg.validate_with(ext)?;
+    Setup::checked(cfg).map(drop)
+}
+
 impl Trainer {
     /// Loads the policy and sets up the task split, optimizer and reference model.
     pub fn new(cfg: RunConfig) -> Result<Self> {
@@ -142,44 +300,11 @@ impl Trainer {
     pub fn with_extensions(cfg: RunConfig, ext: &Extensions) -> Result<Self> {
         cfg.validate_with(ext)?;
         let components = components::RunComponents::build(&cfg, ext)?;
-        let device = Device::Cpu;
-        let policy = Policy::load(&cfg.model.path, &device)?;
-        let task = crate::tasks::build(&cfg.task)?;
-        let max_new = if cfg.rollout.max_new_tokens > 0 {
-            cfg.rollout.max_new_tokens
-        } else {
-            task.max_answer_chars() + 2
-        };
-        let split = TaskSplit::new(task, cfg.seed, cfg.eval.heldout_size)?;
-        // Every prompt character must be known to the tokenizer, and prompt + completion must fit.
-        let unk = policy.tok.encode("\u{1}")?.first().copied();
-        let longest = split.task().max_prompt_chars();
-        for p in split.heldout.iter().take(32) {
-            let ids = policy.tok.encode(&p.prompt)?;
-            if unk.is_some() && ids.iter().any(|&i| Some(i) == unk) {
-                return Err(EngineError::config(
-                    "task.name",
-                    cfg.task.name(),
-                    format!(
-                        "the model's tokenizer ({}) cannot encode this task's prompts, e.g. {:?}",
-                        cfg.model.path.display(),
-                        p.prompt
-                    ),
-                ));
-            }
-        }
-        let bos = usize::from(policy.tok.bos.is_some());
-        if longest + bos + max_new > policy.cfg.max_position_embeddings {
-            return Err(EngineError::config(
-                "rollout.max_new_tokens",
-                max_new,
-                format!(
-                    "prompt ({longest} tokens at most) + completion must fit the model's \
-                     max_position_embeddings = {}",
-                    policy.cfg.max_position_embeddings
-                ),
-            ));
-        }
+        let Setup {
+            policy,
+            split,
+            max_new,
+        } = Setup::checked(&cfg)?;
         let reference = if cfg.algorithm.kl_coef > 0.0 {
             Some(policy.snapshot()?)
         } else {
@@ -216,6 +341,8 @@ impl Trainer {
             None => None,
         };
         Ok(Self {
+            config_hash: config_hash(&cfg),
+            run_id: None,
             cfg,
             policy,
             reference,
@@ -234,6 +361,12 @@ impl Trainer {
             critic,
             components,
         })
+    }
+
+    /// Sets the run's history id: stamped into every checkpoint, and a checkpoint stamped
+    /// with another id is refused by [`Trainer::load_checkpoint`].
+    pub fn set_run_id(&mut self, id: Option<i64>) {
+        self.run_id = id;
     }
 
     /// The configuration.
@@ -628,12 +761,24 @@ pub fn spawn_with(cfg: RunConfig, resume: bool) -> std::io::Result<RunHandle> {
 
 /// [`spawn_with`] with plugin components.
 pub fn spawn_ext(cfg: RunConfig, resume: bool, ext: Extensions) -> std::io::Result<RunHandle> {
+    spawn_run(cfg, resume, ext, None)
+}
+
+/// [`spawn_ext`] for the run `run_id` of a history: its checkpoints carry the id, and a
+/// resume refuses a checkpoint of another run.
+pub fn spawn_run(
+    cfg: RunConfig,
+    resume: bool,
+    ext: Extensions,
+    run_id: Option<i64>,
+) -> std::io::Result<RunHandle> {
     let (ctx, crx) = crossbeam_channel::bounded(64);
     let (etx, erx) = crossbeam_channel::bounded(1024);
     let thread = std::thread::Builder::new()
         .name("engine".into())
         .spawn(move || {
             let result = Trainer::with_extensions(cfg, &ext).and_then(|mut t| {
+                t.set_run_id(run_id);
                 if resume {
                     let dir = t.cfg.output_dir();
                     let (path, _) = latest_checkpoint(&dir)?

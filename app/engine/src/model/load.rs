@@ -1,0 +1,193 @@
+//! Reading a Hugging Face model folder's weights, checked so that a broken folder is refused at
+//! load with the file and the tensor named, instead of failing late (or not at all) in training:
+//! floating dtypes only, no tensor defined twice, no tensor the config does not use, shapes as
+//! `config.json` implies, and every value finite (a full scan of every element, not a sample).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::safetensors::Load as _;
+use candle_core::{DType, Device, Tensor};
+
+use super::ModelConfig;
+use crate::error::{EngineError, Result};
+
+/// Every tensor of the folder's weight files, with the file it came from.
+pub(super) type Weights = HashMap<String, (Tensor, PathBuf)>;
+
+/// The `*.safetensors` files of `dir`, sorted by name.
+pub(super) fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| EngineError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(EngineError::model(dir, "no *.safetensors weight file"));
+    }
+    Ok(files)
+}
+
+/// Reads every tensor of `files`. Refuses an integer or boolean dtype (naming the tensor and
+/// its dtype) and a tensor defined in two files (naming both).
+pub(super) fn read_weights(files: &[PathBuf], device: &Device) -> Result<Weights> {
+    let mut out: Weights = HashMap::new();
+    for f in files {
+        let data = std::fs::read(f).map_err(|e| EngineError::io(f, e))?;
+        let st = safetensors::SafeTensors::deserialize(&data)
+            .map_err(|e| EngineError::model(f, format!("unreadable weights: {e}")))?;
+        let mut views = st.tensors();
+        views.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, view) in views {
+            use safetensors::Dtype as D;
+            match view.dtype() {
+                D::F32 | D::F16 | D::BF16 | D::F64 => {}
+                other => {
+                    return Err(EngineError::model(
+                        f,
+                        format!(
+                            "tensor {name} has dtype {other:?}: expected a floating dtype (F32, \
+                             F16 or BF16); integer or quantized weights are not supported"
+                        ),
+                    ))
+                }
+            }
+            if let Some((_, first)) = out.get(&name) {
+                return Err(EngineError::model(
+                    f,
+                    format!(
+                        "tensor {name} is defined twice: in {} and in {}; keep it in one file",
+                        first.display(),
+                        f.display()
+                    ),
+                ));
+            }
+            let t = view.load(device).map_err(|e| {
+                EngineError::model(f, format!("unreadable weights: tensor {name}: {e}"))
+            })?;
+            out.insert(name, (t, f.clone()));
+        }
+    }
+    Ok(out)
+}
+
+/// Tensors a Hugging Face folder may hold that are not parameters (buffers older exports
+/// saved), ignored.
+fn is_buffer(name: &str) -> bool {
+    name.ends_with(".rotary_emb.inv_freq")
+}
+
+/// Takes the parameters `cfg` implies out of `weights`, as F32, each checked for its shape and
+/// for finite values; then refuses any tensor left over, naming it and the `config.json` key
+/// that most likely leaves it unused.
+pub(super) fn take_params(
+    cfg: &ModelConfig,
+    cfg_path: &Path,
+    mut weights: Weights,
+) -> Result<Vec<(String, Tensor)>> {
+    let mut params = Vec::new();
+    for (name, shape) in cfg.parameter_shapes() {
+        let Some((t, file)) = weights.remove(&name) else {
+            let dir = cfg_path.parent().unwrap_or(cfg_path);
+            return Err(EngineError::model(
+                dir,
+                format!("weights lack tensor {name} (shape {shape:?})"),
+            ));
+        };
+        if t.dims() != shape.as_slice() {
+            return Err(EngineError::model(
+                &file,
+                format!(
+                    "tensor {name} has shape {:?}, {} implies {shape:?}",
+                    t.dims(),
+                    cfg_path.display()
+                ),
+            ));
+        }
+        let t = t.to_dtype(DType::F32)?;
+        check_finite(&t, &name, &file)?;
+        params.push((name, t));
+    }
+    let mut left: Vec<_> = weights.into_iter().filter(|(n, _)| !is_buffer(n)).collect();
+    left.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some((name, (_, file))) = left.first() {
+        return Err(EngineError::model(
+            file,
+            format!(
+                "tensor {name} is not used by the model {} describes: {}",
+                cfg_path.display(),
+                unused_reason(cfg, name)
+            ),
+        ));
+    }
+    Ok(params)
+}
+
+/// Why a tensor is not among the config's parameters: the key to look at.
+fn unused_reason(cfg: &ModelConfig, name: &str) -> String {
+    let layer = name
+        .strip_prefix("model.layers.")
+        .and_then(|r| r.split('.').next())
+        .and_then(|n| n.parse::<usize>().ok());
+    if let Some(l) = layer.filter(|l| *l >= cfg.num_hidden_layers) {
+        return format!(
+            "num_hidden_layers = {} (layers 0..={}), but the weights have layer {l}; set \
+             num_hidden_layers to the number of layers in the weights",
+            cfg.num_hidden_layers,
+            cfg.num_hidden_layers - 1
+        );
+    }
+    if name.contains(".self_attn.") && name.ends_with("_proj.bias") && !cfg.qkv_bias() {
+        return format!(
+            "model_type = \"{}\" without attention_bias = true has no q/k/v biases; a folder \
+             with them needs model_type = \"qwen2\" (or attention_bias = true)",
+            cfg.model_type
+        );
+    }
+    if name == "lm_head.weight" && cfg.tie_word_embeddings {
+        return "tie_word_embeddings = true (the output head is model.embed_tokens.weight); set \
+                tie_word_embeddings = false to use a separate head"
+            .into();
+    }
+    format!(
+        "it is not a parameter of a {} model (model_type); remove it or fix the config",
+        cfg.model_type
+    )
+}
+
+/// Scans every element of an F32 tensor (no sampling) and refuses the first NaN or infinity,
+/// naming the tensor, the element and the file.
+fn check_finite(t: &Tensor, name: &str, file: &Path) -> Result<()> {
+    let bad = {
+        let (storage, layout) = t.storage_and_layout();
+        match (&*storage, layout.contiguous_offsets()) {
+            (candle_core::Storage::Cpu(cpu), Some((a, b))) => {
+                first_non_finite(&cpu.as_slice::<f32>()?[a..b])
+            }
+            _ => None,
+        }
+    };
+    let bad = match bad {
+        Some(b) => Some(b),
+        None if !t.device().is_cpu() || !t.is_contiguous() => {
+            first_non_finite(&t.flatten_all()?.to_vec1::<f32>()?)
+        }
+        None => None,
+    };
+    match bad {
+        None => Ok(()),
+        Some((i, v)) => Err(EngineError::model(
+            file,
+            format!(
+                "tensor {name} holds a non-finite value ({v} at element {i} of {}): expected \
+                 finite weights (the model is broken)",
+                t.elem_count()
+            ),
+        )),
+    }
+}
+
+fn first_non_finite(v: &[f32]) -> Option<(usize, f32)> {
+    v.iter().position(|x| !x.is_finite()).map(|i| (i, v[i]))
+}
