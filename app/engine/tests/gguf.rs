@@ -92,6 +92,34 @@ fn smollm2_imports_loads_and_answers_paris() {
     let ids = policy.tok.encode(CHATML).unwrap();
     assert_eq!(ids, CHATML_IDS);
     assert_eq!(policy.tok.encode("12345").unwrap(), [33, 34, 35, 36, 37]);
+    // More ids from Python `tokenizers` on the same file; each decodes back to its text.
+    for (text, want) in [
+        (
+            "Hello world!  It's 3.14159, isn't it? I'LL GO.",
+            &[
+                19556, 905, 17, 216, 657, 506, 216, 35, 30, 33, 36, 33, 37, 41, 28, 3247, 982, 357,
+                47, 339, 23, 16421, 21820, 30,
+            ][..],
+        ),
+        (
+            "   leading\r\n\ttabs\n\n\nend   ",
+            &[256, 2899, 2738, 197, 100, 7366, 1116, 198, 486, 333],
+        ),
+        (
+            "café naïve 数学 🙂👍🏽",
+            &[
+                83, 1939, 2756, 15486, 46494, 216, 18265, 18753, 116, 47526, 10813, 235, 231,
+                10813, 233, 138,
+            ],
+        ),
+        ("<|endoftext|><repo_name>x<file_sep>", &[0, 3, 104, 5]),
+    ] {
+        let ids = policy.tok.encode(text).unwrap();
+        assert_eq!(ids, want, "{text:?}");
+        if !text.starts_with('<') {
+            assert_eq!(policy.tok.decode(&ids).unwrap(), text);
+        }
+    }
 
     let tc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("tokenizer_config.json")).unwrap())
