@@ -580,6 +580,13 @@ fn broken_files_are_errors_not_panics() {
         let out = dir.path().join(format!("flip{k}"));
         let _ = import(&f, &out, OutDType::F32, &mut noop);
     }
+    // An alignment of 0 (candle's reader would divide by it).
+    let tiny = Tiny {
+        extra: vec![("general.alignment", Value::U32(0))],
+        ..Tiny::new("llama")
+    };
+    write_gguf(&f, &tiny, &tiny_weights(false));
+    assert!(import_err(&f).contains("header is inconsistent"));
     // A missing file.
     assert!(import_err(&dir.path().join("none.gguf")).contains("none.gguf"));
 }
