@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::path::PathBuf;
 
 /// The default preset, shortened, must raise held-out accuracy by a clear margin.
 #[test]
@@ -300,5 +301,61 @@ fn resume_continues_a_run() {
     expect_error(
         &["train", "--resume", "no-such-run"],
         &["no run \"no-such-run\""],
+    );
+}
+
+/// `import-gguf` turns the real SmolLM2 GGUF (from `scripts/fetch-test-assets.sh`) into a bf16
+/// model folder that `generate` opens; a file that is not GGUF is one error line naming it.
+#[test]
+fn import_gguf_writes_a_model_folder() {
+    let assets = std::env::var_os("RLVR_TEST_ASSETS")
+        .map_or_else(|| repo().join("target/test-assets"), PathBuf::from);
+    let gguf = assets.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        gguf.is_file(),
+        "test asset {} is missing: run scripts/fetch-test-assets.sh (or set RLVR_TEST_ASSETS)",
+        gguf.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("smollm2");
+    let out = run_ok([
+        "import-gguf".as_ref(),
+        gguf.as_os_str(),
+        "--out".as_ref(),
+        out_dir.as_os_str(),
+        "--dtype".as_ref(),
+        "bf16".as_ref(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("LlamaForCausalLM: 30 layers, hidden 576, 9/3 heads, vocab 49152, tied")
+            && text.contains("272 tensors, 134515008 parameters"),
+        "{text}"
+    );
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["torch_dtype"], "bfloat16");
+    let size = std::fs::metadata(out_dir.join("model.safetensors"))
+        .unwrap()
+        .len();
+    assert!((269_000_000..270_000_000).contains(&size), "{size}");
+    let gen = run_ok([
+        "generate".as_ref(),
+        "--model".as_ref(),
+        out_dir.as_os_str(),
+        "--prompt".as_ref(),
+        "The capital of France is".as_ref(),
+        "--max-new-tokens".as_ref(),
+        "4".as_ref(),
+    ]);
+    assert!(String::from_utf8_lossy(&gen.stdout).contains("\"completion\""));
+
+    let bad = dir.path().join("bad.gguf");
+    std::fs::write(&bad, b"GGUF\x03\x00\x00\x00 truncated").unwrap();
+    let (bad_s, out_s) = (bad.to_str().unwrap(), dir.path().join("x"));
+    expect_error(
+        &["import-gguf", bad_s, "--out", out_s.to_str().unwrap()],
+        &["bad.gguf", "not a readable GGUF file"],
     );
 }

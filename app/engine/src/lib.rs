@@ -7,6 +7,7 @@
 pub mod algo;
 pub mod batch;
 pub mod error;
+pub mod gguf;
 pub mod memory;
 pub mod model;
 pub mod ops;

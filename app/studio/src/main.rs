@@ -3,6 +3,7 @@
 mod bench;
 mod bench_store;
 mod compare;
+mod import;
 mod plugins;
 mod runs;
 mod train;
@@ -50,6 +51,8 @@ enum Cmd {
     ConfigSchema,
     /// Complete prompts with a model and print each completion with its per-token log-probs.
     Generate(bench::GenerateArgs),
+    /// Convert a GGUF model file (llama, qwen2) into a Hugging Face model folder.
+    ImportGguf(import::ImportGgufArgs),
     /// Plugin libraries: list, check, install.
     #[command(subcommand)]
     Plugins(plugins::PluginsCmd),
@@ -190,6 +193,10 @@ fn main() -> std::process::ExitCode {
         Some(Cmd::BenchStore(args)) => {
             tune_process(threads_for_model(&bench::default_model(), 0));
             bench_store::bench_store(args)
+        }
+        Some(Cmd::ImportGguf(args)) => {
+            tune_process(0);
+            import::import_gguf(args)
         }
         Some(Cmd::Plugins(cmd)) => plugins::plugins(cmd),
         Some(Cmd::Verify(args)) => plugins::verify(args),
