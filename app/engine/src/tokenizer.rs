@@ -25,8 +25,13 @@ pub const UNK: &str = "<unk>";
 #[derive(Clone)]
 pub struct Tok {
     inner: Tokenizer,
-    /// Prepended to every prompt when set.
+    /// The beginning-of-sequence token, if the tokenizer has one.
     pub bos: Option<u32>,
+    /// Whether [`encode_prompt`](Self::encode_prompt) prepends `bos` (`add_bos_token` of
+    /// `tokenizer_config.json`; true when the folder does not say). A chat template that starts
+    /// with the BOS text (ChatML's `<|im_start|>`) comes with `add_bos_token = false`, so the
+    /// prompt does not get it twice.
+    pub add_bos: bool,
     /// Ends a completion.
     pub eos: u32,
     /// Fills padded positions (never attended to, never trained on).
@@ -38,6 +43,7 @@ impl std::fmt::Debug for Tok {
         f.debug_struct("Tok")
             .field("vocab", &self.inner.get_vocab_size(true))
             .field("bos", &self.bos)
+            .field("add_bos", &self.add_bos)
             .field("eos", &self.eos)
             .field("pad", &self.pad)
             .finish()
@@ -84,6 +90,7 @@ impl Tok {
         Ok(Self {
             inner,
             bos: Some(1),
+            add_bos: true,
             eos: 2,
             pad: 0,
         })
@@ -121,6 +128,7 @@ impl Tok {
         Ok(Self {
             inner,
             bos,
+            add_bos: true,
             eos,
             pad,
         })
@@ -146,11 +154,17 @@ impl Tok {
             .max_by_key(|(t, id)| (*id, t.clone()))
     }
 
-    /// Encodes a prompt: `bos` (when the tokenizer has one) followed by the text's tokens.
+    /// The token [`encode_prompt`](Self::encode_prompt) puts first, if any.
+    pub fn prompt_bos(&self) -> Option<u32> {
+        self.bos.filter(|_| self.add_bos)
+    }
+
+    /// Encodes a prompt: [`prompt_bos`](Self::prompt_bos) (when there is one) followed by the
+    /// text's tokens.
     pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self.inner.encode(text, false).map_err(tok_err)?;
         let mut ids = Vec::with_capacity(enc.len() + 1);
-        ids.extend(self.bos);
+        ids.extend(self.prompt_bos());
         ids.extend_from_slice(enc.get_ids());
         Ok(ids)
     }

@@ -91,6 +91,10 @@ fn smollm2_imports_loads_and_answers_paris() {
 
     let ids = policy.tok.encode(CHATML).unwrap();
     assert_eq!(ids, CHATML_IDS);
+    // The prompt path of rollouts: `add_bos_token = false` in tokenizer_config.json, so the
+    // ChatML text's own `<|im_start|>` (the BOS) is not doubled.
+    let prompt = policy.tok.encode_prompt(CHATML).unwrap();
+    assert_eq!(prompt, CHATML_IDS);
     assert_eq!(policy.tok.encode("12345").unwrap(), [33, 34, 35, 36, 37]);
     // More ids from Python `tokenizers` on the same file; each decodes back to its text.
     for (text, want) in [
@@ -142,7 +146,7 @@ fn smollm2_imports_loads_and_answers_paris() {
         use_cache: true,
         hook: None,
     };
-    let done = generate(&model, &[ids], &params, &mut row_rngs(0, 1)).unwrap();
+    let done = generate(&model, &[prompt], &params, &mut row_rngs(0, 1)).unwrap();
     let text = policy.tok.decode(&done[0].tokens).unwrap();
     eprintln!("generate: {:.1} s: {text:?}", t2.elapsed().as_secs_f64());
     assert!(text.contains("Paris"), "{text:?}");

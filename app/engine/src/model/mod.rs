@@ -183,8 +183,11 @@ impl Policy {
             .as_ref()
             .and_then(|e| e.to_vec().first().copied());
         let tok_path = dir.join("tokenizer.json");
-        let tok = Tok::from_file(&tok_path, cfg.bos_token_id, eos, cfg.pad_token_id)?;
+        let mut tok = Tok::from_file(&tok_path, cfg.bos_token_id, eos, cfg.pad_token_id)?;
         check_tokenizer(&tok, &tok_path, cfg.vocab_size)?;
+        if let Some(add) = add_bos_token(dir)? {
+            tok.add_bos = add;
+        }
         let files = load::weight_files(dir)?;
         let weights = load::read_weights(&files, device)?;
         let params = load::take_params(&cfg, &cfg_path, weights)?
@@ -284,3 +287,24 @@ impl Policy {
 
 #[cfg(test)]
 mod tests;
+
+/// `add_bos_token` of the folder's `tokenizer_config.json`; `None` when the file or the key is
+/// absent. Any other value than true/false is an error naming the file and the key.
+fn add_bos_token(dir: &Path) -> Result<Option<bool>> {
+    let path = dir.join("tokenizer_config.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(EngineError::io(&path, e)),
+    };
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| EngineError::model(&path, format!("not JSON: {e}")))?;
+    match v.get("add_bos_token") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(EngineError::model(
+            &path,
+            format!("add_bos_token = {other} is invalid: expected true or false"),
+        )),
+    }
+}

@@ -225,7 +225,7 @@ fn check_prompts(
     }
     let task = split.task();
     let longest = task.max_prompt_chars();
-    let bos = usize::from(policy.tok.bos.is_some());
+    let bos = usize::from(policy.tok.prompt_bos().is_some());
     let ctx = policy.cfg.max_position_embeddings;
     if longest + bos + max_new <= ctx {
         return Ok(());
