@@ -400,8 +400,7 @@ fn inspector_shows_a_steps_groups_and_switches_token_colouring() {
     // Switch the colouring to advantage: the legend follows.
     h.get_by_label("Colour tokens by").click();
     h.run_steps(3);
-    h.get_by_label(rlvr_core::spec::find("algorithm.advantage").unwrap().label)
-        .click();
+    h.get_by_label("advantage").click();
     h.run_steps(2);
     h.get_by_label_contains("Legend (advantage)");
     // An earlier step, read back from the store.
@@ -630,8 +629,10 @@ fn fill_the_form_through_its_widgets_then_train_that_run() {
     assert!(row.out_dir.contains("typed-run"), "{}", row.out_dir);
 }
 
+/// A run that cannot start (its model folder is missing) is refused when Train is pressed,
+/// naming the folder, and leaves no record in the history.
 #[test]
-fn a_missing_model_folder_is_named_in_the_form_and_in_the_failed_run() {
+fn a_missing_model_folder_is_named_in_the_form_and_when_train_is_pressed() {
     let (fx, mut app) = fixture();
     let mut cfg = tiny_config(2);
     cfg.model.path = fx.db.with_file_name("no-such-model");
@@ -640,17 +641,19 @@ fn a_missing_model_folder_is_named_in_the_form_and_in_the_failed_run() {
     h.run_steps(2);
     h.get_by_label_contains("no config.json here");
     h.get_by_label("▶  Train").click();
-    run_until(&mut h, Duration::from_secs(30), "the run to end", |a| {
-        a.live.as_ref().is_some_and(|l| l.ended())
+    run_until(&mut h, Duration::from_secs(30), "the refusal", |a| {
+        a.status.as_ref().is_some_and(|(ok, _)| !ok)
     });
-    let live = h.state().live.as_ref().unwrap();
-    let rlvr_ui::session::Phase::Failed(msg) = &live.phase else {
-        panic!("{:?}", live.phase)
-    };
-    assert!(msg.contains("no-such-model"), "{msg}");
-    h.get_by_label_contains("The run failed");
+    let (_, msg) = h.state().status.clone().unwrap();
+    assert!(
+        msg.starts_with("cannot start the run") && msg.contains("no-such-model"),
+        "{msg}"
+    );
+    assert!(h.state().live.is_none());
+    h.run_steps(2);
+    h.get_by_label_contains("cannot start the run");
     let store = Store::open(&fx.db).unwrap();
-    assert_eq!(store.run(live.run_id).unwrap().status, RunStatus::Failed);
+    assert!(store.list_runs(&Default::default()).unwrap().is_empty());
 }
 
 #[test]
