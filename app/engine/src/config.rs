@@ -735,6 +735,7 @@ impl RunConfig {
                 format!("expected at most steps ({})", self.steps),
             ));
         }
+        crate::config_rules::ignored_params(self)?;
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 pub mod algo;
 pub mod batch;
 pub mod config;
+mod config_rules;
 pub mod error;
 pub mod model;
 pub mod ops;
