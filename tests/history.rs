@@ -741,3 +741,36 @@ fn a_run_that_cannot_start_leaves_no_record() {
     }
     assert!(runs_json(&db, &["list"]).is_empty(), "no run recorded");
 }
+
+#[test]
+fn a_nan_reward_filter_and_bad_tags_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite");
+    let db_s = db.to_string_lossy();
+    let out = bin()
+        .args([
+            "--db",
+            &db_s,
+            "runs",
+            "samples",
+            "1",
+            "--step",
+            "1",
+            "--min-reward",
+            "nan",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "accepted: {err}");
+    assert!(err.contains("--min-reward") && err.contains("NaN"), "{err}");
+    let cfg = small_config(dir.path(), 1);
+    for tag in ["", &"t".repeat(300)] {
+        let mut a = train_args(&db, &cfg, &dir.path().join("o"));
+        a.extend(["--tag".to_string(), tag.to_string()]);
+        let err = run_err(a);
+        assert!(err.contains("tag "), "{err}");
+    }
+    // Nothing was recorded for the refused runs.
+    assert!(runs_json(&db, &["list"]).is_empty());
+}

@@ -619,3 +619,78 @@ fn verify_takes_text_parameters_as_written() {
         "{err}"
     );
 }
+
+#[test]
+fn an_in_process_plugin_crash_leaves_a_trace_in_stderr_and_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "faulty-inproc-crash",
+        3,
+        "[rollout]\nprompts_per_step = 2\ngroup_size = 2\n\
+         [rewards]\nverifier = \"faulty_verifier\"\nverifier_params = { mode = \"segfault\", every = 3 }\n",
+    );
+    let out_dir = dir.path().join("out");
+    let plugins = plugins_dir().to_string_lossy().into_owned();
+    let o = studio(&[
+        "train",
+        &cfg.to_string_lossy(),
+        "--json",
+        "--out",
+        &out_dir.to_string_lossy(),
+        "--plugins",
+        &plugins,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "survived an in-process segfault: {err}"
+    );
+    let trace = "crashed in verifier faulty_verifier (SIGSEGV)";
+    assert!(
+        err.contains(trace) && err.contains("plugin faulty"),
+        "{err}"
+    );
+    let log = std::fs::read_to_string(out_dir.join("plugin-crash.log")).unwrap();
+    assert!(log.contains(trace), "{log}");
+    let first = String::from_utf8_lossy(&o.stdout);
+    let first: serde_json::Value =
+        serde_json::from_str(first.lines().next().expect("no event before the crash")).unwrap();
+    let id = first["run_id"].as_i64().unwrap().to_string();
+    // The next look at the run records the crash as its error.
+    let run = show(&id);
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(run["error"].as_str().unwrap().contains(trace), "{run}");
+    assert!(run["logs"].to_string().contains(trace), "{}", run["logs"]);
+    assert!(!out_dir.join("plugin-crash.log").exists());
+}
+
+#[test]
+fn missing_plugin_folders_are_errors_naming_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-plugins");
+    let m = missing.to_string_lossy().into_owned();
+    let cfg = config(dir.path(), "nofolder", 1, "");
+    let out = dir.path().join("out").to_string_lossy().into_owned();
+    let o = studio(&[
+        "train",
+        &cfg.to_string_lossy(),
+        "--plugins",
+        &m,
+        "--out",
+        &out,
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(e.contains("--plugins") && e.contains(&m), "{e}");
+    let cfg = config(
+        dir.path(),
+        "nofolder2",
+        1,
+        &format!("[plugins]\ndirs = [{m:?}]\n"),
+    );
+    let o = studio(&["train", &cfg.to_string_lossy(), "--out", &out]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(e.contains("plugins.dirs") && e.contains(&m), "{e}");
+}

@@ -277,6 +277,38 @@ fn record_plugins(
     Ok(())
 }
 
+/// A run whose process died of an in-process plugin crash left the handler's line in its
+/// folder's crash log: records it in the history (an error log line, the run failed with it)
+/// and removes the file; returns the message for the user. Runs still running, or without a
+/// crash log, give `None`.
+pub fn report_plugin_crash(store: &Store, run: &RunRow) -> Result<Option<String>, LaunchError> {
+    if run.status == RunStatus::Running || run.out_dir.is_empty() {
+        return Ok(None);
+    }
+    let path = Path::new(&run.out_dir).join(rlvr_plugin_host::CRASH_LOG);
+    let text = match std::fs::read(&path) {
+        Ok(t) => String::from_utf8_lossy(&t).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(EngineError::io(&path, e).into()),
+    };
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let Some(last) = lines.last() else {
+        let _ = std::fs::remove_file(&path);
+        return Ok(None);
+    };
+    let msg = format!(
+        "the process of run {} {:?} died after step {}: {last}",
+        run.id, run.name, run.last_step
+    );
+    store.record_crash(run.id, &msg)?;
+    std::fs::remove_file(&path).map_err(|e| EngineError::io(&path, e))?;
+    Ok(Some(msg))
+}
+
 /// Marks the run failed with the error's message, then returns the error.
 fn failed<T>(store: &Store, run_id: i64, e: impl Into<LaunchError>) -> Result<T, LaunchError> {
     let e = e.into();
@@ -369,12 +401,17 @@ pub struct Resumable {
     run: RunRow,
     cfg: RunConfig,
     stored_steps: usize,
+    notes: Vec<String>,
 }
 
 impl Resumable {
     /// Reads the stored run `run_id` for a resume. Refuses a run that is still running, and
     /// overrides that would change its trajectory (see [`Overrides`]).
     pub fn open(store: Store, run_id: i64, overrides: &Overrides) -> Result<Self, LaunchError> {
+        let mut notes = Vec::new();
+        if let Some(msg) = report_plugin_crash(&store, &store.run(run_id)?)? {
+            notes.push(msg);
+        }
         let run = store.run(run_id)?;
         if run.status == RunStatus::Running {
             return Err(LaunchError::Resume(format!(
@@ -392,6 +429,7 @@ impl Resumable {
             run,
             cfg,
             stored_steps,
+            notes,
         })
     }
 
@@ -415,6 +453,7 @@ impl Resumable {
             run,
             mut cfg,
             stored_steps,
+            notes: crash_notes,
         } = self;
         let id = run.id;
         let dir = cfg.output.dir.clone();
@@ -425,7 +464,9 @@ impl Resumable {
         let from = store.resume_from(id, &dir, &CHECKPOINT_SLOTS, |p| {
             checkpoint_step(p).map_err(|e| e.to_string())
         })?;
-        let (step, notes) = (from.step, from.notes);
+        let step = from.step;
+        let mut notes = crash_notes;
+        notes.extend(from.notes);
         let after = step.unwrap_or(0);
         if cfg.steps < after {
             return Err(LaunchError::Resume(format!(
@@ -532,6 +573,9 @@ impl Prepared {
                     err,
                 }
             })?;
+        // An in-process plugin that kills the process leaves its trace in the run folder.
+        let crash_log = cfg.output.dir.join(rlvr_plugin_host::CRASH_LOG);
+        rlvr_plugin_host::set_crash_log(Some(crash_log.as_path()));
         let handle = rlvr_engine::trainer::spawn_run(cfg, resume_step.is_some(), ext, Some(run_id))
             .map_err(|err| LaunchError::Thread {
                 what: "engine",
@@ -592,6 +636,7 @@ impl Running {
         }
         let stored = recorder.finish();
         let joined = handle.thread.join();
+        rlvr_plugin_host::set_crash_log(None);
         let stored = match stored {
             Ok(s) => s,
             Err(e) => {

@@ -16,6 +16,7 @@ use rlvr_core::extensions::{
 use rlvr_plugin_api::ffi::{ComponentBox, PluginModule_Ref};
 
 use crate::convert;
+use crate::crash::{self, CallSite};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -85,6 +86,13 @@ struct InProc {
     obj: Arc<ComponentBox>,
     worker: DeadlineWorker,
     deadline: Duration,
+    site: &'static CallSite,
+}
+
+/// Which plugin library a component comes from (for the crash trace).
+pub(crate) struct Origin<'a> {
+    pub(crate) plugin: &'a str,
+    pub(crate) lib: &'a std::path::Path,
 }
 
 pub(crate) fn instantiate(
@@ -93,16 +101,22 @@ pub(crate) fn instantiate(
     name: &str,
     params_json: &str,
     deadline: Duration,
+    origin: &Origin<'_>,
 ) -> Result<Instance, String> {
-    let obj =
-        match (module.instantiate())(convert::kind_to_ffi(kind), name.into(), params_json.into()) {
-            RResult::ROk(o) => o,
-            RResult::RErr(e) => return Err(e.to_string()),
-        };
+    let site = CallSite::leak(origin.plugin, origin.lib, &kind.to_string(), name);
+    let made = {
+        let _in = crash::enter(site);
+        (module.instantiate())(convert::kind_to_ffi(kind), name.into(), params_json.into())
+    };
+    let obj = match made {
+        RResult::ROk(o) => o,
+        RResult::RErr(e) => return Err(e.to_string()),
+    };
     let comp = Arc::new(InProc {
         obj: Arc::new(obj),
         worker: DeadlineWorker::new(name),
         deadline,
+        site,
     });
     Ok(match kind {
         ComponentKind::Verifier | ComponentKind::Rubric => Instance::Reward(comp),
@@ -116,7 +130,9 @@ impl RewardComponent for InProc {
         let n = items.len();
         let batch = convert::items(items);
         let obj = self.obj.clone();
+        let site = self.site;
         match self.worker.run(self.deadline, move || {
+            let _in = crash::enter(site);
             convert::scores(obj.score(RSlice::from_slice(batch.as_slice())), n)
         }) {
             Ok(v) => v,
@@ -133,6 +149,7 @@ impl TokenSampler for InProc {
         generated: &[u32],
     ) -> Result<(), String> {
         let t0 = Instant::now();
+        let _in = crash::enter(self.site);
         let r = self.obj.transform(
             RSliceMut::from_mut_slice(logits),
             position as u32,
@@ -157,10 +174,14 @@ impl TokenAlgorithm for InProc {
     fn compute(&self, batch: &AlgoBatch) -> Result<AlgoOutput, String> {
         let b = convert::batch(batch);
         let obj = self.obj.clone();
+        let site = self.site;
         self.worker
-            .run(self.deadline, move || match obj.advantages(&b) {
-                RResult::ROk(o) => Ok(convert::output(&o)),
-                RResult::RErr(e) => Err(e.to_string()),
+            .run(self.deadline, move || {
+                let _in = crash::enter(site);
+                match obj.advantages(&b) {
+                    RResult::ROk(o) => Ok(convert::output(&o)),
+                    RResult::RErr(e) => Err(e.to_string()),
+                }
             })
             .and_then(|r| r)
     }

@@ -130,6 +130,10 @@ pub fn serve(lib: &Path, input: &mut impl Read, output: &mut impl Write) -> Resu
                 &name,
                 &params_json,
                 Duration::from_secs(u64::from(u32::MAX)),
+                &crate::inproc::Origin {
+                    plugin: &plugin.manifest.name,
+                    lib,
+                },
             )
             .map(|i| {
                 instance = Some(i);

@@ -8,6 +8,7 @@
 //! [`PluginHost::reload`] loads a fresh copy under a unique name for development.
 
 mod convert;
+mod crash;
 mod inproc;
 mod isolated;
 
@@ -20,6 +21,7 @@ use rlvr_core::extensions::{ComponentFactory, ComponentInfo, ComponentKind, Exte
 use rlvr_core::params::Params;
 use rlvr_plugin_api::ffi::{PluginModule_Ref, PluginStamp, STAMP_MAGIC, STAMP_SYMBOL};
 
+pub use crash::{set_crash_log, CRASH_LOG};
 pub use isolated::{private_stdout, serve, serve_stdio};
 /// The plugin ABI and SDK versions this host loads (re-exported from `rlvr-plugin-api`).
 pub use rlvr_plugin_api::{ABI_VERSION, SDK_VERSION};
@@ -602,7 +604,11 @@ impl ComponentFactory for Factory {
                 .ok_or("isolated mode needs the rlvr-studio program to host the plugin")?;
             isolated::instantiate(&program, &p.path, kind, name, &json, self.deadline)
         } else {
-            inproc::instantiate(p.module, kind, name, &json, self.deadline)
+            let origin = inproc::Origin {
+                plugin: &p.manifest.name,
+                lib: &p.path,
+            };
+            inproc::instantiate(p.module, kind, name, &json, self.deadline, &origin)
         }
     }
 }

@@ -31,7 +31,7 @@ use rusqlite::{Connection, OpenFlags};
 pub use files::{RemovedFiles, ResumeFrom};
 pub use read::{CheckReport, RunFilter, RunRow, RunStatus, StoredGroup, StoredSample};
 pub use recorder::{Recorder, RecorderSummary};
-pub use write::{flatten, NewRun};
+pub use write::{check_tag, flatten, NewRun, MAX_TAG_CHARS};
 
 /// Everything that can go wrong with the history database. Messages name the file.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,9 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("{0}")]
     Corrupt(String),
+    /// A value given by the user cannot be stored (an empty or overlong tag).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Store result.

@@ -265,11 +265,17 @@ impl Store {
             ));
         }
         if let Some(t) = &f.text {
-            args.push(format!("%{}%", t.to_lowercase()));
+            // The text matches literally: LIKE's wildcards `%` and `_` (and the escape) escaped.
+            let lower = t.to_lowercase();
+            let literal = lower
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            args.push(format!("%{literal}%"));
             let n = args.len();
             sql.push_str(&format!(
-                " AND (lower(name) LIKE ?{n} OR lower(notes) LIKE ?{n} OR lower(task) LIKE ?{n} \
-                 OR lower(config) LIKE ?{n})"
+                " AND (lower(name) LIKE ?{n} ESCAPE '\\' OR lower(notes) LIKE ?{n} ESCAPE '\\' \
+                 OR lower(task) LIKE ?{n} ESCAPE '\\' OR lower(config) LIKE ?{n} ESCAPE '\\')"
             ));
         }
         sql.push_str(" ORDER BY id DESC");

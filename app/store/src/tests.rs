@@ -634,3 +634,62 @@ fn resume_skips_a_damaged_slot_and_says_so() {
         .to_string();
     assert!(e.contains("step 4") && e.contains("out"), "{e}");
 }
+
+#[test]
+fn text_filter_matches_wildcards_literally() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("h.sqlite")).unwrap();
+    let plain = new_run(&store, "alpha", dir.path());
+    let under = new_run(&store, "my_run", dir.path());
+    let pct = new_run(&store, "100%", dir.path());
+    let slash = new_run(&store, "a\\b", dir.path());
+    let f = |text: &str| {
+        store
+            .list_runs(&RunFilter {
+                text: Some(text.into()),
+                ..RunFilter::default()
+            })
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(f("_"), vec![under]);
+    assert_eq!(f("%"), vec![pct]);
+    assert_eq!(f("\\"), vec![slash]);
+    assert_eq!(f("alp"), vec![plain]);
+}
+
+#[test]
+fn empty_blank_and_overlong_tags_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("h.sqlite")).unwrap();
+    let a = new_run(&store, "alpha", dir.path());
+    for bad in [String::new(), "  ".into(), "x".repeat(201), "a\nb".into()] {
+        let e = store
+            .set_tags(a, &[bad.clone()], false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("tag "), "{e}");
+        assert!(
+            e.contains("empty") || e.contains("200") || e.contains("control"),
+            "{e}"
+        );
+        let e = store
+            .create_run(&NewRun {
+                name: "b".into(),
+                config: String::new(),
+                seed: 0,
+                model_path: "/m".into(),
+                steps_planned: 1,
+                out_dir: String::new(),
+                tags: vec![bad],
+                notes: String::new(),
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("tag "), "{e}");
+    }
+    assert_eq!(store.list_runs(&RunFilter::default()).unwrap().len(), 1);
+    store.set_tags(a, &["x".repeat(200)], false).unwrap();
+}

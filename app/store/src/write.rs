@@ -97,6 +97,9 @@ impl Store {
     /// Records a new run (status `running`, owned by this process) and returns its id. A
     /// damaged database is refused first ([`Store::check_writable`]).
     pub fn create_run(&self, r: &NewRun) -> Result<i64> {
+        for t in &r.tags {
+            check_tag(t)?;
+        }
         self.check_writable()?;
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
         tx.execute(
@@ -167,6 +170,19 @@ impl Store {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// Records how a run's process died (a plugin crash found at the next start): an error log
+    /// line at its last stored step, and the run marked failed with `error`.
+    pub fn record_crash(&self, run_id: i64, error: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO logs (run_id, step, level, message) \
+                 SELECT id, last_step, 'error', ?2 FROM runs WHERE id = ?1",
+                params![run_id, error],
+            )
+            .map_err(|e| self.err(e))?;
+        self.mark_failed(run_id, error)
+    }
+
     /// Marks a run failed with `error` (for failures outside the engine's event stream).
     pub fn mark_failed(&self, run_id: i64, error: &str) -> Result<()> {
         self.conn
@@ -188,6 +204,9 @@ impl Store {
             "INSERT OR IGNORE INTO run_tags (run_id, tag) VALUES (?1, ?2)"
         };
         for t in tags {
+            if !remove {
+                check_tag(t)?;
+            }
             self.conn
                 .execute(sql, params![run_id, t])
                 .map_err(|e| self.err(e))?;
@@ -476,4 +495,24 @@ pub(crate) fn find_run(store: &Store, reference: &str) -> Result<Option<i64>> {
                 .join(", ")
         ))),
     }
+}
+
+/// The longest tag, in characters.
+pub const MAX_TAG_CHARS: usize = 200;
+
+/// A tag must be non-empty, at most [`MAX_TAG_CHARS`] characters and free of control characters.
+pub fn check_tag(tag: &str) -> Result<()> {
+    let n = tag.chars().count();
+    let why = if tag.trim().is_empty() {
+        "a tag must not be empty or blank".to_string()
+    } else if n > MAX_TAG_CHARS {
+        format!("a tag has at most {MAX_TAG_CHARS} characters (this one has {n})")
+    } else if tag.chars().any(char::is_control) {
+        "a tag must not contain control characters (newlines, tabs...)".to_string()
+    } else {
+        return Ok(());
+    };
+    let shown: String = tag.chars().take(40).collect();
+    let more = if n > 40 { "…" } else { "" };
+    Err(StoreError::Invalid(format!("tag {shown:?}{more}: {why}")))
 }

@@ -94,6 +94,7 @@ pub fn host_for(cfg: &RunConfig, extra: &[PathBuf]) -> anyhow::Result<PluginHost
     let mut host = PluginHost::new();
     host.deadline = Duration::from_millis(cfg.plugins.deadline_ms);
     host.child_program = Some(std::env::current_exe().context("locating rlvr-studio")?);
+    check_dirs(&cfg.plugins.dirs, "plugins.dirs")?;
     let mut dirs: Vec<PathBuf> = rlvr_plugin_host::user_plugin_dir().into_iter().collect();
     dirs.extend(cfg.plugins.dirs.iter().cloned());
     dirs.extend(extra.iter().cloned());
@@ -110,6 +111,25 @@ pub fn host_for(cfg: &RunConfig, extra: &[PathBuf]) -> anyhow::Result<PluginHost
         anyhow::bail!(msg);
     }
     Ok(host)
+}
+
+/// Refuses a plugin folder (named by `what`: `plugins.dirs`, `--plugins`) that does not exist
+/// or is not a folder: its plugins would silently be missing.
+pub fn check_dirs(dirs: &[PathBuf], what: &str) -> anyhow::Result<()> {
+    for d in dirs {
+        match std::fs::metadata(d) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => anyhow::bail!(
+                "{what}: {} is not a folder: expected a folder of plugin libraries",
+                d.display()
+            ),
+            Err(e) => anyhow::bail!(
+                "{what}: plugin folder {} cannot be read ({e}): expected an existing folder of plugin libraries",
+                d.display()
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// Validates a config against the loaded plugins; a failure also lists the libraries that
@@ -171,6 +191,7 @@ fn manifest_json(p: &LoadedPlugin) -> serde_json::Value {
 pub fn plugins(cmd: PluginsCmd) -> anyhow::Result<()> {
     match cmd {
         PluginsCmd::List { dirs, json } => {
+            check_dirs(&dirs, "plugins list")?;
             let mut host = PluginHost::new();
             let mut all: Vec<PathBuf> = rlvr_plugin_host::user_plugin_dir().into_iter().collect();
             all.extend(dirs);

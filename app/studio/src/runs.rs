@@ -88,7 +88,7 @@ pub struct SamplesArgs {
     #[arg(long)]
     pub step: u64,
     /// Only completions with at least this reward.
-    #[arg(long)]
+    #[arg(long, value_parser = reward_threshold)]
     pub min_reward: Option<f64>,
     /// Also print per-token log-prob / entropy / advantage.
     #[arg(long)]
@@ -156,6 +156,18 @@ pub struct NoteArgs {
     pub run: String,
     /// The notes.
     pub text: String,
+}
+
+/// `--min-reward`: a number; NaN would silently match no completion.
+fn reward_threshold(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|e| format!("expected a number such as 0.5 ({e})"))?;
+    if v.is_nan() {
+        return Err("expected a number, not NaN (NaN matches no reward)".into());
+    }
+    Ok(v)
 }
 
 /// The database path: `--db`, else `$RLVR_STUDIO_DB`, else the platform's data directory.
@@ -250,12 +262,16 @@ fn list(store: &Store, a: ListArgs) -> anyhow::Result<()> {
         })?),
         None => None,
     };
-    let runs = store.list_runs(&RunFilter {
+    let filter = RunFilter {
         status,
         tag: a.tag,
         text: a.text,
         limit: a.limit,
-    })?;
+    };
+    let mut runs = store.list_runs(&filter)?;
+    if report_crashes(store, &runs) {
+        runs = store.list_runs(&filter)?;
+    }
     if a.out.json {
         for r in &runs {
             line(r)?;
@@ -306,9 +322,26 @@ fn final_metrics(store: &Store, id: i64) -> anyhow::Result<BTreeMap<String, f64>
     Ok(last)
 }
 
+/// Records the plugin crashes that killed interrupted runs (see
+/// [`rlvr_launch::report_plugin_crash`]), warning about each; returns whether there was one.
+/// Best effort: a history this process cannot write is only read.
+fn report_crashes(store: &Store, runs: &[RunRow]) -> bool {
+    let mut any = false;
+    for r in runs.iter().filter(|r| r.status == RunStatus::Interrupted) {
+        if let Ok(Some(msg)) = rlvr_launch::report_plugin_crash(store, r) {
+            eprintln!("warning: {msg}");
+            any = true;
+        }
+    }
+    any
+}
+
 fn show(store: &Store, a: ShowArgs) -> anyhow::Result<()> {
     let id = store.resolve(&a.run)?;
-    let run = store.run(id)?;
+    let mut run = store.run(id)?;
+    if report_crashes(store, std::slice::from_ref(&run)) {
+        run = store.run(id)?;
+    }
     let metrics = final_metrics(store, id)?;
     let evals = store.series(id, "eval/greedy_accuracy")?;
     let checkpoints = store.checkpoints(id)?;

@@ -196,6 +196,10 @@ impl TrainArgs {
 /// Stdout carries only the run's own output (events with `--json`); anything else printed to
 /// stdout in this process from here on, by in-process plugins in particular, goes to stderr.
 pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()> {
+    for t in &args.tags {
+        rlvr_store::check_tag(t).context("--tag")?;
+    }
+    crate::plugins::check_dirs(&args.plugins, "--plugins")?;
     let mut out = Out::take();
     let store = crate::runs::open_store(db)?;
     let (prepared, host) = match (&args.resume, &args.config) {

@@ -17,6 +17,7 @@ use crate::spec;
 
 pub mod choices;
 pub mod estimators;
+mod rules;
 pub mod task;
 
 pub use choices::{
@@ -682,6 +683,7 @@ impl RunConfig {
                 format!("expected at most steps ({})", self.steps),
             ));
         }
+        rules::ignored_params(self)?;
         Ok(())
     }
 
