@@ -305,7 +305,7 @@ fn overwrite(path: &Path, at: usize, b: &[u8], header_bias: bool) {
         return;
     }
     // Half the weight edits hit the header (its length and JSON), where the checks are.
-    let at = if header_bias && at % 2 == 0 {
+    let at = if header_bias && at.is_multiple_of(2) {
         at % 2048.min(bytes.len())
     } else {
         at % bytes.len()

@@ -667,7 +667,7 @@ fn empty_blank_and_overlong_tags_are_refused_by_name() {
     let a = new_run(&store, "alpha", dir.path());
     for bad in [String::new(), "  ".into(), "x".repeat(201), "a\nb".into()] {
         let e = store
-            .set_tags(a, &[bad.clone()], false)
+            .set_tags(a, std::slice::from_ref(&bad), false)
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("tag "), "{e}");
