@@ -117,6 +117,16 @@ fn bad_inputs_give_one_clear_error_line() {
             "steps (5)",
         ],
     );
+    // The launcher's own checks name the file too.
+    let heldout = write(
+        "heldout.toml",
+        "[task]\nname = \"arithmetic\"\nmax_digits = 1\n[eval]\nheldout_size = 5000\n",
+    );
+    let out_dir = d.join("out-heldout").to_string_lossy().into_owned();
+    expect_error(
+        &["train", &heldout, "--out", &out_dir],
+        &["heldout.toml", "eval.heldout_size = 5000"],
+    );
     let no_path = write("nopath.toml", "[model]\npath = \"\"\n");
     expect_error(&["train", &no_path], &["nopath.toml", "model.path = \"\""]);
     // A huge number is not written out in full.

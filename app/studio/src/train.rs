@@ -238,7 +238,16 @@ pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()
                 tags: args.tags.clone(),
                 notes: args.notes.clone(),
             };
-            let p = rlvr_launch::prepare_new(store, req, host.extensions(), &host)?;
+            // The launcher's checks (held-out split, prompt lengths, memory) name keys of the
+            // file too.
+            let p = rlvr_launch::prepare_new(store, req, host.extensions(), &host).map_err(
+                |e| match e {
+                    rlvr_launch::LaunchError::Engine(rlvr_engine::EngineError::Core(
+                        c @ (rlvr_core::CoreError::Config { .. } | rlvr_core::CoreError::Task(_)),
+                    )) => in_file(c.into()),
+                    other => other.into(),
+                },
+            )?;
             (p, host)
         }
         (None, None) => anyhow::bail!("give a config file or --resume RUN"),
