@@ -35,10 +35,8 @@ fn bad(path: &Path, line: usize, msg: impl Into<String>) -> TaskError {
 impl Dataset {
     /// Reads and checks the file.
     pub fn new(config: &DatasetConfig) -> Result<Self, TaskError> {
+        super::TaskConfig::Dataset(config.clone()).check()?;
         let path = &config.path;
-        if path.as_os_str().is_empty() {
-            return Err(bad(path, 0, "task.path is empty: name a JSONL file"));
-        }
         let text = std::fs::read_to_string(path).map_err(|e| bad(path, 0, e.to_string()))?;
         // A UTF-8 byte-order mark (some editors write one) is not part of the first line.
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);

@@ -105,9 +105,9 @@ pub(crate) fn digits(n: u64) -> usize {
     n.to_string().len()
 }
 
-/// Checks `config` and builds the task (a dataset's file is read here).
+/// Builds the task; each constructor checks its config ([`TaskConfig::check`]) and a dataset's
+/// file is read here.
 pub fn build(config: &TaskConfig) -> Result<Box<dyn Task>, TaskError> {
-    config.check()?;
     Ok(match config {
         TaskConfig::Arithmetic(c) => Box::new(Arithmetic::new(c)?),
         TaskConfig::Countdown(c) => Box::new(Countdown::new(c)?),
