@@ -230,7 +230,7 @@ pub fn heldout_accuracy(policy: &Policy, splits: &[TaskSplit]) -> Result<BTreeMa
         let max_new = s.task().max_answer_chars() + 2;
         let params = GenParams {
             max_new,
-            eos: tok.eos,
+            eos: tok.stop.clone(),
             pad: tok.pad,
             sampling: SamplingConfig::greedy(),
             use_cache: true,

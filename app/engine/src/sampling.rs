@@ -171,8 +171,10 @@ pub fn left_pad(prompts: &[Vec<u32>], pad_id: u32) -> (Vec<u32>, usize, Padding)
 pub struct GenParams {
     /// At most this many new tokens per row.
     pub max_new: usize,
-    /// A row stops after producing this id.
-    pub eos: u32,
+    /// A row stops after producing any of these ids (the tokenizer's [`stop`] ids).
+    ///
+    /// [`stop`]: crate::tokenizer::Tok::stop
+    pub eos: Vec<u32>,
     /// Fills padded positions.
     pub pad: u32,
     /// The sampler.
@@ -224,7 +226,7 @@ pub fn generate_parallel(
 }
 
 /// Samples one completion per prompt (prompts are token ids, already with BOS), at most
-/// `max_new` tokens each, stopping rows at `eos`. Row `r` samples with `rngs[r]`.
+/// `max_new` tokens each, stopping rows at any of `eos`. Row `r` samples with `rngs[r]`.
 pub fn generate(
     model: &Transformer,
     prompts: &[Vec<u32>],
@@ -233,7 +235,7 @@ pub fn generate(
 ) -> Result<Vec<Completion>> {
     let GenParams {
         max_new,
-        eos,
+        ref eos,
         pad: pad_id,
         ref sampling,
         use_cache,
@@ -295,7 +297,7 @@ pub fn generate(
             c.logprobs.push(raw[tok as usize] - lse);
             c.entropies.push(entropy);
             c.tokens.push(tok);
-            if tok == eos {
+            if eos.contains(&tok) {
                 c.finished = true;
             }
             next.push(tok);

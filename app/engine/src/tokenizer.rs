@@ -32,8 +32,12 @@ pub struct Tok {
     /// with the BOS text (ChatML's `<|im_start|>`) comes with `add_bos_token = false`, so the
     /// prompt does not get it twice.
     pub add_bos: bool,
-    /// Ends a completion.
+    /// Ends a completion (the first of [`stop`](Self::stop); appended to supervised targets).
     pub eos: u32,
+    /// Every id that ends a completion: `eos`, then the other end-of-sequence ids of the folder
+    /// (`eos_token_id` lists of `config.json` and `generation_config.json`, e.g. Llama 3's
+    /// `<|eot_id|>` beside `<|end_of_text|>`).
+    pub stop: Vec<u32>,
     /// Fills padded positions (never attended to, never trained on).
     pub pad: u32,
 }
@@ -45,6 +49,7 @@ impl std::fmt::Debug for Tok {
             .field("bos", &self.bos)
             .field("add_bos", &self.add_bos)
             .field("eos", &self.eos)
+            .field("stop", &self.stop)
             .field("pad", &self.pad)
             .finish()
     }
@@ -92,6 +97,7 @@ impl Tok {
             bos: Some(1),
             add_bos: true,
             eos: 2,
+            stop: vec![2],
             pad: 0,
         })
     }
@@ -130,6 +136,7 @@ impl Tok {
             bos,
             add_bos: true,
             eos,
+            stop: vec![eos],
             pad,
         })
     }
@@ -182,6 +189,11 @@ impl Tok {
     /// Decodes ids, dropping special tokens.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner.decode(ids, true).map_err(tok_err)
+    }
+
+    /// The id of a token string (special tokens included), if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
     }
 
     /// The text of one token (for token-level views).

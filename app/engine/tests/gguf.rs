@@ -86,7 +86,7 @@ fn smollm2_imports_loads_and_answers_paris() {
         (9, 3, 64)
     );
     assert_eq!((c.vocab_size, c.tie_word_embeddings), (49152, true));
-    assert_eq!((c.rope_theta, c.rms_norm_eps), (100_000.0, 1e-5));
+    assert_eq!((c.rope().unwrap().theta, c.rms_norm_eps), (100_000.0, 1e-5));
     assert_eq!((policy.tok.eos, policy.tok.pad), (2, 2));
 
     let ids = policy.tok.encode(CHATML).unwrap();
@@ -140,7 +140,7 @@ fn smollm2_imports_loads_and_answers_paris() {
     let model = policy.frozen_view().unwrap();
     let params = GenParams {
         max_new: 16,
-        eos: policy.tok.eos,
+        eos: policy.tok.stop.clone(),
         pad: policy.tok.pad,
         sampling: SamplingConfig::greedy(),
         use_cache: true,

@@ -99,7 +99,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let workers = rlvr_engine::trainer::auto_workers(policy.num_params(), args.threads);
     let params = GenParams {
         max_new: args.completion_len,
-        eos: u32::MAX,
+        eos: Vec::new(),
         pad: tok.pad,
         sampling: SamplingConfig::default(),
         use_cache: true,
@@ -283,7 +283,7 @@ pub fn generate_cmd(args: GenerateArgs) -> anyhow::Result<()> {
     let view = policy.frozen_view()?;
     let params = GenParams {
         max_new: args.max_new_tokens,
-        eos: tok.eos,
+        eos: tok.stop.clone(),
         pad: tok.pad,
         sampling,
         use_cache: true,

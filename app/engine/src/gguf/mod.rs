@@ -294,6 +294,13 @@ impl GgufFile {
             }
         };
         let bias = self.shape("blk.0.attn_q.bias").is_some();
+        if arch == Arch::Llama && bias != self.shape("blk.0.attn_output.bias").is_some() {
+            return Err(self.err(
+                "GGUF llama tensors blk.0.attn_q.bias and blk.0.attn_output.bias: one is \
+                 present without the other, but transformers' attention_bias puts a bias on \
+                 q, k, v and o together",
+            ));
+        }
         let tie = self.shape("output.weight").is_none();
         let eps = self
             .opt_f64(&k("attention.layer_norm_rms_epsilon"))?
@@ -318,10 +325,11 @@ impl GgufFile {
             num_key_value_heads: Some(kv_heads),
             head_dim: Some(head_dim),
             max_position_embeddings: self.opt_usize(&k("context_length"))?.unwrap_or(2048),
-            rope_theta: self.opt_f64(&k("rope.freq_base"))?.unwrap_or(10_000.0),
+            rope_theta: Some(self.opt_f64(&k("rope.freq_base"))?.unwrap_or(10_000.0)),
             rms_norm_eps: eps,
             tie_word_embeddings: tie,
             attention_bias: (arch == Arch::Llama).then_some(bias),
+            mlp_bias: None,
             hidden_act: "silu".into(),
             bos_token_id: self.opt_u32("tokenizer.ggml.bos_token_id")?,
             eos_token_id: match eos.as_slice() {

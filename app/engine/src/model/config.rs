@@ -1,6 +1,11 @@
-//! `config.json` of a Hugging Face Llama / Qwen2 causal language model.
+//! `config.json` of a Hugging Face causal language model of the Qwen2/Qwen2.5, Qwen3, Llama
+//! (Llama 3.x, SmolLM2) and Mistral families: the keys `transformers` reads for them, each one
+//! that changes the computation either implemented or refused with the key and value named
+//! ([`ModelConfig::validate`]).
 
 use serde::{Deserialize, Serialize};
+
+use super::rope::Rope;
 
 /// One token id or several (Llama 3 lists several end-of-sequence ids).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,24 +49,30 @@ pub struct ModelConfig {
     /// Key/value heads (grouped-query attention); defaults to `num_attention_heads`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_key_value_heads: Option<usize>,
-    /// Per-head width; defaults to `hidden_size / num_attention_heads`.
+    /// Per-head width; defaults to `hidden_size / num_attention_heads` (128 for `qwen3`, as
+    /// `Qwen3Config` defaults it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head_dim: Option<usize>,
     /// Longest sequence (prompt + completion) the model supports.
     #[serde(default = "default_max_pos")]
     pub max_position_embeddings: usize,
-    /// RoPE base frequency.
-    #[serde(default = "default_rope_theta")]
-    pub rope_theta: f64,
+    /// RoPE base frequency as a top-level key (transformers 4.x); transformers 5.x writes it
+    /// into `rope_parameters` instead. Read both through [`ModelConfig::rope`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_theta: Option<f64>,
     /// RMSNorm epsilon.
     #[serde(default = "default_eps")]
     pub rms_norm_eps: f64,
     /// Whether the output head shares the input embedding.
     #[serde(default)]
     pub tie_word_embeddings: bool,
-    /// Bias on q/k/v projections (Llama key; Qwen2 always has it).
+    /// Bias on the q/k/v/o projections (Llama, Qwen3; Qwen2 always has q/k/v biases and no
+    /// o bias, whatever this says).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention_bias: Option<bool>,
+    /// Bias on the gate/up/down projections (Llama).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlp_bias: Option<bool>,
     /// MLP activation; only `silu` (SwiGLU) is supported.
     #[serde(default = "default_act")]
     pub hidden_act: String,
@@ -106,9 +117,6 @@ fn size_bounds(key: &str) -> (usize, usize) {
 fn default_max_pos() -> usize {
     2048
 }
-fn default_rope_theta() -> f64 {
-    10_000.0
-}
 fn default_eps() -> f64 {
     1e-6
 }
@@ -127,16 +135,57 @@ impl ModelConfig {
 
     /// Per-head width.
     pub fn head_dim(&self) -> usize {
-        self.head_dim
-            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+        match (self.head_dim, self.model_type.as_str()) {
+            (Some(d), _) => d,
+            (None, "qwen3") => 128,
+            (None, _) => self.hidden_size / self.num_attention_heads.max(1),
+        }
     }
 
     /// Whether q/k/v projections carry a bias.
     pub fn qkv_bias(&self) -> bool {
         match self.model_type.as_str() {
             "qwen2" => true,
+            "mistral" => false,
             _ => self.attention_bias.unwrap_or(false),
         }
+    }
+
+    /// Whether the output projection `o_proj` carries a bias (`attention_bias` of Llama and
+    /// Qwen3; never in Qwen2 and Mistral).
+    pub fn o_bias(&self) -> bool {
+        match self.model_type.as_str() {
+            "llama" | "qwen3" => self.attention_bias.unwrap_or(false),
+            _ => false,
+        }
+    }
+
+    /// Whether the MLP projections carry a bias (`mlp_bias` of Llama).
+    pub fn mlp_bias(&self) -> bool {
+        self.model_type == "llama" && self.mlp_bias.unwrap_or(false)
+    }
+
+    /// Whether each attention head's query and key are RMS-normed before RoPE (Qwen3's
+    /// `q_norm` / `k_norm`).
+    pub fn qk_norm(&self) -> bool {
+        self.model_type == "qwen3"
+    }
+
+    /// The attention window of Mistral's sliding-window attention (`sliding_window`): a query
+    /// attends to itself and the `w - 1` positions before it. `None`: full causal attention.
+    pub fn sliding_window(&self) -> Option<usize> {
+        if self.model_type != "mistral" {
+            return None;
+        }
+        self.extra
+            .get("sliding_window")
+            .and_then(serde_json::Value::as_u64)
+            .map(|w| w as usize)
+    }
+
+    /// The rotary embedding, from either spelling of the keys (see [`Rope::resolve`]).
+    pub fn rope(&self) -> Result<Rope, String> {
+        Rope::resolve(self.rope_theta, &self.extra)
     }
 
     /// Checks every size against [`SIZE_BOUNDS`] (before any arithmetic on them), then the
@@ -145,6 +194,8 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.check_bounds()?;
         self.check_shapes()?;
+        self.check_features()?;
+        self.rope()?;
         self.check_token_ids()
     }
 
@@ -201,10 +252,11 @@ impl ModelConfig {
 
     fn check_shapes(&self) -> Result<(), String> {
         match self.model_type.as_str() {
-            "qwen2" | "llama" | "mistral" => {}
+            "qwen2" | "qwen3" | "llama" | "mistral" => {}
             other => {
                 return Err(format!(
-                    "model_type \"{other}\" is not supported: expected \"qwen2\", \"llama\" or \"mistral\""
+                    "model_type \"{other}\" is not supported: expected \"qwen2\", \"qwen3\", \"llama\" \
+                     or \"mistral\""
                 ))
             }
         }
@@ -233,12 +285,90 @@ impl ModelConfig {
                 self.head_dim()
             ));
         }
-        if self.rms_norm_eps.is_nan()
-            || self.rms_norm_eps <= 0.0
-            || self.rope_theta.is_nan()
-            || self.rope_theta <= 0.0
-        {
-            return Err("rms_norm_eps and rope_theta must be positive".into());
+        if self.rms_norm_eps.is_nan() || self.rms_norm_eps <= 0.0 {
+            return Err(format!(
+                "rms_norm_eps = {} is invalid: expected a positive number",
+                self.rms_norm_eps
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses the keys that would change the computation in a way this engine does not
+    /// reproduce: an active sliding window other than Mistral's, mixture-of-experts layers,
+    /// quantized weights, logit soft-capping, dropout, and other per-layer schemes. Each message
+    /// names the key and its value.
+    fn check_features(&self) -> Result<(), String> {
+        use serde_json::Value;
+        let get = |k: &str| self.extra.get(k).filter(|v| !v.is_null());
+        let refuse = |k: &str, v: &Value, why: &str| -> Result<(), String> {
+            Err(format!("{k} = {v} is not supported: {why}"))
+        };
+        if let Some(v) = get("use_sliding_window").filter(|v| v.as_bool() != Some(false)) {
+            return refuse(
+                "use_sliding_window",
+                v,
+                "sliding-window attention on the layers above max_window_layers is not \
+                 implemented (expected false)",
+            );
+        }
+        if let Some(v) = get("sliding_window") {
+            if self.model_type == "mistral" && v.as_u64().is_none_or(|w| w == 0) {
+                return refuse("sliding_window", v, "expected a positive window or null");
+            }
+        }
+        if let Some(v) = get("layer_types") {
+            let all_full = v
+                .as_array()
+                .is_some_and(|a| a.iter().all(|t| t.as_str() == Some("full_attention")));
+            if !all_full {
+                return refuse(
+                    "layer_types",
+                    v,
+                    "only \"full_attention\" layers are implemented",
+                );
+            }
+        }
+        for k in [
+            "num_experts",
+            "num_local_experts",
+            "n_routed_experts",
+            "moe_intermediate_size",
+            "num_experts_per_tok",
+        ] {
+            if let Some(v) = get(k).filter(|v| v.as_u64() != Some(0)) {
+                return refuse(k, v, "mixture-of-experts layers are not implemented");
+            }
+        }
+        if let Some(v) = get("quantization_config") {
+            return refuse(
+                "quantization_config",
+                v,
+                "quantized checkpoints are not loaded; use the unquantized (f32/bf16/f16) \
+                 weights, or import a GGUF file with `rlvr-studio import-gguf`",
+            );
+        }
+        for k in [
+            "attn_logit_softcapping",
+            "final_logit_softcapping",
+            "attention_chunk_size",
+            "no_rope_layers",
+        ] {
+            if let Some(v) = get(k) {
+                return refuse(
+                    k,
+                    v,
+                    "this engine would ignore it and compute something else",
+                );
+            }
+        }
+        if let Some(v) = get("use_mrope").filter(|v| v.as_bool() != Some(false)) {
+            return refuse("use_mrope", v, "multimodal RoPE is not implemented");
+        }
+        for k in ["attention_dropout", "hidden_dropout", "mlp_dropout"] {
+            if let Some(v) = get(k).filter(|v| v.as_f64() != Some(0.0)) {
+                return refuse(k, v, "dropout is not implemented (expected 0.0)");
+            }
         }
         Ok(())
     }
@@ -256,10 +386,11 @@ impl ModelConfig {
             num_key_value_heads: Some(2),
             head_dim: None,
             max_position_embeddings: 64,
-            rope_theta: 10_000.0,
+            rope_theta: Some(10_000.0),
             rms_norm_eps: 1e-6,
             tie_word_embeddings: true,
             attention_bias: None,
+            mlp_bias: None,
             hidden_act: "silu".into(),
             bos_token_id: Some(bos),
             eos_token_id: Some(TokenIds::One(eos)),
@@ -292,11 +423,23 @@ impl ModelConfig {
                 out.push((format!("{p}.self_attn.k_proj.bias"), vec![kv * hd]));
                 out.push((format!("{p}.self_attn.v_proj.bias"), vec![kv * hd]));
             }
+            if self.qk_norm() {
+                out.push((format!("{p}.self_attn.q_norm.weight"), vec![hd]));
+                out.push((format!("{p}.self_attn.k_norm.weight"), vec![hd]));
+            }
             out.push((format!("{p}.self_attn.o_proj.weight"), vec![d, h * hd]));
+            if self.o_bias() {
+                out.push((format!("{p}.self_attn.o_proj.bias"), vec![d]));
+            }
             out.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
             out.push((format!("{p}.mlp.gate_proj.weight"), vec![i, d]));
             out.push((format!("{p}.mlp.up_proj.weight"), vec![i, d]));
             out.push((format!("{p}.mlp.down_proj.weight"), vec![d, i]));
+            if self.mlp_bias() {
+                out.push((format!("{p}.mlp.gate_proj.bias"), vec![i]));
+                out.push((format!("{p}.mlp.up_proj.bias"), vec![i]));
+                out.push((format!("{p}.mlp.down_proj.bias"), vec![d]));
+            }
         }
         out.push(("model.norm.weight".to_string(), vec![d]));
         if !self.tie_word_embeddings {

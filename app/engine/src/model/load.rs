@@ -15,18 +15,176 @@ use crate::error::{EngineError, Result};
 /// Every tensor of the folder's weight files, with the file it came from.
 pub(super) type Weights = HashMap<String, (Tensor, PathBuf)>;
 
-/// The `*.safetensors` files of `dir`, sorted by name.
-pub(super) fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| EngineError::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+/// The name of the single-file weights.
+pub(super) const SINGLE: &str = "model.safetensors";
+/// The index of sharded weights (`{"weight_map": {tensor: file}}`).
+pub(super) const INDEX: &str = "model.safetensors.index.json";
+
+/// The weight files of a folder, chosen as `transformers` chooses them: `model.safetensors`
+/// when present, else the shards `model.safetensors.index.json` lists (with the map, to check
+/// each tensor is where the index says).
+pub(super) struct WeightFiles {
+    /// The files to read, sorted by name.
+    pub files: Vec<PathBuf>,
+    /// The index file and its tensor → file map, for a sharded folder.
+    pub index: Option<(PathBuf, HashMap<String, String>)>,
+}
+
+/// Finds the weight files of `dir`. Any other `*.safetensors` file in the folder is refused
+/// (except PEFT's `adapter_model*.safetensors`): the folder would mean something different to
+/// another loader. A missing shard, or an index that is not `{"weight_map": {name: file}}`, is
+/// an error naming the index.
+pub(super) fn weight_files(dir: &Path) -> Result<WeightFiles> {
+    let present: Vec<PathBuf> = {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| EngineError::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        v.sort();
+        v
+    };
+    let (files, index) = if dir.join(SINGLE).is_file() {
+        (vec![dir.join(SINGLE)], None)
+    } else if dir.join(INDEX).is_file() {
+        let (path, map) = read_index(dir)?;
+        let mut names: Vec<&String> = map.values().collect();
+        names.sort();
+        names.dedup();
+        let mut files = Vec::with_capacity(names.len());
+        for n in names {
+            let f = dir.join(n);
+            if !f.is_file() {
+                return Err(EngineError::model(
+                    &path,
+                    format!("weight_map lists the shard {n}, which is not in the folder"),
+                ));
+            }
+            files.push(f);
+        }
+        (files, Some((path, map)))
+    } else if present.is_empty() {
+        return Err(EngineError::model(
+            dir,
+            format!("no weights: expected {SINGLE} or {INDEX} with its shards"),
+        ));
+    } else {
+        return Err(EngineError::model(
+            dir,
+            format!(
+                "weight files {} without {INDEX}: expected {SINGLE}, or shards listed in {INDEX}",
+                file_names(&present)
+            ),
+        ));
+    };
+    let stray: Vec<PathBuf> = present
+        .into_iter()
+        .filter(|p| !files.contains(p))
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("adapter_model"))
+        })
         .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(EngineError::model(dir, "no *.safetensors weight file"));
+    if !stray.is_empty() {
+        let used = if index.is_some() {
+            format!("the shards {INDEX} lists")
+        } else {
+            SINGLE.to_string()
+        };
+        return Err(EngineError::model(
+            dir,
+            format!(
+                "weight file {} is not part of the model (which is {used}): remove or move it, \
+                 so that every loader reads the same weights",
+                file_names(&stray)
+            ),
+        ));
     }
-    Ok(files)
+    Ok(WeightFiles { files, index })
+}
+
+fn file_names(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn read_index(dir: &Path) -> Result<(PathBuf, HashMap<String, String>)> {
+    let path = dir.join(INDEX);
+    let text = std::fs::read_to_string(&path).map_err(|e| EngineError::io(&path, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| EngineError::model(&path, format!("not JSON: {e}")))?;
+    let Some(map) = v.get("weight_map").and_then(|m| m.as_object()) else {
+        return Err(EngineError::model(
+            &path,
+            "no weight_map: expected {\"weight_map\": {\"<tensor>\": \"<shard file>\"}}",
+        ));
+    };
+    let mut out = HashMap::with_capacity(map.len());
+    for (name, file) in map {
+        let Some(f) = file.as_str().filter(|f| {
+            !f.contains('/') && !f.contains('\\') && f.ends_with(".safetensors") && *f != ".."
+        }) else {
+            return Err(EngineError::model(
+                &path,
+                format!(
+                    "weight_map.{name} = {file}: expected the name of a .safetensors file in \
+                     the same folder"
+                ),
+            ));
+        };
+        out.insert(name.clone(), f.to_string());
+    }
+    Ok((path, out))
+}
+
+/// Checks that every tensor is in the shard the index names, and that the index lists every
+/// tensor of the shards.
+pub(super) fn check_index(
+    index: &(PathBuf, HashMap<String, String>),
+    weights: &Weights,
+) -> Result<()> {
+    let (path, map) = index;
+    let mut listed: Vec<_> = map.iter().collect();
+    listed.sort();
+    for (name, file) in listed {
+        match weights.get(name) {
+            None => {
+                return Err(EngineError::model(
+                    path,
+                    format!("weight_map lists tensor {name} in {file}, which lacks it"),
+                ))
+            }
+            Some((_, found)) if found.file_name().is_none_or(|n| n != file.as_str()) => {
+                return Err(EngineError::model(
+                    path,
+                    format!(
+                        "weight_map lists tensor {name} in {file}, but it is in {}",
+                        found.display()
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    let mut unlisted: Vec<_> = weights
+        .iter()
+        .filter(|(n, _)| !map.contains_key(*n))
+        .collect();
+    unlisted.sort_by(|a, b| a.0.cmp(b.0));
+    if let Some((name, (_, file))) = unlisted.first() {
+        return Err(EngineError::model(
+            path,
+            format!(
+                "tensor {name} of {} is not listed in weight_map",
+                file.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads every tensor of `files`. Refuses an integer or boolean dtype (naming the tensor and

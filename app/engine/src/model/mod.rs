@@ -4,6 +4,8 @@
 
 pub mod config;
 mod load;
+pub mod rope;
+mod special;
 pub mod transformer;
 
 use std::collections::HashMap;
@@ -96,11 +98,15 @@ fn check_tokenizer(tok: &Tok, path: &Path, vocab_size: usize) -> Result<()> {
             ),
         ));
     }
+    let stops = tok.stop.iter().map(|id| ("end-of-sequence", Some(*id)));
     for (what, id) in [
         ("bos", tok.bos),
         ("eos", Some(tok.eos)),
         ("pad", Some(tok.pad)),
-    ] {
+    ]
+    .into_iter()
+    .chain(stops)
+    {
         if let Some(id) = id.filter(|id| *id as usize >= vocab_size) {
             return Err(EngineError::model(
                 path,
@@ -178,18 +184,14 @@ impl Policy {
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let cfg = Self::read_config(dir)?;
         let cfg_path = dir.join("config.json");
-        let eos = cfg
-            .eos_token_id
-            .as_ref()
-            .and_then(|e| e.to_vec().first().copied());
         let tok_path = dir.join("tokenizer.json");
-        let mut tok = Tok::from_file(&tok_path, cfg.bos_token_id, eos, cfg.pad_token_id)?;
+        let tok = special::tokenizer(dir, &cfg)?;
         check_tokenizer(&tok, &tok_path, cfg.vocab_size)?;
-        if let Some(add) = add_bos_token(dir)? {
-            tok.add_bos = add;
-        }
         let files = load::weight_files(dir)?;
-        let weights = load::read_weights(&files, device)?;
+        let weights = load::read_weights(&files.files, device)?;
+        if let Some(index) = &files.index {
+            load::check_index(index, &weights)?;
+        }
         let params = load::take_params(&cfg, &cfg_path, weights)?
             .into_iter()
             .map(|(n, t)| Ok((n, Var::from_tensor(&t)?)))
@@ -207,8 +209,14 @@ impl Policy {
                 .map_err(|e| EngineError::model(&p, e.to_string()))?;
             std::fs::write(&p, text + "\n").map_err(|e| EngineError::io(&p, e))
         };
+        // The weights are written in f32, whatever the loaded folder stored.
+        let mut saved = self.cfg.clone();
+        saved.torch_dtype = "float32".into();
+        if saved.extra.contains_key("dtype") {
+            saved.extra.insert("dtype".into(), "float32".into());
+        }
         let cfg =
-            serde_json::to_value(&self.cfg).map_err(|e| EngineError::model(dir, e.to_string()))?;
+            serde_json::to_value(&saved).map_err(|e| EngineError::model(dir, e.to_string()))?;
         write_json("config.json", &cfg)?;
         write_json(
             "generation_config.json",
@@ -287,24 +295,3 @@ impl Policy {
 
 #[cfg(test)]
 mod tests;
-
-/// `add_bos_token` of the folder's `tokenizer_config.json`; `None` when the file or the key is
-/// absent. Any other value than true/false is an error naming the file and the key.
-fn add_bos_token(dir: &Path) -> Result<Option<bool>> {
-    let path = dir.join("tokenizer_config.json");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(EngineError::io(&path, e)),
-    };
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| EngineError::model(&path, format!("not JSON: {e}")))?;
-    match v.get("add_bos_token") {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(EngineError::model(
-            &path,
-            format!("add_bos_token = {other} is invalid: expected true or false"),
-        )),
-    }
-}

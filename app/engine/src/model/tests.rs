@@ -11,7 +11,17 @@ fn tiny_policy(tie: bool, model_type: &str) -> Policy {
     cfg.intermediate_size = 48;
     cfg.num_hidden_layers = 2;
     cfg.tie_word_embeddings = tie;
-    cfg.model_type = model_type.into();
+    match model_type {
+        // Qwen3 with a head width that is not hidden / heads (32 / 4 = 8).
+        "qwen3" => cfg.head_dim = Some(12),
+        // Llama with every bias transformers can put on it.
+        "llama+bias" => {
+            cfg.attention_bias = Some(true);
+            cfg.mlp_bias = Some(true);
+        }
+        _ => {}
+    }
+    cfg.model_type = model_type.trim_end_matches("+bias").into();
     Policy::init(cfg, tok, 7, &Device::Cpu).unwrap()
 }
 
@@ -36,7 +46,12 @@ fn logits_of(model: &Transformer, prompts: &[Vec<u32>]) -> Vec<f32> {
 
 #[test]
 fn every_parameter_receives_a_gradient() {
-    for (tie, ty) in [(true, "qwen2"), (false, "llama")] {
+    for (tie, ty) in [
+        (true, "qwen2"),
+        (false, "llama"),
+        (false, "qwen3"),
+        (true, "llama+bias"),
+    ] {
         let p = tiny_policy(tie, ty);
         let model = p.train_model().unwrap();
         let pr = prompts(&p);
@@ -70,6 +85,15 @@ fn every_parameter_receives_a_gradient() {
 
 #[test]
 fn saved_folder_reloads_to_identical_logits() {
+    for ty in ["qwen3", "llama+bias"] {
+        let p = tiny_policy(false, ty);
+        let dir = saved(&p);
+        let q = Policy::load(dir.path(), &Device::Cpu).unwrap();
+        assert_eq!(q.cfg, p.cfg, "{ty}");
+        let pr = prompts(&p);
+        let a = logits_of(&p.frozen_view().unwrap(), &pr);
+        assert_eq!(a, logits_of(&q.frozen_view().unwrap(), &pr), "{ty}");
+    }
     let p = tiny_policy(false, "qwen2");
     let dir = tempfile::tempdir().unwrap();
     p.save(dir.path()).unwrap();
@@ -120,7 +144,7 @@ fn kv_cache_generation_matches_full_recompute() {
     for sampling in [SamplingConfig::greedy(), SamplingConfig::default()] {
         let params = |use_cache| GenParams {
             max_new: 12,
-            eos: 2,
+            eos: vec![2],
             pad: 0,
             sampling: sampling.clone(),
             use_cache,
@@ -198,7 +222,7 @@ fn rollout_logprobs_match_the_training_forward() {
     let pr = prompts(&p);
     let params = GenParams {
         max_new: 10,
-        eos: 2,
+        eos: vec![2],
         pad: 0,
         sampling: SamplingConfig::default(),
         use_cache: true,
@@ -401,12 +425,96 @@ fn tensors_the_config_does_not_use_are_refused() {
     write_raw(&dir.path().join("model-extra.safetensors"), &raw);
     let err = load_err(dir.path());
     assert!(
-        err.contains("model.norm.weight")
-            && err.contains("model-extra.safetensors")
-            && err.contains("model.safetensors;")
-            && err.contains("defined twice"),
+        err.contains("model-extra.safetensors") && err.contains("not part of the model"),
         "{err}"
     );
+}
+
+/// Writes the policy's weights as two shards with an index, as `save_pretrained` does above
+/// its shard size; returns the folder.
+fn sharded(p: &Policy) -> tempfile::TempDir {
+    let dir = saved(p);
+    std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+    let raw = raw_params(p);
+    let (a, b) = raw.split_at(raw.len() / 2);
+    let mut map = serde_json::Map::new();
+    for (part, name) in [
+        (a, "model-00001-of-00002.safetensors"),
+        (b, "model-00002-of-00002.safetensors"),
+    ] {
+        write_raw(&dir.path().join(name), part);
+        for t in part {
+            map.insert(t.0.clone(), name.into());
+        }
+    }
+    let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": map});
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn sharded_weights_load_as_the_index_says() {
+    let p = tiny_policy(false, "qwen2");
+    let dir = sharded(&p);
+    let back = Policy::load(dir.path(), &Device::Cpu).unwrap();
+    for ((n, a), (m, b)) in p.params().iter().zip(back.params()) {
+        assert_eq!(n, m);
+        let d = (a.as_tensor() - b.as_tensor())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
+        assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0, "{n}");
+    }
+    let edit_index = |f: &dyn Fn(&mut serde_json::Value)| {
+        let path = dir.path().join("model.safetensors.index.json");
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        f(&mut v);
+        std::fs::write(&path, v.to_string()).unwrap();
+    };
+    // A tensor the index puts in the wrong shard.
+    edit_index(&|v| {
+        v["weight_map"]["model.norm.weight"] =
+            if v["weight_map"]["model.norm.weight"] == "model-00001-of-00002.safetensors" {
+                "model-00002-of-00002.safetensors".into()
+            } else {
+                "model-00001-of-00002.safetensors".into()
+            }
+    });
+    let err = load_err(dir.path());
+    assert!(
+        err.contains("model.safetensors.index.json") && err.contains("model.norm.weight"),
+        "{err}"
+    );
+    // A shard the index names that is missing.
+    edit_index(&|v| {
+        v["weight_map"]["model.norm.weight"] = "model-00003-of-00003.safetensors".into()
+    });
+    let err = load_err(dir.path());
+    assert!(
+        err.contains("model-00003-of-00003.safetensors") && err.contains("not in the folder"),
+        "{err}"
+    );
+    // No weight_map at all.
+    edit_index(&|v| *v = serde_json::json!({"metadata": {}}));
+    let err = load_err(dir.path());
+    assert!(err.contains("no weight_map"), "{err}");
+    // The same tensor in two shards.
+    let dir = sharded(&p);
+    let raw: Vec<RawTensor> = raw_params(&p)
+        .into_iter()
+        .filter(|t| t.0 == "model.norm.weight" || t.0 == "model.embed_tokens.weight")
+        .collect();
+    write_raw(&dir.path().join("model-00001-of-00002.safetensors"), &raw);
+    write_raw(&dir.path().join("model-00002-of-00002.safetensors"), &raw);
+    let err = load_err(dir.path());
+    assert!(err.contains("defined twice"), "{err}");
 }
 
 #[cfg(unix)]
@@ -425,4 +533,117 @@ fn saved_weights_get_the_mode_of_the_other_files() {
     assert_eq!(mode("model.safetensors"), mode("config.json"));
     assert_eq!(mode("model.safetensors"), mode("tokenizer.json"));
     assert_eq!(mode("model.safetensors"), 0o666 & !super::process_umask());
+}
+
+/// Mistral's sliding window: with one layer, the last position sees only the last `w` tokens,
+/// and RoPE scores depend on relative positions only, so its logits equal those of the last `w`
+/// tokens alone. Without the window they differ; with the KV cache they agree.
+#[test]
+fn sliding_window_limits_attention_to_the_last_tokens() {
+    let tok = Tok::char_level(crate::tasks::ALPHABET).unwrap();
+    let mut cfg = ModelConfig::tiny(tok.vocab_size(), 1, 2, 0);
+    cfg.num_hidden_layers = 1;
+    cfg.model_type = "mistral".into();
+    cfg.extra.insert("sliding_window".into(), 3.into());
+    let p = Policy::init(cfg.clone(), tok.clone(), 3, &Device::Cpu).unwrap();
+    let full = p.tok.encode("12+34=46").unwrap();
+    let tail = full[full.len() - 3..].to_vec();
+    let m = p.frozen_view().unwrap();
+    let last = |ids: &[u32]| {
+        let v = logits_of(&m, &[ids.to_vec()]);
+        v[v.len() - cfg.vocab_size..].to_vec()
+    };
+    let (a, b) = (last(&full), last(&tail));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-5, "windowed logits differ by {diff}");
+    cfg.extra.remove("sliding_window");
+    let q = Policy::init(cfg, tok, 3, &Device::Cpu).unwrap();
+    let m2 = q.frozen_view().unwrap();
+    let v = logits_of(&m2, &[full.clone()]);
+    let w = logits_of(&m2, &[tail]);
+    let d2 = v[v.len() - q.cfg.vocab_size..]
+        .iter()
+        .zip(&w[w.len() - q.cfg.vocab_size..])
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        d2 > 1e-3,
+        "without the window the whole prefix matters ({d2})"
+    );
+    // Cached decoding applies the same window.
+    let params = GenParams {
+        max_new: 6,
+        eos: vec![2],
+        pad: 0,
+        sampling: SamplingConfig::greedy(),
+        use_cache: true,
+        hook: None,
+    };
+    let prompts = vec![full.clone(), full[2..].to_vec()];
+    let cached = generate(&m, &prompts, &params, &mut row_rngs(1, 2)).unwrap();
+    let plain = generate(
+        &m,
+        &prompts,
+        &GenParams {
+            use_cache: false,
+            ..params
+        },
+        &mut row_rngs(1, 2),
+    )
+    .unwrap();
+    for (c, u) in cached.iter().zip(&plain) {
+        assert_eq!(c.tokens, u.tokens);
+    }
+}
+
+#[test]
+fn config_features_that_change_the_math_are_refused() {
+    let base = tiny_policy(true, "qwen2").cfg;
+    for (edit, want) in [
+        (
+            serde_json::json!({"use_sliding_window": true}),
+            "use_sliding_window = true",
+        ),
+        (serde_json::json!({"num_experts": 8}), "num_experts = 8"),
+        (
+            serde_json::json!({"quantization_config": {"bits": 4}}),
+            "quantization_config",
+        ),
+        (
+            serde_json::json!({"final_logit_softcapping": 30.0}),
+            "final_logit_softcapping",
+        ),
+        (
+            serde_json::json!({"attention_dropout": 0.1}),
+            "attention_dropout = 0.1",
+        ),
+        (
+            serde_json::json!({"layer_types": ["full_attention", "sliding_attention"]}),
+            "layer_types",
+        ),
+        (
+            serde_json::json!({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}),
+            "yarn",
+        ),
+    ] {
+        let mut cfg = base.clone();
+        for (k, v) in edit.as_object().unwrap() {
+            cfg.extra.insert(k.clone(), v.clone());
+        }
+        let err = cfg.validate().unwrap_err();
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    let mut ok = base.clone();
+    for (k, v) in serde_json::json!({"use_sliding_window": false, "sliding_window": 4096,
+        "max_window_layers": 28, "attention_dropout": 0.0, "rope_scaling": null})
+    .as_object()
+    .unwrap()
+    {
+        ok.extra.insert(k.clone(), v.clone());
+    }
+    ok.validate().unwrap();
 }

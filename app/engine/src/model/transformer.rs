@@ -1,6 +1,7 @@
-//! One decoder-only transformer of the Llama / Qwen2 family, written for training *and* sampling:
-//! RMSNorm, rotary position embeddings, grouped-query attention with optional q/k/v bias, SwiGLU
-//! MLP, tied or untied output head.
+//! One decoder-only transformer of the Llama / Qwen2 / Qwen3 / Mistral family, written for
+//! training *and* sampling: RMSNorm, rotary position embeddings (with the scalings of
+//! [`super::rope`]), grouped-query attention with optional q/k/v(/o) bias, Qwen3's per-head
+//! q/k RMSNorm, Mistral's sliding window, SwiGLU MLP with optional bias, tied or untied head.
 //!
 //! Unlike `candle_transformers::models::{qwen2, llama}` (inference only: their causal-LM forward
 //! returns the last position and their fused kernels have no backward), every op here is
@@ -46,6 +47,8 @@ struct Block {
     k: Linear,
     v: Linear,
     o: Linear,
+    /// Qwen3's per-head RMSNorm weights `[head_dim]` of queries and keys.
+    qk_norm: Option<(Tensor, Tensor)>,
     post_norm: Tensor,
     gate: Linear,
     up: Linear,
@@ -96,6 +99,7 @@ pub struct Transformer {
     norm: Tensor,
     lm_head: Tensor,
     inv_freq: Vec<f32>,
+    window: Option<usize>,
     device: Device,
 }
 
@@ -123,25 +127,32 @@ impl Transformer {
             Ok(Linear::new(w, b))
         };
         let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
+        let (bias, o_bias, mlp_bias) = (cfg.qkv_bias(), cfg.o_bias(), cfg.mlp_bias());
         for l in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{l}");
-            let bias = cfg.qkv_bias();
             blocks.push(Block {
                 q: lin(&format!("{p}.self_attn.q_proj"), h * hd, d, bias)?,
                 k: lin(&format!("{p}.self_attn.k_proj"), kv * hd, d, bias)?,
                 v: lin(&format!("{p}.self_attn.v_proj"), kv * hd, d, bias)?,
-                o: lin(&format!("{p}.self_attn.o_proj"), d, h * hd, false)?,
-                gate: lin(&format!("{p}.mlp.gate_proj"), i, d, false)?,
-                up: lin(&format!("{p}.mlp.up_proj"), i, d, false)?,
-                down: lin(&format!("{p}.mlp.down_proj"), d, i, false)?,
+                o: lin(&format!("{p}.self_attn.o_proj"), d, h * hd, o_bias)?,
+                gate: lin(&format!("{p}.mlp.gate_proj"), i, d, mlp_bias)?,
+                up: lin(&format!("{p}.mlp.up_proj"), i, d, mlp_bias)?,
+                down: lin(&format!("{p}.mlp.down_proj"), d, i, mlp_bias)?,
                 input_norm: Tensor::zeros(1, DType::F32, device)?,
                 post_norm: Tensor::zeros(1, DType::F32, device)?,
+                qk_norm: None,
             });
         }
         for (l, b) in blocks.iter_mut().enumerate() {
             let p = format!("model.layers.{l}");
             b.input_norm = get(&format!("{p}.input_layernorm.weight"), &[d])?;
             b.post_norm = get(&format!("{p}.post_attention_layernorm.weight"), &[d])?;
+            if cfg.qk_norm() {
+                b.qk_norm = Some((
+                    get(&format!("{p}.self_attn.q_norm.weight"), &[hd])?,
+                    get(&format!("{p}.self_attn.k_norm.weight"), &[hd])?,
+                ));
+            }
         }
         let embed = get("model.embed_tokens.weight", &[cfg.vocab_size, d])?;
         let norm = get("model.norm.weight", &[d])?;
@@ -150,16 +161,15 @@ impl Transformer {
         } else {
             get("lm_head.weight", &[cfg.vocab_size, d])?
         };
-        let inv_freq = (0..hd / 2)
-            .map(|k| 1.0 / (cfg.rope_theta.powf(2.0 * k as f64 / hd as f64)) as f32)
-            .collect();
+        let rope = cfg.rope().map_err(candle_core::Error::Msg)?;
         Ok(Self {
             cfg: cfg.clone(),
             embed,
             blocks,
             norm,
             lm_head,
-            inv_freq,
+            inv_freq: rope.inv_freq(hd),
+            window: cfg.sliding_window(),
             device: device.clone(),
         })
     }
@@ -201,6 +211,10 @@ impl Transformer {
                 format!("{p}.post_attention_layernorm.weight"),
                 b.post_norm.clone(),
             ));
+            if let Some((qn, kn)) = &b.qk_norm {
+                out.push((format!("{p}.self_attn.q_norm.weight"), qn.clone()));
+                out.push((format!("{p}.self_attn.k_norm.weight"), kn.clone()));
+            }
             for (name, lin) in [
                 ("self_attn.q_proj", &b.q),
                 ("self_attn.k_proj", &b.k),
@@ -271,7 +285,10 @@ impl Transformer {
                 self.cfg.max_position_embeddings
             )
         }
-        // Positions and attention mask (0 = attend, -inf = masked).
+        // Positions and attention mask (0 = attend, -inf = masked). A sliding window `w` keeps
+        // the keys `j > q - w` (transformers' `sliding_window_overlay`); the pad offset is the
+        // same for q and j, so padded indices give the real distance.
+        let window = self.window.unwrap_or(usize::MAX);
         let mut positions = Vec::with_capacity(n * t);
         let mut mask = Vec::with_capacity(n * t * total);
         for &p in &pad.pad_left {
@@ -279,7 +296,7 @@ impl Transformer {
                 let q = offset + i;
                 positions.push(q.saturating_sub(p) as u32);
                 for j in 0..total {
-                    let ok = (j >= p && j <= q) || j == q;
+                    let ok = (j >= p && j <= q && q - j < window) || j == q;
                     mask.push(if ok { 0f32 } else { f32::NEG_INFINITY });
                 }
             }
@@ -302,8 +319,18 @@ impl Transformer {
         }
         for (l, b) in self.blocks.iter().enumerate() {
             let xn = ops::rms_norm(&x, &b.input_norm, self.cfg.rms_norm_eps)?;
-            let q = (b.q.forward(&xn)? * scale)?.reshape((n, t, h, hd))?;
-            let k = b.k.forward(&xn)?.reshape((n, t, kv, hd))?;
+            let mut q = b.q.forward(&xn)?.reshape((n, t, h, hd))?;
+            let mut k = b.k.forward(&xn)?.reshape((n, t, kv, hd))?;
+            if let Some((qn, kn)) = &b.qk_norm {
+                let eps = self.cfg.rms_norm_eps;
+                let per_head = |x: &Tensor, w: &Tensor, heads: usize| -> Result<Tensor> {
+                    ops::rms_norm(&x.reshape((n * t * heads, hd))?, w, eps)?
+                        .reshape((n, t, heads, hd))
+                };
+                q = per_head(&q, qn, h)?;
+                k = per_head(&k, kn, kv)?;
+            }
+            let q = (q * scale)?;
             let v = b.v.forward(&xn)?.reshape((n, t, kv, hd))?;
             let q = ops::rope(&q, &cos, &sin)?.transpose(1, 2)?.contiguous()?;
             let mut k = ops::rope(&k, &cos, &sin)?.transpose(1, 2)?.contiguous()?;

@@ -388,7 +388,7 @@ impl Trainer {
     fn gen_params(&self, sampling: SamplingConfig) -> GenParams {
         GenParams {
             max_new: self.max_new,
-            eos: self.policy.tok.eos,
+            eos: self.policy.tok.stop.clone(),
             pad: self.policy.tok.pad,
             sampling,
             use_cache: true,
