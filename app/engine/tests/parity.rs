@@ -1,0 +1,177 @@
+//! Parity with transformers: tiny random models of each family (written by
+//! `scripts/parity-fixtures.py` with the pinned torch/transformers named in each
+//! `logprobs.json`), loaded with [`Policy::load`]. For every prompt the greedy continuation must be
+//! the same tokens, and the log-probability of every token of prompt + continuation must be within
+//! [`TOLERANCE`] of what transformers computed (float32, eager attention). The rows of a fixture
+//! differ in length and go through the engine as one left-padded batch (transformers computed each
+//! row alone), so padding is checked too.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor, D};
+use rlvr_engine::model::transformer::gather_logprobs;
+use rlvr_engine::model::{KvCache, Policy};
+use rlvr_engine::sampling::left_pad;
+use serde::Deserialize;
+
+/// Largest accepted |Δ log-prob| against transformers.
+const TOLERANCE: f32 = 1e-4;
+
+#[derive(Deserialize)]
+struct Fixture {
+    family: String,
+    versions: serde_json::Value,
+    config_form: String,
+    greedy_new: usize,
+    rows: Vec<Row>,
+}
+
+#[derive(Deserialize)]
+struct Row {
+    prompt: Vec<u32>,
+    greedy: Vec<u32>,
+    /// Log-probability of token `i + 1` of `prompt ++ greedy` given tokens `0..=i`.
+    logprobs: Vec<f32>,
+}
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity")
+}
+
+/// Per-token log-probs of each row (`rows[r][i]`: token `i + 1` given `0..=i`), all rows in one
+/// left-padded batch.
+fn engine_logprobs(policy: &Policy, seqs: &[Vec<u32>]) -> Vec<Vec<f32>> {
+    let model = policy.frozen_view().unwrap();
+    let (ids, t, pad) = left_pad(seqs, policy.tok.pad);
+    let n = seqs.len();
+    let targets: Vec<u32> = ids
+        .chunks(t)
+        .flat_map(|row| row.iter().skip(1).copied().chain([0]))
+        .collect();
+    let ids = Tensor::from_vec(ids, (n, t), &Device::Cpu).unwrap();
+    let targets = Tensor::from_vec(targets, (n, t), &Device::Cpu).unwrap();
+    let logits = model.forward_all(&ids, &pad).unwrap();
+    let lp: Vec<f32> = gather_logprobs(&logits, &targets)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    (0..n)
+        .map(|r| {
+            let p = pad.pad_left[r];
+            lp[r * t + p..r * t + t - 1].to_vec()
+        })
+        .collect()
+}
+
+/// Greedy continuation of each prompt, `steps` tokens (no stop at end-of-sequence), all rows in
+/// one left-padded batch through the KV cache.
+fn engine_greedy(policy: &Policy, prompts: &[Vec<u32>], steps: usize) -> Vec<Vec<u32>> {
+    let model = policy.frozen_view().unwrap();
+    let (ids, t, pad) = left_pad(prompts, policy.tok.pad);
+    let n = prompts.len();
+    let mut cache = KvCache::new();
+    let mut input = Tensor::from_vec(ids, (n, t), &Device::Cpu).unwrap();
+    let mut out = vec![Vec::new(); n];
+    for _ in 0..steps {
+        let logits = model.forward_step(&input, &pad, &mut cache).unwrap();
+        let next: Vec<u32> = logits.argmax(D::Minus1).unwrap().to_vec1().unwrap();
+        for (o, id) in out.iter_mut().zip(&next) {
+            o.push(*id);
+        }
+        input = Tensor::from_vec(next, (n, 1), &Device::Cpu).unwrap();
+    }
+    out
+}
+
+/// Loads one fixture folder and checks greedy tokens and log-probs; panics with the measured
+/// max |Δ log-prob| in the message.
+fn check(name: &str) {
+    let dir = fixtures_dir().join(name);
+    let text = std::fs::read_to_string(dir.join("logprobs.json")).unwrap();
+    let fx: Fixture = serde_json::from_str(&text).unwrap();
+    assert_eq!(fx.family, name);
+    let policy = Policy::load(&dir, &Device::Cpu).unwrap_or_else(|e| {
+        panic!(
+            "{name} ({} config form): Policy::load failed: {e}",
+            fx.config_form
+        )
+    });
+
+    let prompts: Vec<Vec<u32>> = fx.rows.iter().map(|r| r.prompt.clone()).collect();
+    let greedy = engine_greedy(&policy, &prompts, fx.greedy_new);
+    let seqs: Vec<Vec<u32>> = fx
+        .rows
+        .iter()
+        .map(|r| r.prompt.iter().chain(&r.greedy).copied().collect())
+        .collect();
+    let lps = engine_logprobs(&policy, &seqs);
+
+    let mut max_delta = 0f32;
+    for (row, ours) in fx.rows.iter().zip(&lps) {
+        assert_eq!(ours.len(), row.logprobs.len());
+        for (a, b) in ours.iter().zip(&row.logprobs) {
+            let d = (a - b).abs();
+            max_delta = if d.is_nan() { f32::INFINITY } else { max_delta.max(d) };
+        }
+    }
+    let greedy_ok = fx.rows.iter().zip(&greedy).all(|(r, g)| &r.greedy == g);
+    println!(
+        "parity {name:24} max |Δ log-prob| = {max_delta:.3e}  greedy {}  (transformers {})",
+        if greedy_ok { "identical" } else { "DIFFERENT" },
+        fx.versions["transformers"]
+    );
+    for (i, (row, g)) in fx.rows.iter().zip(&greedy).enumerate() {
+        assert_eq!(
+            &row.greedy,
+            g,
+            "{name}: greedy continuation of prompt {i} (length {}) differs from transformers \
+             (max |Δ log-prob| = {max_delta:.3e})",
+            row.prompt.len()
+        );
+    }
+    assert!(
+        max_delta <= TOLERANCE,
+        "{name}: max |Δ log-prob| = {max_delta:.3e} > {TOLERANCE:e}"
+    );
+}
+
+macro_rules! parity_tests {
+    ($($test:ident => $dir:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                check($dir);
+            }
+        )*
+
+        /// Every fixture folder has its test above (a new family in the script gets one here).
+        #[test]
+        fn every_fixture_folder_is_tested() {
+            let known = [$($dir),*];
+            let mut found: Vec<String> = std::fs::read_dir(fixtures_dir())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            found.sort();
+            for f in &found {
+                assert!(known.contains(&f.as_str()), "fixture folder {f} has no test in parity.rs");
+            }
+            assert_eq!(found.len(), known.len(), "fixture folders {found:?} vs tests {known:?}");
+        }
+    };
+}
+
+parity_tests! {
+    parity_qwen2 => "qwen2",
+    parity_qwen2_bf16 => "qwen2-bf16",
+    parity_qwen2_rope_parameters => "qwen2-rope-parameters",
+    parity_qwen3 => "qwen3",
+    parity_llama3 => "llama3",
+    parity_llama_linear => "llama-linear",
+    parity_smollm2 => "smollm2",
+    parity_mistral => "mistral",
+    parity_llama_sharded => "llama-sharded",
+}
