@@ -114,7 +114,11 @@ fn check(name: &str) {
         assert_eq!(ours.len(), row.logprobs.len());
         for (a, b) in ours.iter().zip(&row.logprobs) {
             let d = (a - b).abs();
-            max_delta = if d.is_nan() { f32::INFINITY } else { max_delta.max(d) };
+            max_delta = if d.is_nan() {
+                f32::INFINITY
+            } else {
+                max_delta.max(d)
+            };
         }
     }
     let greedy_ok = fx.rows.iter().zip(&greedy).all(|(r, g)| &r.greedy == g);

@@ -563,7 +563,7 @@ fn sliding_window_limits_attention_to_the_last_tokens() {
     cfg.extra.remove("sliding_window");
     let q = Policy::init(cfg, tok, 3, &Device::Cpu).unwrap();
     let m2 = q.frozen_view().unwrap();
-    let v = logits_of(&m2, &[full.clone()]);
+    let v = logits_of(&m2, std::slice::from_ref(&full));
     let w = logits_of(&m2, &[tail]);
     let d2 = v[v.len() - q.cfg.vocab_size..]
         .iter()
