@@ -113,10 +113,9 @@ fn file_names(paths: &[PathBuf]) -> String {
 }
 
 fn read_index(dir: &Path) -> Result<(PathBuf, HashMap<String, String>)> {
-    let path = dir.join(INDEX);
-    let text = std::fs::read_to_string(&path).map_err(|e| EngineError::io(&path, e))?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| EngineError::model(&path, format!("not JSON: {e}")))?;
+    let Some((path, v)) = super::special::read_json(dir, INDEX)? else {
+        return Err(EngineError::model(dir, format!("{INDEX} is missing")));
+    };
     let Some(map) = v.get("weight_map").and_then(|m| m.as_object()) else {
         return Err(EngineError::model(
             &path,

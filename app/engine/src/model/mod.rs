@@ -222,7 +222,11 @@ impl Policy {
             "generation_config.json",
             &serde_json::json!({
                 "bos_token_id": self.cfg.bos_token_id,
-                "eos_token_id": self.cfg.eos_token_id,
+                // Every stop id, so generation_config.json's extra ones survive a save.
+                "eos_token_id": match self.tok.stop.as_slice() {
+                    [one] => serde_json::json!(one),
+                    many => serde_json::json!(many),
+                },
                 "pad_token_id": self.cfg.pad_token_id,
             }),
         )?;

@@ -28,12 +28,13 @@ pub(super) fn read_json(dir: &Path, name: &str) -> Result<Option<(std::path::Pat
 }
 
 /// `eos_token_id` of `generation_config.json`: a number or a list of numbers.
-fn generation_eos(dir: &Path) -> Result<Vec<u32>> {
+/// Each id must be below `vocab_size`.
+fn generation_eos(dir: &Path, vocab_size: usize) -> Result<Vec<u32>> {
     let Some((path, v)) = read_json(dir, "generation_config.json")? else {
         return Ok(Vec::new());
     };
-    match v.get("eos_token_id") {
-        None | Some(Value::Null) => Ok(Vec::new()),
+    let ids = match v.get("eos_token_id") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
         Some(x) => serde_json::from_value::<TokenIds>(x.clone())
             .map(|ids| ids.to_vec())
             .map_err(|_| {
@@ -41,8 +42,18 @@ fn generation_eos(dir: &Path) -> Result<Vec<u32>> {
                     &path,
                     format!("eos_token_id = {x} is invalid: expected a token id or a list of ids"),
                 )
-            }),
+            })?,
+    };
+    if let Some(id) = ids.iter().find(|id| **id as usize >= vocab_size) {
+        return Err(EngineError::model(
+            &path,
+            format!(
+                "eos_token_id {id} is out of range: expected ids below config.json vocab_size = \
+                 {vocab_size}"
+            ),
+        ));
     }
+    Ok(ids)
 }
 
 /// A special token of `tokenizer_config.json`: a string or an AddedToken `{"content": …}`.
@@ -71,7 +82,7 @@ fn token_string(cfg: &Value, path: &Path, key: &str) -> Result<Option<String>> {
 pub(super) fn tokenizer(dir: &Path, cfg: &ModelConfig) -> Result<Tok> {
     let tok_path = dir.join("tokenizer.json");
     let tc = read_json(dir, "tokenizer_config.json")?;
-    let gen_eos = generation_eos(dir)?;
+    let gen_eos = generation_eos(dir, cfg.vocab_size)?;
     let cfg_eos = cfg
         .eos_token_id
         .as_ref()

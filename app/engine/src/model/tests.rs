@@ -647,3 +647,60 @@ fn config_features_that_change_the_math_are_refused() {
     }
     ok.validate().unwrap();
 }
+
+/// The special tokens of tokenizer_config.json and generation_config.json: every
+/// end-of-sequence id stops generation and survives a save; bad values name the file.
+#[test]
+fn special_tokens_come_from_every_file_and_survive_a_save() {
+    let p = tiny_policy(true, "qwen2");
+    let dir = saved(&p);
+    let write = |name: &str, v: serde_json::Value| {
+        std::fs::write(dir.path().join(name), v.to_string()).unwrap()
+    };
+    write(
+        "generation_config.json",
+        serde_json::json!({"eos_token_id": [2, 5]}),
+    );
+    write(
+        "tokenizer_config.json",
+        serde_json::json!({"add_bos_token": false, "pad_token": {"content": "<unk>"}}),
+    );
+    edit_config(dir.path(), |v| {
+        v.as_object_mut().unwrap().remove("pad_token_id");
+    });
+    let q = Policy::load(dir.path(), &Device::Cpu).unwrap();
+    assert_eq!((q.tok.eos, q.tok.stop.clone()), (2, vec![2, 5]));
+    assert_eq!((q.tok.pad, q.tok.add_bos), (3, false));
+    let again = saved(&q);
+    let r = Policy::load(again.path(), &Device::Cpu).unwrap();
+    assert_eq!(r.tok.stop, vec![2, 5], "the extra stop id is saved");
+    for (name, v, want) in [
+        (
+            "generation_config.json",
+            serde_json::json!({"eos_token_id": "x"}),
+            "eos_token_id",
+        ),
+        (
+            "generation_config.json",
+            serde_json::json!({"eos_token_id": [2, 999]}),
+            "999",
+        ),
+        (
+            "tokenizer_config.json",
+            serde_json::json!({"pad_token": "<nope>"}),
+            "<nope>",
+        ),
+        (
+            "tokenizer_config.json",
+            serde_json::json!({"add_bos_token": 1}),
+            "add_bos_token",
+        ),
+    ] {
+        write("generation_config.json", serde_json::json!({}));
+        write("tokenizer_config.json", serde_json::json!({}));
+        write(name, v);
+        let err = load_err(dir.path());
+        assert!(err.contains(name), "{name}: {err}");
+        assert!(err.contains(want), "{want}: {err}");
+    }
+}
