@@ -238,6 +238,26 @@ fn pretrain_is_reproducible() {
     ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["prompt"], "1 2 3>6:");
+    // The pretrained folder has no chat template: --chat says so, naming the folder.
+    let (model_s, _) = (model.to_str().unwrap(), ());
+    expect_error(
+        &[
+            "generate", "--model", model_s, "--chat", "--prompt", "1 2 3>6:",
+        ],
+        &["--chat", model_s, "no chat template"],
+    );
+    let out = run_ok(["models".as_ref(), "inspect".as_ref(), model.as_os_str()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Qwen2ForCausalLM") && text.contains("chat template: none"),
+        "{text}"
+    );
+    // A folder without weights: the message training would give.
+    std::fs::remove_file(model.join("model.safetensors")).unwrap();
+    expect_error(
+        &["models", "inspect", model_s],
+        &[model_s, "no weights: expected model.safetensors"],
+    );
 }
 
 #[test]
@@ -360,6 +380,42 @@ fn import_gguf_writes_a_model_folder() {
         "4".as_ref(),
     ]);
     assert!(String::from_utf8_lossy(&gen.stdout).contains("\"completion\""));
+    // Through the imported chat template (ChatML with SmolLM's default system prompt).
+    let chat = run_ok([
+        "generate".as_ref(),
+        "--model".as_ref(),
+        out_dir.as_os_str(),
+        "--chat".as_ref(),
+        "--prompt".as_ref(),
+        "What is the capital of France?".as_ref(),
+        "--max-new-tokens".as_ref(),
+        "12".as_ref(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&chat.stdout).unwrap();
+    assert!(
+        v["model_input"]
+            .as_str()
+            .unwrap()
+            .starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
+            && v["completion"].as_str().unwrap().contains("Paris"),
+        "{v}"
+    );
+    let facts = run_ok([
+        "models".as_ref(),
+        "inspect".as_ref(),
+        out_dir.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    let f: serde_json::Value = serde_json::from_slice(&facts.stdout).unwrap();
+    assert_eq!(f["params"], 134_515_008);
+    assert_eq!(f["architecture"], "LlamaForCausalLM");
+    assert_eq!(f["dtypes"]["BF16"], 272);
+    assert!(f["chat_template"]
+        .as_str()
+        .unwrap()
+        .ends_with("tokenizer_config.json"));
+    assert_eq!(f["stop"][0], "<|im_end|>");
+    assert!(f["memory"]["lora_bytes"].as_f64() < f["memory"]["full_bytes"].as_f64());
 
     let bad = dir.path().join("bad.gguf");
     std::fs::write(&bad, b"GGUF\x03\x00\x00\x00 truncated").unwrap();

@@ -11,6 +11,17 @@ use crate::checkpoint::ResumePoint;
 use crate::error::{CoreError, Result};
 use crate::events::EngineEvent;
 
+/// The files of a policy folder the engine writes (`policy/`, `checkpoints/step-N/`):
+/// `Policy::save` writes these and nothing else (`chat_template.jinja` only over a stale one).
+pub const POLICY_FILES: &[&str] = &[
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+];
+
 /// The JSON line of an event, with `"type"` and `"elapsed_s"`; `None` for the bulky `samples`.
 pub fn event_json(ev: &EngineEvent, elapsed_s: f64) -> Option<serde_json::Value> {
     if matches!(ev, EngineEvent::Samples { .. } | EngineEvent::Checkpoint(_)) {

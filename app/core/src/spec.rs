@@ -298,11 +298,24 @@ pub static TOP: &[KeySpec] = &[
 ];
 
 /// `[model]`.
-pub static MODEL: &[KeySpec] = &[base("model.path", Kind::Path, Default::Text(DEFAULT_MODEL_PATH))
-    .label(
+pub static MODEL: &[KeySpec] = &[
+    base("model.path", Kind::Path, Default::Text(DEFAULT_MODEL_PATH)).label(
         "Model folder",
         "Hugging Face model folder (config.json, tokenizer.json, *.safetensors); default: the bundled default policy",
-    )];
+    ),
+    base("model.chat_template", Kind::Bool, Default::Bool(false)).label(
+        "Chat template",
+        "render each prompt through the folder's chat template (system, user turn, assistant opening); off: the prompt text as it is",
+    ),
+    text("model.system_prompt", "").label(
+        "System prompt",
+        "system message of the chat template; empty: the template's own default",
+    ),
+    base("model.enable_thinking", Kind::Bool, Default::Bool(true)).label(
+        "Thinking",
+        "Qwen3's enable_thinking; off: the template opens an empty <think></think> block",
+    ),
+];
 
 /// `[task]` keys common to every task.
 pub static TASK: &[KeySpec] = &[choice(

@@ -6,6 +6,7 @@
 
 pub mod algo;
 pub mod batch;
+pub mod chat;
 pub mod error;
 pub mod gguf;
 pub mod memory;

@@ -8,8 +8,10 @@ use std::path::Path;
 
 use tokenizers::decoders::fuse::Fuse;
 use tokenizers::models::bpe::BPE;
+use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, Tokenizer};
 
+use crate::chat::ChatTemplate;
 use crate::error::{EngineError, Result};
 
 /// Special token strings of the character-level tokenizer.
@@ -27,10 +29,12 @@ pub struct Tok {
     inner: Tokenizer,
     /// The beginning-of-sequence token, if the tokenizer has one.
     pub bos: Option<u32>,
-    /// Whether [`encode_prompt`](Self::encode_prompt) prepends `bos` (`add_bos_token` of
-    /// `tokenizer_config.json`; true when the folder does not say). A chat template that starts
-    /// with the BOS text (ChatML's `<|im_start|>`) comes with `add_bos_token = false`, so the
-    /// prompt does not get it twice.
+    /// Whether [`encode_prompt`](Self::encode_prompt) prepends `bos` itself. As in
+    /// `transformers` (5.x), a prompt's special tokens come from `tokenizer.json`'s
+    /// post-processor (a `TemplateProcessing` with the BOS), and `add_bos_token` adds nothing; so
+    /// this is only set for the folders this studio wrote before it wrote post-processors (no
+    /// `tokenizer_config.json`, no post-processor, a `bos_token_id`), which got the BOS from the
+    /// studio and keep it. [`save`](Self::save) turns it into a post-processor.
     pub add_bos: bool,
     /// Ends a completion (the first of [`stop`](Self::stop); appended to supervised targets).
     pub eos: u32,
@@ -40,6 +44,21 @@ pub struct Tok {
     pub stop: Vec<u32>,
     /// Fills padded positions (never attended to, never trained on).
     pub pad: u32,
+    /// The folder's chat template, if it has one (see [`crate::chat`]).
+    pub template: Option<ChatTemplate>,
+    /// Set by [`use_chat`](Self::use_chat): prompts are rendered through the template.
+    chat: Option<ChatPrompt>,
+    /// The `tokenizer_config.json` the tokenizer was read with (kept by [`save`](Self::save)).
+    pub config: Option<serde_json::Value>,
+}
+
+/// How prompts go through the chat template (`[model] chat_template = true`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatPrompt {
+    /// The system message put before every prompt; `None` leaves the template's default.
+    pub system: Option<String>,
+    /// Qwen3's `enable_thinking`.
+    pub enable_thinking: bool,
 }
 
 impl std::fmt::Debug for Tok {
@@ -51,6 +70,8 @@ impl std::fmt::Debug for Tok {
             .field("eos", &self.eos)
             .field("stop", &self.stop)
             .field("pad", &self.pad)
+            .field("template", &self.template)
+            .field("chat", &self.chat)
             .finish()
     }
 }
@@ -92,13 +113,18 @@ impl Tok {
                     .collect::<Vec<_>>(),
             )
             .map_err(tok_err)?;
+        inner.with_post_processor(Some(bos_processor(BOS, 1)?));
+        let inner = byte_level_chars(&inner)?.unwrap_or(inner);
         Ok(Self {
             inner,
             bos: Some(1),
-            add_bos: true,
+            add_bos: false,
             eos: 2,
             stop: vec![2],
             pad: 0,
+            template: None,
+            chat: None,
+            config: None,
         })
     }
 
@@ -134,18 +160,83 @@ impl Tok {
         Ok(Self {
             inner,
             bos,
-            add_bos: true,
+            add_bos: false,
             eos,
             stop: vec![eos],
             pad,
+            template: None,
+            chat: None,
+            config: None,
         })
     }
 
-    /// Writes `tokenizer.json`.
+    /// Writes `tokenizer.json`. A BOS the studio prepends itself ([`add_bos`](Self::add_bos))
+    /// is written as a `TemplateProcessing` post-processor, so `transformers` adds it too, and a
+    /// character-level vocabulary of the first wave in its byte-level form ([`byte_level_chars`]).
     pub fn save(&self, path: &Path) -> Result<()> {
-        self.inner
+        let mut inner = byte_level_chars(&self.inner)?.unwrap_or_else(|| self.inner.clone());
+        if let (true, Some(bos)) = (self.add_bos, self.bos) {
+            inner.with_post_processor(Some(bos_processor(&self.token_text(bos), bos)?));
+        }
+        inner
             .save(path, true)
             .map_err(|e| EngineError::model(path, format!("cannot write tokenizer: {e}")))
+    }
+
+    /// Writes `tokenizer.json` and `tokenizer_config.json` into `dir`: the folder's own
+    /// `tokenizer_config.json` (when it had one) with the special-token strings, the chat
+    /// template and a `tokenizer_class` that `transformers` opens (`PreTrainedTokenizerFast`
+    /// unless the folder named one).
+    pub fn save_files(&self, dir: &Path, max_len: usize) -> Result<()> {
+        self.save(&dir.join("tokenizer.json"))?;
+        let mut cfg = match &self.config {
+            Some(serde_json::Value::Object(m)) => m.clone(),
+            _ => serde_json::Map::new(),
+        };
+        let mut set = |k: &str, v: serde_json::Value| {
+            cfg.insert(k.to_string(), v);
+        };
+        let text = |id: Option<u32>| id.map(|id| self.token_text(id));
+        let specials = self.template.as_ref().map(|t| t.specials().clone());
+        let sp = specials.unwrap_or_default();
+        set("bos_token", sp.bos.or_else(|| text(self.bos)).into());
+        set(
+            "eos_token",
+            sp.eos.unwrap_or_else(|| self.token_text(self.eos)).into(),
+        );
+        set(
+            "pad_token",
+            sp.pad.unwrap_or_else(|| self.token_text(self.pad)).into(),
+        );
+        if let Some(unk) = sp.unk {
+            set("unk_token", unk.into());
+        }
+        // What prompts get, for readers of this file (transformers takes it from the
+        // post-processor written into tokenizer.json).
+        set("add_bos_token", self.prompt_bos().is_some().into());
+        if let Some(t) = &self.template {
+            set("chat_template", t.source().into());
+            // A chat_template.jinja left in `dir` would override it.
+            let jinja = dir.join(crate::chat::TEMPLATE_FILE);
+            if jinja.exists() {
+                std::fs::write(&jinja, t.source()).map_err(|e| EngineError::io(&jinja, e))?;
+            }
+        }
+        cfg.entry("tokenizer_class")
+            .or_insert_with(|| "PreTrainedTokenizerFast".into());
+        cfg.entry("clean_up_tokenization_spaces")
+            .or_insert(false.into());
+        cfg.insert("model_max_length".into(), max_len.into());
+        let path = dir.join("tokenizer_config.json");
+        let text = serde_json::to_string_pretty(&serde_json::Value::Object(cfg))
+            .map_err(|e| EngineError::model(&path, e.to_string()))?;
+        std::fs::write(&path, text + "\n").map_err(|e| EngineError::io(&path, e))
+    }
+
+    /// Whether `tokenizer.json` has a post-processor (which then decides a prompt's special
+    /// tokens).
+    pub fn has_post_processor(&self) -> bool {
+        self.inner.get_post_processor().is_some()
     }
 
     /// Vocabulary size including special tokens.
@@ -161,19 +252,65 @@ impl Tok {
             .max_by_key(|(t, id)| (*id, t.clone()))
     }
 
-    /// The token [`encode_prompt`](Self::encode_prompt) puts first, if any.
-    pub fn prompt_bos(&self) -> Option<u32> {
-        self.bos.filter(|_| self.add_bos)
+    /// Renders every prompt through the folder's chat template from now on (`system`: the
+    /// system message, `None` for the template's default). An error when the folder has no
+    /// template.
+    pub fn use_chat(&mut self, chat: ChatPrompt) -> Result<()> {
+        let Some(t) = &self.template else {
+            return Err(EngineError::Tokenizer(
+                "the model folder has no chat template (chat_template.jinja or tokenizer_config.json \
+                 chat_template)"
+                    .into(),
+            ));
+        };
+        // Render once now, so a template that refuses a plain user turn fails at once.
+        t.render_prompt(chat.system.as_deref(), "", chat.enable_thinking)?;
+        self.chat = Some(chat);
+        Ok(())
     }
 
-    /// Encodes a prompt: [`prompt_bos`](Self::prompt_bos) (when there is one) followed by the
-    /// text's tokens.
+    /// How prompts go through the chat template, `None` when they are encoded as they are.
+    pub fn chat(&self) -> Option<&ChatPrompt> {
+        self.chat.as_ref()
+    }
+
+    /// The BOS [`encode_prompt`](Self::encode_prompt) puts first, if it puts one (never with a
+    /// chat template: the template writes its own `bos_token`).
+    pub fn prompt_bos(&self) -> Option<u32> {
+        let first = self.encode_prompt("").ok()?.first().copied();
+        self.bos
+            .filter(|b| self.chat.is_none() && first == Some(*b))
+    }
+
+    /// The prompt as the model sees it: rendered through the chat template when
+    /// [`use_chat`](Self::use_chat) is on, the text itself otherwise.
+    pub fn prompt_text(&self, text: &str) -> Result<String> {
+        match (&self.chat, &self.template) {
+            (Some(c), Some(t)) => t.render_prompt(c.system.as_deref(), text, c.enable_thinking),
+            _ => Ok(text.to_string()),
+        }
+    }
+
+    /// Encodes a prompt as `transformers` does: with a chat template, the rendered text with
+    /// no special tokens added (`apply_chat_template`; the template's own are matched);
+    /// otherwise the text with the post-processor's special tokens (`tokenizer(text)`), after
+    /// the BOS of [`add_bos`](Self::add_bos) folders.
     pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(tok_err)?;
+        if self.chat.is_some() {
+            let text = self.prompt_text(text)?;
+            return self.encode(&text);
+        }
+        let enc = self.inner.encode(text, true).map_err(tok_err)?;
         let mut ids = Vec::with_capacity(enc.len() + 1);
-        ids.extend(self.prompt_bos());
+        ids.extend(self.bos.filter(|_| self.add_bos));
         ids.extend_from_slice(enc.get_ids());
         Ok(ids)
+    }
+
+    /// Tokens a prompt gets beyond its own text's: the BOS, or the chat template's frame around
+    /// an empty user message.
+    pub fn prompt_overhead(&self) -> Result<usize> {
+        self.encode_prompt("").map(|ids| ids.len())
     }
 
     /// Encodes plain text (no special tokens).
@@ -202,6 +339,79 @@ impl Tok {
     }
 }
 
+/// GPT-2's byte-to-character map: printable bytes stand for themselves, the others (space,
+/// control bytes, …) for the characters from U+0100 on, in byte order.
+fn byte_char(b: u8) -> char {
+    let printable = |b: u8| (33..=126).contains(&b) || (161..=172).contains(&b) || b >= 174;
+    if printable(b) {
+        return char::from(b);
+    }
+    let n = (0..b).filter(|x| !printable(*x)).count() as u32;
+    char::from_u32(256 + n).unwrap_or('\u{fffd}')
+}
+
+/// The character-level tokenizer (a BPE model without merges, no normalizer or pre-tokenizer)
+/// rewritten in byte-level form: each token's text spelt in GPT-2's byte characters (`" "`
+/// becomes `"Ġ"`; special tokens unchanged) with `ByteLevel` pre-tokenizer and decoder. Every
+/// text gets the same ids as before. `transformers` 5 opens a `qwen2` folder with its own
+/// `Qwen2Tokenizer`, which puts a byte-level pre-tokenizer in front of the vocabulary whatever
+/// `tokenizer.json` says: the plain form loses every space there (`3 5 7>22:` became `357>22:`),
+/// this one is tokenized identically. `None` for any other tokenizer.
+fn byte_level_chars(inner: &Tokenizer) -> Result<Option<Tokenizer>> {
+    let mut j: serde_json::Value =
+        serde_json::from_str(&inner.to_string(false).map_err(tok_err)?).map_err(tok_err)?;
+    let no_merges = j["model"]["merges"]
+        .as_array()
+        .is_some_and(|m| m.is_empty());
+    if j["model"]["type"] != "BPE"
+        || !no_merges
+        || !j["pre_tokenizer"].is_null()
+        || !j["normalizer"].is_null()
+    {
+        return Ok(None);
+    }
+    let specials: std::collections::HashSet<String> = j["added_tokens"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["content"].as_str().map(str::to_string))
+        .collect();
+    let Some(vocab) = j["model"]["vocab"].as_object() else {
+        return Ok(None);
+    };
+    let vocab: serde_json::Map<String, serde_json::Value> = vocab
+        .iter()
+        .map(|(k, v)| {
+            let k = match specials.contains(k) {
+                true => k.clone(),
+                false => k.bytes().map(byte_char).collect(),
+            };
+            (k, v.clone())
+        })
+        .collect();
+    j["model"]["vocab"] = vocab.into();
+    let byte_level = serde_json::json!({
+        "type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false
+    });
+    j["pre_tokenizer"] = byte_level.clone();
+    j["decoder"] = byte_level;
+    j.to_string()
+        .parse::<Tokenizer>()
+        .map(Some)
+        .map_err(tok_err)
+}
+
+/// A post-processor that puts `token` (id `id`) before every sequence.
+fn bos_processor(token: &str, id: u32) -> Result<TemplateProcessing> {
+    TemplateProcessing::builder()
+        .try_single(format!("{token} $A"))
+        .and_then(|b| b.try_pair(format!("{token} $A $B:1")))
+        .map_err(tok_err)?
+        .special_tokens(vec![(token.to_string(), id)])
+        .build()
+        .map_err(tok_err)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -224,6 +434,44 @@ mod tests {
         assert_eq!(with_eos[0], 1);
         with_eos.push(tok.eos);
         assert_eq!(tok.decode(&with_eos).unwrap(), "1+2=");
+    }
+
+    /// The first wave's plain character-level file (the bundled default policy's) and the
+    /// byte-level form it is saved in give the same ids, and decode back to the text.
+    #[test]
+    fn plain_char_level_files_are_saved_in_byte_level_form() {
+        let plain = Tok::from_file(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/default-policy/tokenizer.json"),
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        plain.save(&path).unwrap();
+        let saved = Tok::from_file(&path, None, None, None).unwrap();
+        let j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(j["pre_tokenizer"]["type"], "ByteLevel");
+        assert!(j["model"]["vocab"].get("Ġ").is_some() && j["model"]["vocab"].get(" ").is_none());
+        let text = "3 5 7>22:(1+2)*3, sort abc";
+        assert_eq!(saved.encode(text).unwrap(), plain.encode(text).unwrap());
+        assert_eq!(saved.decode(&saved.encode(text).unwrap()).unwrap(), text);
+        assert_eq!(
+            Tok::char_level(crate::tasks::ALPHABET)
+                .unwrap()
+                .encode(text)
+                .unwrap(),
+            plain.encode(text).unwrap()
+        );
+        // Saved again, nothing changes.
+        let first = std::fs::read_to_string(&path).unwrap();
+        saved.save(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), first);
+        assert_eq!(byte_char(b' '), 'Ġ');
+        assert_eq!(byte_char(b'\n'), 'Ċ');
+        assert_eq!(byte_char(b'a'), 'a');
     }
 
     #[test]

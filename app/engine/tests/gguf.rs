@@ -11,6 +11,7 @@ use candle_core::{Device, Tensor};
 use rlvr_engine::gguf::{import, OutDType};
 use rlvr_engine::model::Policy;
 use rlvr_engine::sampling::{generate, row_rngs, GenParams, SamplingConfig};
+use rlvr_engine::tokenizer::ChatPrompt;
 
 const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
@@ -91,9 +92,22 @@ fn smollm2_imports_loads_and_answers_paris() {
 
     let ids = policy.tok.encode(CHATML).unwrap();
     assert_eq!(ids, CHATML_IDS);
-    // The prompt path of rollouts: `add_bos_token = false` in tokenizer_config.json, so the
-    // ChatML text's own `<|im_start|>` (the BOS) is not doubled.
-    let prompt = policy.tok.encode_prompt(CHATML).unwrap();
+    // The prompt path of rollouts without the template: `add_bos_token = false` in the GGUF,
+    // so no post-processor BOS, and the ChatML text's own `<|im_start|>` (the BOS) is not doubled.
+    assert_eq!(policy.tok.encode_prompt(CHATML).unwrap(), CHATML_IDS);
+    // Through the imported chat template (its default system prompt), as `[model]
+    // chat_template = true` renders a task's prompt.
+    let mut tok = policy.tok.clone();
+    tok.use_chat(ChatPrompt {
+        system: None,
+        enable_thinking: true,
+    })
+    .unwrap();
+    assert_eq!(
+        tok.prompt_text("What is the capital of France?").unwrap(),
+        CHATML
+    );
+    let prompt = tok.encode_prompt("What is the capital of France?").unwrap();
     assert_eq!(prompt, CHATML_IDS);
     assert_eq!(policy.tok.encode("12345").unwrap(), [33, 34, 35, 36, 37]);
     // More ids from Python `tokenizers` on the same file; each decodes back to its text.

@@ -5,7 +5,7 @@
 //! rewrites it), the launcher's `run.json` marker (and the `.tmp` files of `run.json` and
 //! `config.toml` while they are rewritten), the checkpoint slots `resume-0.ckpt` / `resume-1.ckpt`, the final policy
 //! `policy/` and kept policies `checkpoints/step-NNNNNN/`, each a Hugging Face folder of
-//! `config.json`, `generation_config.json`, `model.safetensors` and `tokenizer.json`.
+//! [`POLICY_FILES`].
 
 use std::path::{Path, PathBuf};
 
@@ -25,13 +25,7 @@ pub const RUN_FILES: &[&str] = &[
     "resume-1.ckpt",
 ];
 
-/// Files of a saved policy folder.
-pub const POLICY_FILES: &[&str] = &[
-    "config.json",
-    "generation_config.json",
-    "model.safetensors",
-    "tokenizer.json",
-];
+pub use rlvr_core::output::POLICY_FILES;
 
 /// What removing a run's files did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

@@ -251,11 +251,22 @@ pub struct GenerateArgs {
     /// Seed of the sampler.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Render each prompt through the folder's chat template (as `[model] chat_template = true`).
+    #[arg(long)]
+    pub chat: bool,
+    /// System message of the chat template (with --chat; default: the template's own).
+    #[arg(long, requires = "chat")]
+    pub system: Option<String>,
+    /// Qwen3's enable_thinking = false (with --chat).
+    #[arg(long, requires = "chat")]
+    pub no_thinking: bool,
 }
 
 #[derive(Serialize)]
 struct Generated<'a> {
     prompt: &'a str,
+    /// The text the model was given (the rendered template with --chat).
+    model_input: String,
     completion: String,
     tokens: Vec<u32>,
     logprobs: Vec<f32>,
@@ -265,7 +276,16 @@ struct Generated<'a> {
 /// `rlvr-studio generate`: one JSON line per prompt.
 pub fn generate_cmd(args: GenerateArgs) -> anyhow::Result<()> {
     let dir = args.model.clone().unwrap_or_else(default_model);
-    let policy = Policy::load(&dir, &Device::Cpu)?;
+    let mut policy = Policy::load(&dir, &Device::Cpu)?;
+    if args.chat {
+        policy
+            .tok
+            .use_chat(rlvr_engine::tokenizer::ChatPrompt {
+                system: args.system.clone(),
+                enable_thinking: !args.no_thinking,
+            })
+            .map_err(|e| anyhow::anyhow!("--chat: {}: {e}", dir.display()))?;
+    }
     let tok = &policy.tok;
     let sampling = SamplingConfig {
         temperature: args.temperature,
@@ -298,6 +318,7 @@ pub fn generate_cmd(args: GenerateArgs) -> anyhow::Result<()> {
     for (p, c) in args.prompts.iter().zip(outs) {
         let line = Generated {
             prompt: p,
+            model_input: tok.prompt_text(p)?,
             completion: tok.decode(&c.tokens)?,
             tokens: c.tokens,
             logprobs: c.logprobs,

@@ -4,6 +4,7 @@ mod bench;
 mod bench_store;
 mod compare;
 mod import;
+mod models;
 mod plugins;
 mod runs;
 mod train;
@@ -53,6 +54,9 @@ enum Cmd {
     Generate(bench::GenerateArgs),
     /// Convert a GGUF model file (llama, qwen2) into a Hugging Face model folder.
     ImportGguf(import::ImportGgufArgs),
+    /// Model folders: inspect.
+    #[command(subcommand)]
+    Models(models::ModelsCmd),
     /// Plugin libraries: list, check, install.
     #[command(subcommand)]
     Plugins(plugins::PluginsCmd),
@@ -198,6 +202,7 @@ fn main() -> std::process::ExitCode {
             tune_process(0);
             import::import_gguf(args)
         }
+        Some(Cmd::Models(cmd)) => models::models(cmd),
         Some(Cmd::Plugins(cmd)) => plugins::plugins(cmd),
         Some(Cmd::Verify(args)) => plugins::verify(args),
         Some(Cmd::PluginHost { lib }) => plugins::plugin_host(&lib),

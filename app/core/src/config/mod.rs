@@ -89,12 +89,23 @@ pub struct ModelSection {
     /// resolved against the folder of the config file. Default: the embedded default policy
     /// (`app/assets/default-policy`).
     pub path: PathBuf,
+    /// Render every prompt through the folder's chat template (a system message when
+    /// `system_prompt` is set, the user's turn, the opening of the assistant's turn); false gives
+    /// the model the task's prompt text as it is.
+    pub chat_template: bool,
+    /// The system message of the chat template; empty leaves the template's own default.
+    pub system_prompt: String,
+    /// Qwen3's `enable_thinking`: false makes the template close an empty thinking block.
+    pub enable_thinking: bool,
 }
 
 impl Default for ModelSection {
     fn default() -> Self {
         Self {
             path: PathBuf::from(spec::DEFAULT_MODEL_PATH),
+            chat_template: false,
+            system_prompt: String::new(),
+            enable_thinking: true,
         }
     }
 }

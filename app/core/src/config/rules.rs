@@ -4,10 +4,26 @@
 use super::RunConfig;
 use crate::error::{CoreError, Result};
 
-/// Refuses parameters the run would ignore: `rollout.sampler_params` without a
+/// Refuses parameters the run would ignore: `model.system_prompt` or `model.enable_thinking =
+/// false` without `model.chat_template`, `rollout.sampler_params` without a
 /// `rollout.sampler`, `rewards.verifier_params` with the task's own verifier, and a pass@k `k`
 /// above `rollout.group_size`.
 pub(crate) fn ignored_params(cfg: &RunConfig) -> Result<()> {
+    let m = &cfg.model;
+    if !m.chat_template && !m.system_prompt.is_empty() {
+        return Err(CoreError::config(
+            "model.system_prompt",
+            format!("{:?}", m.system_prompt),
+            "no system prompt without model.chat_template = true: prompts are given to the model as they are, so it would be ignored",
+        ));
+    }
+    if !m.chat_template && !m.enable_thinking {
+        return Err(CoreError::config(
+            "model.enable_thinking",
+            false,
+            "true (the default) without model.chat_template = true: only a chat template can turn thinking off",
+        ));
+    }
     let r = &cfg.rollout;
     if r.sampler.is_empty() && !r.sampler_params.is_empty() {
         return Err(CoreError::config(

@@ -295,3 +295,28 @@ fn empty_model_path_names_the_key() {
         .to_string();
     assert!(e.starts_with("model.path = \"\" is invalid"), "{e}");
 }
+
+/// The chat-template keys that would be ignored without `model.chat_template` are refused.
+#[test]
+fn chat_keys_need_the_chat_template() {
+    let e = RunConfig::from_toml("[model]\nsystem_prompt = \"Be brief.\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("model.system_prompt = \"Be brief.\" is invalid")
+            && e.contains("model.chat_template = true"),
+        "{e}"
+    );
+    let e = RunConfig::from_toml("[model]\nenable_thinking = false")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("model.enable_thinking = false is invalid"),
+        "{e}"
+    );
+    let c = RunConfig::from_toml(
+        "[model]\nchat_template = true\nsystem_prompt = \"Be brief.\"\nenable_thinking = false",
+    )
+    .unwrap();
+    assert!(c.model.chat_template && !c.model.enable_thinking);
+}

@@ -15,6 +15,8 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::processors::sequence::Sequence as ProcessorSequence;
+use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 use super::{show, GgufFile};
@@ -163,7 +165,6 @@ pub(super) fn build(g: &GgufFile, cfg: &ModelConfig) -> Result<Built> {
             )))
         }
     }
-    tok.with_post_processor(Some(ByteLevel::new(false, false, pre == "smollm")));
     tok.with_decoder(Some(ByteLevelDecoder::new(false, false, pre == "smollm")));
     let mut added = serde_json::Map::new();
     let mut special = Vec::new();
@@ -195,9 +196,53 @@ pub(super) fn build(g: &GgufFile, cfg: &ModelConfig) -> Result<Built> {
         .eos_token_id
         .as_ref()
         .and_then(|e| e.to_vec().first().copied());
+    let flag = |key: &str| matches!(g.content.metadata.get(key), Some(Value::Bool(true)));
+    let (add_bos, add_eos) = (
+        flag("tokenizer.ggml.add_bos_token"),
+        flag("tokenizer.ggml.add_eos_token"),
+    );
+    // The BOS/EOS llama.cpp adds to a prompt go into the post-processor, where transformers
+    // (and the studio) take them from.
+    let byte_level = ByteLevel::new(false, false, pre == "smollm");
+    let mut pieces = Vec::new();
+    let mut specials = Vec::new();
+    for (on, id, what) in [(add_bos, cfg.bos_token_id, "bos"), (add_eos, eos, "eos")] {
+        if !on {
+            continue;
+        }
+        let (Some(id), Some(t)) = (id, name(id)) else {
+            return Err(g.err(format!(
+                "GGUF key tokenizer.ggml.add_{what}_token = true, but the file names no {what} token"
+            )));
+        };
+        pieces.push((what, t.to_string()));
+        specials.push((t.to_string(), id));
+    }
+    if pieces.is_empty() {
+        tok.with_post_processor(Some(byte_level));
+    } else {
+        let seq = |a: &str| -> String {
+            let mut v: Vec<String> = Vec::new();
+            v.extend(pieces.iter().filter(|p| p.0 == "bos").map(|p| p.1.clone()));
+            v.push(a.to_string());
+            v.extend(pieces.iter().filter(|p| p.0 == "eos").map(|p| p.1.clone()));
+            v.join(" ")
+        };
+        let template = TemplateProcessing::builder()
+            .try_single(seq("$A"))
+            .and_then(|b| b.try_pair(format!("{} {}", seq("$A"), seq("$B:1"))))
+            .map_err(|e| g.err(format!("GGUF tokenizer: {e}")))?
+            .special_tokens(specials)
+            .build()
+            .map_err(|e| g.err(format!("GGUF tokenizer: {e}")))?;
+        tok.with_post_processor(Some(ProcessorSequence::new(vec![
+            byte_level.into(),
+            template.into(),
+        ])));
+    }
     let config = json!({
-        "add_bos_token": matches!(g.content.metadata.get("tokenizer.ggml.add_bos_token"), Some(Value::Bool(true))),
-        "add_eos_token": matches!(g.content.metadata.get("tokenizer.ggml.add_eos_token"), Some(Value::Bool(true))),
+        "add_bos_token": add_bos,
+        "add_eos_token": add_eos,
         "added_tokens_decoder": added,
         "bos_token": name(cfg.bos_token_id),
         "eos_token": name(eos),

@@ -15,6 +15,23 @@ use crate::error::{EngineError, Result};
 /// Every tensor of the folder's weight files, with the file it came from.
 pub(super) type Weights = HashMap<String, (Tensor, PathBuf)>;
 
+/// One tensor as its file's header describes it.
+#[derive(Clone, Debug)]
+pub struct TensorHeader {
+    /// The stored dtype (`F32`, `BF16`, `F16`, `F64`).
+    pub dtype: String,
+    /// The shape.
+    pub shape: Vec<usize>,
+    /// The file that holds it.
+    pub file: PathBuf,
+}
+
+/// Every tensor of the folder's weight files, from their headers only.
+pub type Headers = HashMap<String, TensorHeader>;
+
+/// Largest header accepted (safetensors' own limit).
+const MAX_HEADER: u64 = 100_000_000;
+
 /// The name of the single-file weights.
 pub(super) const SINGLE: &str = "model.safetensors";
 /// The index of sharded weights (`{"weight_map": {tensor: file}}`).
@@ -144,7 +161,7 @@ fn read_index(dir: &Path) -> Result<(PathBuf, HashMap<String, String>)> {
 /// tensor of the shards.
 pub(super) fn check_index(
     index: &(PathBuf, HashMap<String, String>),
-    weights: &Weights,
+    weights: &Headers,
 ) -> Result<()> {
     let (path, map) = index;
     let mut listed: Vec<_> = map.iter().collect();
@@ -157,12 +174,12 @@ pub(super) fn check_index(
                     format!("weight_map lists tensor {name} in {file}, which lacks it"),
                 ))
             }
-            Some((_, found)) if found.file_name().is_none_or(|n| n != file.as_str()) => {
+            Some(h) if h.file.file_name().is_none_or(|n| n != file.as_str()) => {
                 return Err(EngineError::model(
                     path,
                     format!(
                         "weight_map lists tensor {name} in {file}, but it is in {}",
-                        found.display()
+                        h.file.display()
                     ),
                 ))
             }
@@ -174,52 +191,131 @@ pub(super) fn check_index(
         .filter(|(n, _)| !map.contains_key(*n))
         .collect();
     unlisted.sort_by(|a, b| a.0.cmp(b.0));
-    if let Some((name, (_, file))) = unlisted.first() {
+    if let Some((name, h)) = unlisted.first() {
         return Err(EngineError::model(
             path,
             format!(
                 "tensor {name} of {} is not listed in weight_map",
-                file.display()
+                h.file.display()
             ),
         ));
     }
     Ok(())
 }
 
-/// Reads every tensor of `files`. Refuses an integer or boolean dtype (naming the tensor and
-/// its dtype) and a tensor defined in two files (naming both).
+/// Reads the headers of `files` (the first bytes of each, not the data). Refuses a file that is
+/// not safetensors or is shorter than its header says, an integer or boolean dtype (naming the
+/// tensor and its dtype) and a tensor defined in two files (naming both).
+pub fn read_headers(files: &[PathBuf]) -> Result<Headers> {
+    let mut out = Headers::new();
+    for f in files {
+        for (name, h) in file_header(f)? {
+            if let Some(first) = out.get(&name) {
+                return Err(EngineError::model(
+                    f,
+                    format!(
+                        "tensor {name} is defined twice: in {} and in {}; keep it in one file",
+                        first.file.display(),
+                        f.display()
+                    ),
+                ));
+            }
+            out.insert(name, h);
+        }
+    }
+    Ok(out)
+}
+
+/// The tensors of one safetensors file's header, checked against the file's length.
+fn file_header(f: &Path) -> Result<Vec<(String, TensorHeader)>> {
+    use std::io::Read as _;
+    let bad = |msg: String| EngineError::model(f, format!("unreadable weights: {msg}"));
+    let mut file = std::fs::File::open(f).map_err(|e| EngineError::io(f, e))?;
+    let len = file.metadata().map_err(|e| EngineError::io(f, e))?.len();
+    let mut n = [0u8; 8];
+    file.read_exact(&mut n)
+        .map_err(|_| bad(format!("{len} bytes is too short for a safetensors file")))?;
+    let n = u64::from_le_bytes(n);
+    if n > MAX_HEADER || 8 + n > len {
+        return Err(bad(format!(
+            "the header claims {n} bytes, the file has {len}: not a safetensors file, or truncated"
+        )));
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| EngineError::io(f, e))?;
+    let header: HashMap<String, serde_json::Value> = serde_json::from_slice(&header)
+        .map_err(|e| bad(format!("the header is not a JSON object: {e}")))?;
+    let mut out = Vec::with_capacity(header.len());
+    let mut data_end = 0u64;
+    for (name, v) in header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let info: RawInfo =
+            serde_json::from_value(v).map_err(|e| bad(format!("tensor {name}: {e}")))?;
+        let width = match info.dtype.as_str() {
+            "F32" => 4,
+            "F16" | "BF16" => 2,
+            "F64" => 8,
+            other => {
+                return Err(EngineError::model(
+                    f,
+                    format!(
+                        "tensor {name} has dtype {other}: expected a floating dtype (F32, F16 or \
+                         BF16); integer or quantized weights are not supported"
+                    ),
+                ))
+            }
+        };
+        let [a, b] = info.data_offsets;
+        let elems = info
+            .shape
+            .iter()
+            .try_fold(1u64, |acc, d| acc.checked_mul(*d as u64));
+        if b < a || elems.and_then(|e| e.checked_mul(width)) != Some(b - a) {
+            return Err(bad(format!(
+                "tensor {name}: shape {:?} of {} does not fit its data offsets {a}..{b}",
+                info.shape, info.dtype
+            )));
+        }
+        data_end = data_end.max(b);
+        out.push((
+            name,
+            TensorHeader {
+                dtype: info.dtype,
+                shape: info.shape,
+                file: f.to_path_buf(),
+            },
+        ));
+    }
+    if 8 + n + data_end != len {
+        return Err(bad(format!(
+            "the header describes {} bytes of tensor data, the file holds {}: truncated or \
+             padded",
+            data_end,
+            len - 8 - n
+        )));
+    }
+    out.sort_by(|x, y| x.0.cmp(&y.0));
+    Ok(out)
+}
+
+#[derive(serde::Deserialize)]
+struct RawInfo {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: [u64; 2],
+}
+
+/// Reads the data of every tensor of `files` (whose headers [`read_headers`] checked).
 pub(super) fn read_weights(files: &[PathBuf], device: &Device) -> Result<Weights> {
     let mut out: Weights = HashMap::new();
     for f in files {
         let data = std::fs::read(f).map_err(|e| EngineError::io(f, e))?;
         let st = safetensors::SafeTensors::deserialize(&data)
             .map_err(|e| EngineError::model(f, format!("unreadable weights: {e}")))?;
-        let mut views = st.tensors();
-        views.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, view) in views {
-            use safetensors::Dtype as D;
-            match view.dtype() {
-                D::F32 | D::F16 | D::BF16 | D::F64 => {}
-                other => {
-                    return Err(EngineError::model(
-                        f,
-                        format!(
-                            "tensor {name} has dtype {other:?}: expected a floating dtype (F32, \
-                             F16 or BF16); integer or quantized weights are not supported"
-                        ),
-                    ))
-                }
-            }
-            if let Some((_, first)) = out.get(&name) {
-                return Err(EngineError::model(
-                    f,
-                    format!(
-                        "tensor {name} is defined twice: in {} and in {}; keep it in one file",
-                        first.display(),
-                        f.display()
-                    ),
-                ));
-            }
+        for (name, view) in st.tensors() {
             let t = view.load(device).map_err(|e| {
                 EngineError::model(f, format!("unreadable weights: tensor {name}: {e}"))
             })?;
@@ -235,48 +331,64 @@ fn is_buffer(name: &str) -> bool {
     name.ends_with(".rotary_emb.inv_freq")
 }
 
-/// Takes the parameters `cfg` implies out of `weights`, as F32, each checked for its shape and
-/// for finite values; then refuses any tensor left over, naming it and the `config.json` key
-/// that most likely leaves it unused.
-pub(super) fn take_params(
-    cfg: &ModelConfig,
-    cfg_path: &Path,
-    mut weights: Weights,
-) -> Result<Vec<(String, Tensor)>> {
-    let mut params = Vec::new();
+/// Checks the headers against the parameters `cfg` implies: each present with its shape, and
+/// no tensor left over (naming it and the `config.json` key that most likely leaves it unused).
+pub fn check_params(cfg: &ModelConfig, cfg_path: &Path, headers: &Headers) -> Result<()> {
     for (name, shape) in cfg.parameter_shapes() {
-        let Some((t, file)) = weights.remove(&name) else {
+        let Some(h) = headers.get(&name) else {
             let dir = cfg_path.parent().unwrap_or(cfg_path);
             return Err(EngineError::model(
                 dir,
                 format!("weights lack tensor {name} (shape {shape:?})"),
             ));
         };
-        if t.dims() != shape.as_slice() {
+        if h.shape != shape {
             return Err(EngineError::model(
-                &file,
+                &h.file,
                 format!(
                     "tensor {name} has shape {:?}, {} implies {shape:?}",
-                    t.dims(),
+                    h.shape,
                     cfg_path.display()
                 ),
             ));
         }
-        let t = t.to_dtype(DType::F32)?;
-        check_finite(&t, &name, &file)?;
-        params.push((name, t));
     }
-    let mut left: Vec<_> = weights.into_iter().filter(|(n, _)| !is_buffer(n)).collect();
-    left.sort_by(|a, b| a.0.cmp(&b.0));
-    if let Some((name, (_, file))) = left.first() {
+    let used: std::collections::HashSet<String> =
+        cfg.parameter_shapes().into_iter().map(|(n, _)| n).collect();
+    let mut left: Vec<_> = headers
+        .iter()
+        .filter(|(n, _)| !used.contains(*n) && !is_buffer(n))
+        .collect();
+    left.sort_by(|a, b| a.0.cmp(b.0));
+    if let Some((name, h)) = left.first() {
         return Err(EngineError::model(
-            file,
+            &h.file,
             format!(
                 "tensor {name} is not used by the model {} describes: {}",
                 cfg_path.display(),
                 unused_reason(cfg, name)
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Takes the parameters `cfg` implies out of `weights` (checked by [`check_params`]), as F32,
+/// each scanned for non-finite values.
+pub(super) fn take_params(
+    cfg: &ModelConfig,
+    mut weights: Weights,
+) -> Result<Vec<(String, Tensor)>> {
+    let mut params = Vec::new();
+    for (name, _) in cfg.parameter_shapes() {
+        let Some((t, file)) = weights.remove(&name) else {
+            return Err(EngineError::Internal(format!(
+                "tensor {name} vanished after its check"
+            )));
+        };
+        let t = t.to_dtype(DType::F32)?;
+        check_finite(&t, &name, &file)?;
+        params.push((name, t));
     }
     Ok(params)
 }

@@ -3,6 +3,7 @@
 //! HF tensor names, `tokenizer.json`).
 
 pub mod config;
+pub mod inspect;
 mod load;
 pub mod rope;
 mod special;
@@ -183,16 +184,30 @@ impl Policy {
     /// element, not a sample) for NaN and infinity.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let cfg = Self::read_config(dir)?;
+        let tok = Self::read_tokenizer(dir, &cfg)?;
+        Self::load_with(dir, cfg, tok, device)
+    }
+
+    /// The tokenizer of the folder as [`load`](Self::load) reads it (special ids, stop ids and
+    /// chat template from its files), every id checked against `cfg.vocab_size`.
+    pub fn read_tokenizer(dir: &Path, cfg: &ModelConfig) -> Result<Tok> {
+        let tok = special::tokenizer(dir, cfg)?;
+        check_tokenizer(&tok, &dir.join("tokenizer.json"), cfg.vocab_size)?;
+        Ok(tok)
+    }
+
+    /// [`load`](Self::load) with the config and tokenizer already read (by
+    /// [`read_config`](Self::read_config) and [`read_tokenizer`](Self::read_tokenizer)).
+    pub fn load_with(dir: &Path, cfg: ModelConfig, tok: Tok, device: &Device) -> Result<Self> {
         let cfg_path = dir.join("config.json");
-        let tok_path = dir.join("tokenizer.json");
-        let tok = special::tokenizer(dir, &cfg)?;
-        check_tokenizer(&tok, &tok_path, cfg.vocab_size)?;
         let files = load::weight_files(dir)?;
-        let weights = load::read_weights(&files.files, device)?;
+        let headers = load::read_headers(&files.files)?;
         if let Some(index) = &files.index {
-            load::check_index(index, &weights)?;
+            load::check_index(index, &headers)?;
         }
-        let params = load::take_params(&cfg, &cfg_path, weights)?
+        load::check_params(&cfg, &cfg_path, &headers)?;
+        let weights = load::read_weights(&files.files, device)?;
+        let params = load::take_params(&cfg, weights)?
             .into_iter()
             .map(|(n, t)| Ok((n, Var::from_tensor(&t)?)))
             .collect::<Result<Vec<_>>>()?;
@@ -200,7 +215,8 @@ impl Policy {
     }
 
     /// Writes the folder: `config.json`, `generation_config.json`, `model.safetensors` (with the
-    /// `format: pt` metadata `transformers` expects) and `tokenizer.json`.
+    /// `format: pt` metadata `transformers` expects), `tokenizer.json` and
+    /// `tokenizer_config.json` ([`Tok::save_files`]).
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
         let write_json = |name: &str, v: &serde_json::Value| -> Result<()> {
@@ -240,7 +256,7 @@ impl Policy {
         safetensors::serialize_to_file(tensors.iter().map(|(n, t)| (n, t)), Some(meta), &path)
             .map_err(|e| EngineError::model(&path, format!("cannot write weights: {e}")))?;
         set_new_file_mode(&path)?;
-        self.tok.save(&dir.join("tokenizer.json"))
+        self.tok.save_files(dir, self.cfg.max_position_embeddings)
     }
 
     /// The device of the weights.

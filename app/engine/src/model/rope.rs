@@ -44,6 +44,25 @@ pub struct Rope {
     pub scaling: RopeScaling,
 }
 
+impl Rope {
+    /// One line for people: the type, the base and the scaling's numbers.
+    pub fn describe(&self) -> String {
+        match &self.scaling {
+            RopeScaling::None => format!("default, theta {}", self.theta),
+            RopeScaling::Linear { factor } => format!("linear, theta {}, factor {factor}", self.theta),
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => format!(
+                "llama3, theta {}, factor {factor}, low/high freq factors {low_freq_factor}/{high_freq_factor}, original context {original_max_position_embeddings}",
+                self.theta
+            ),
+        }
+    }
+}
+
 /// Keys a rope dict may hold for each type (besides `rope_type`/`type` and `rope_theta`).
 fn allowed_keys(kind: &str) -> &'static [&'static str] {
     match kind {

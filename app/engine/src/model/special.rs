@@ -8,6 +8,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::{ModelConfig, TokenIds};
+use crate::chat::{ChatTemplate, SpecialTokens};
 use crate::error::{EngineError, Result};
 use crate::tokenizer::Tok;
 
@@ -77,7 +78,9 @@ fn token_string(cfg: &Value, path: &Path, key: &str) -> Result<Option<String>> {
 
 /// Reads the tokenizer of `dir` with the special ids of its files: the config's ids first,
 /// then `tokenizer_config.json`'s token strings; every end-of-sequence id of `config.json` and
-/// `generation_config.json` stops generation. Any id not below `cfg.vocab_size` is refused by the
+/// `generation_config.json` stops generation. The chat template (`chat_template.jinja`, else
+/// `tokenizer_config.json`) comes with it, seeing `tokenizer_config.json`'s token strings (the
+/// text of the resolved ids where that file names none). Any id not below `cfg.vocab_size` is refused by the
 /// caller's check.
 pub(super) fn tokenizer(dir: &Path, cfg: &ModelConfig) -> Result<Tok> {
     let tok_path = dir.join("tokenizer.json");
@@ -139,10 +142,22 @@ pub(super) fn tokenizer(dir: &Path, cfg: &ModelConfig) -> Result<Tok> {
             tok.stop.push(id);
         }
     }
+    let text = |id: Option<u32>| id.map(|id| tok.token_text(id));
+    let specials = SpecialTokens {
+        bos: bos_s.or_else(|| text(tok.bos)),
+        eos: eos_s.or_else(|| text(Some(tok.eos))),
+        unk: strings("unk_token")?,
+        pad: pad_s.or_else(|| text(Some(tok.pad))),
+    };
+    tok.template = ChatTemplate::from_folder(dir, tc.as_ref(), specials)?;
+    tok.config = tc.as_ref().map(|(_, v)| v.clone());
+    // The studio's own folders from before it wrote tokenizer_config.json got their BOS from
+    // the studio, not from a post-processor (see `Tok::add_bos`).
+    tok.add_bos = tc.is_none() && !tok.has_post_processor() && tok.bos.is_some();
     if let Some((path, v)) = &tc {
+        // transformers ignores it (the post-processor decides); only its type is checked.
         match v.get("add_bos_token") {
-            None | Some(Value::Null) => {}
-            Some(Value::Bool(b)) => tok.add_bos = *b,
+            None | Some(Value::Null) | Some(Value::Bool(_)) => {}
             Some(other) => {
                 return Err(EngineError::model(
                     path,

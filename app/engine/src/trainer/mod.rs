@@ -155,9 +155,12 @@ impl Setup {
         } else {
             task.max_answer_chars() + 2
         };
-        let shape = memory_shape(cfg, &model_cfg, task.max_prompt_chars(), max_new);
+        let mut tok = Policy::read_tokenizer(&cfg.model.path, &model_cfg)?;
+        use_chat(cfg, &mut tok)?;
+        let overhead = tok.prompt_overhead()?;
+        let shape = memory_shape(cfg, &model_cfg, task.max_prompt_chars() + overhead, max_new);
         crate::memory::check(&model_cfg, &shape)?;
-        let policy = Policy::load(&cfg.model.path, &Device::Cpu)?;
+        let policy = Policy::load_with(&cfg.model.path, model_cfg, tok, &Device::Cpu)?;
         let split = TaskSplit::new(task, cfg.seed, cfg.eval.heldout_size)?;
         check_prompts(cfg, &policy, &split, max_new)?;
         Ok(Self {
@@ -166,6 +169,29 @@ impl Setup {
             max_new,
         })
     }
+}
+
+/// `[model] chat_template = true`: prompts go through the folder's chat template (refused,
+/// naming the key and the folder, when it has none or the template fails on a plain prompt).
+fn use_chat(cfg: &RunConfig, tok: &mut crate::tokenizer::Tok) -> Result<()> {
+    let m = &cfg.model;
+    if !m.chat_template {
+        return Ok(());
+    }
+    let chat = crate::tokenizer::ChatPrompt {
+        system: (!m.system_prompt.is_empty()).then(|| m.system_prompt.clone()),
+        enable_thinking: m.enable_thinking,
+    };
+    tok.use_chat(chat).map_err(|e| {
+        EngineError::config(
+            "model.chat_template",
+            true,
+            format!(
+                "a model folder with a working chat template: {} ({e})",
+                m.path.display()
+            ),
+        )
+    })
 }
 
 /// The shape of a step for [`crate::memory::estimate`].
@@ -225,7 +251,8 @@ fn check_prompts(
     }
     let task = split.task();
     let longest = task.max_prompt_chars();
-    let bos = usize::from(policy.tok.prompt_bos().is_some());
+    // The BOS, or the chat template's frame around the prompt.
+    let bos = policy.tok.prompt_overhead()?;
     let ctx = policy.cfg.max_position_embeddings;
     if longest + bos + max_new <= ctx {
         return Ok(());
@@ -244,7 +271,7 @@ fn check_prompts(
         dataset(
             false,
             format!(
-                "this prompt ({longest} characters, up to {} tokens with bos) does not fit the \
+                "this prompt ({longest} characters, up to {} tokens with bos or chat template) does not fit the \
                  model's context: max_position_embeddings = {ctx} in {}; shorten or drop it, or \
                  use a model with a longer context",
                 longest + bos,
