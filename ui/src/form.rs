@@ -217,6 +217,8 @@ pub struct NewRunForm {
     pub copied: Option<String>,
     /// Plugin components the config may name (checked with their parameter specs).
     pub ext: rlvr_core::extensions::Extensions,
+    /// The facts of the model folder, and GGUF import.
+    pub picker: crate::model_picker::ModelPicker,
     dialog: Option<(DialogKind, Receiver<Option<PathBuf>>)>,
     presets: Vec<(String, PathBuf)>,
     dirty: bool,
@@ -252,6 +254,7 @@ impl NewRunForm {
             message: None,
             copied: None,
             ext: Default::default(),
+            picker: Default::default(),
             dialog: None,
             presets: list_presets(&presets_dir()),
             dirty: true,
@@ -328,6 +331,14 @@ impl NewRunForm {
             }
             Err(e) => self.message = Some((false, e.to_string())),
         }
+    }
+
+    /// The text of the model folder field.
+    pub fn config_path_text(&self) -> String {
+        get(&self.doc, "model.path")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
     }
 
     /// Saves the current TOML to a file.
@@ -571,6 +582,15 @@ impl NewRunForm {
                     self.open_dialog(DialogKind::Folder);
                 }
                 ui.end_row();
+                let path = self.config_path_text();
+                if let Some(folder) = self.picker.ui(ui, &path) {
+                    set(
+                        &mut self.doc,
+                        "model.path",
+                        toml::Value::String(folder.display().to_string()),
+                    );
+                    changed = true;
+                }
                 heading(ui, "Task");
                 changed |= self.task_fields(ui, catalog, err.as_deref(), theme);
                 heading(ui, "Algorithm");
@@ -1078,17 +1098,6 @@ pub(crate) fn field(
         }
     }
     ui.end_row();
-    if key == "model.path" {
-        let p = get(doc, key).and_then(|v| v.as_str()).unwrap_or("");
-        if !p.is_empty() && !Path::new(p).join("config.json").is_file() {
-            ui.label("");
-            ui.colored_label(
-                theme::WARN,
-                format!("{p}: no config.json here (not a model folder?)"),
-            );
-            ui.end_row();
-        }
-    }
     field_error(ui, key, err);
     changed
 }

@@ -9,6 +9,7 @@ pub mod charts;
 pub mod form;
 pub mod history;
 pub mod inspector;
+pub mod model_picker;
 pub mod plugins;
 pub mod runs;
 pub mod session;

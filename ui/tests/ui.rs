@@ -639,7 +639,20 @@ fn a_missing_model_folder_is_named_in_the_form_and_when_train_is_pressed() {
     app.form.set_config(&cfg, "test");
     let mut h = harness(app);
     h.run_steps(2);
-    h.get_by_label_contains("no config.json here");
+    // The picker names the folder with the message training gives.
+    run_until(
+        &mut h,
+        Duration::from_secs(30),
+        "the picker's verdict",
+        |a| {
+            a.form
+                .picker
+                .facts_for(&a.form.config_path_text())
+                .is_some()
+        },
+    );
+    h.run_steps(1);
+    h.get_by_label_contains("not a folder: expected a model folder");
     h.get_by_label("▶  Train").click();
     run_until(&mut h, Duration::from_secs(30), "the refusal", |a| {
         a.status.as_ref().is_some_and(|(ok, _)| !ok)
@@ -822,4 +835,87 @@ fn loaded_plugins_show_in_the_plugins_view_and_their_components_in_the_form() {
         names.contains(&"keyword-rubric 0.1.0") && names.contains(&"annealed-decoding 0.1.0"),
         "{names:?}"
     );
+}
+
+/// The model picker shows what `rlvr-studio models inspect` shows for the chosen folder, and
+/// refuses a broken folder with the message training gives.
+#[test]
+fn model_picker_shows_facts_and_refuses_broken_folders() {
+    let (fx, mut app) = fixture();
+    app.form.set_config(&tiny_config(2), "test");
+    let mut h = harness(app);
+    run_until(&mut h, Duration::from_secs(30), "the facts", |a| {
+        a.form
+            .picker
+            .facts_for(&a.form.config_path_text())
+            .is_some()
+    });
+    h.run_steps(1);
+    h.get_by_label_contains("Qwen2ForCausalLM");
+    h.get_by_label_contains("LoRA r=16");
+    let broken = fx.db.with_file_name("broken-model");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("config.json"), "{\"vocab_size\": 3}").unwrap();
+    let mut cfg = tiny_config(2);
+    cfg.model.path = broken.clone();
+    h.state_mut().form.set_config(&cfg, "test");
+    run_until(&mut h, Duration::from_secs(30), "the refusal", |a| {
+        a.form
+            .picker
+            .facts_for(&a.form.config_path_text())
+            .is_some()
+    });
+    let want = rlvr_engine::model::inspect::inspect(&broken, 8, 8, false)
+        .unwrap_err()
+        .to_string();
+    assert!(want.contains("config.json"), "{want}");
+    h.run_steps(1);
+    h.get_by_label(&want);
+}
+
+/// A `.gguf` in the model field is offered for import; the import runs with progress on a
+/// worker thread and its folder becomes the model (SmolLM2 from scripts/fetch-test-assets.sh).
+#[test]
+fn a_gguf_is_imported_into_the_model_folder() {
+    let assets = std::env::var_os("RLVR_TEST_ASSETS").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-assets"),
+        std::path::PathBuf::from,
+    );
+    let gguf = assets.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        gguf.is_file(),
+        "test asset {} is missing: run scripts/fetch-test-assets.sh (or set RLVR_TEST_ASSETS)",
+        gguf.display()
+    );
+    let (fx, mut app) = fixture();
+    let link = fx.db.with_file_name("SmolLM2-135M-Instruct.Q4_1.gguf");
+    std::os::unix::fs::symlink(&gguf, &link).unwrap();
+    let mut cfg = tiny_config(2);
+    cfg.model.path = link.clone();
+    app.form.set_config(&cfg, "test");
+    let mut h = harness(app);
+    h.run_steps(2);
+    h.get_by_label_contains("a GGUF file, not a model folder");
+    h.get_by_label("Import SmolLM2-135M-Instruct.Q4_1.gguf")
+        .click();
+    h.run_steps(1);
+    run_until(&mut h, Duration::from_secs(300), "the import", |a| {
+        a.form.picker.message.is_some()
+    });
+    let (ok, msg) = h.state().form.picker.message.clone().unwrap();
+    assert!(ok && msg.contains("272 tensors"), "{msg}");
+    let folder = link.with_file_name("SmolLM2-135M-Instruct.Q4_1");
+    assert_eq!(
+        h.state().form.config_path_text(),
+        folder.display().to_string()
+    );
+    run_until(&mut h, Duration::from_secs(60), "the facts", |a| {
+        a.form
+            .picker
+            .facts_for(&a.form.config_path_text())
+            .is_some()
+    });
+    h.run_steps(1);
+    h.get_by_label_contains("LlamaForCausalLM");
+    h.get_by_label_contains("yes (");
 }

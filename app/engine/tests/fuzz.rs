@@ -1,6 +1,7 @@
 //! Fuzz targets as property tests (stable Rust): the run-config parser and validation, the JSONL
-//! dataset reader and the model-folder loader never panic on mutated input, and every error
-//! they give says something. `RLVR_FUZZ_CASES` sets the number of cases per target (default
+//! dataset reader and the model-folder loader (config keys and rope dicts, tokenizer files,
+//! `tokenizer_config.json`, chat templates, weight bytes) never panic on mutated input, every
+//! error they give says something, and `models inspect` refuses exactly what loading refuses. `RLVR_FUZZ_CASES` sets the number of cases per target (default
 //! 64, so that CI stays fast); the model loader runs a tenth of them (it copies a 3 MB folder
 //! per case). Run by hand: `RLVR_FUZZ_CASES=1000000 cargo test --release -p rlvr-engine --test
 //! fuzz config`.
@@ -244,6 +245,92 @@ enum ModelEdit {
     Truncate(usize),
     /// Overwrite bytes of tokenizer.json.
     TokBytes(usize, Vec<u8>),
+    /// Set `rope_scaling` (or `rope_parameters`) of config.json to a dict.
+    Rope {
+        parameters: bool,
+        dict: serde_json::Map<String, serde_json::Value>,
+    },
+    /// Set a key of tokenizer_config.json (created when missing).
+    TokConfig(String, serde_json::Value),
+    /// Write chat_template.jinja.
+    Template(String),
+}
+
+const ROPE_KEYS: &[&str] = &[
+    "rope_type",
+    "type",
+    "rope_theta",
+    "factor",
+    "low_freq_factor",
+    "high_freq_factor",
+    "original_max_position_embeddings",
+    "attention_factor",
+    "mrope_section",
+];
+
+const ROPE_TYPES: &[&str] = &["default", "linear", "llama3", "dynamic", "yarn", "x", ""];
+
+/// Pieces of Jinja, assembled into templates that mostly fail to compile or to render.
+const TEMPLATE_PIECES: &[&str] = &[
+    "{{",
+    "}}",
+    "{%",
+    "%}",
+    "{%- ",
+    " -%}",
+    " for m in messages ",
+    " endfor ",
+    " if ",
+    " endif ",
+    " else ",
+    "messages",
+    "[0]",
+    "[-1]",
+    "[::-1]",
+    ".content",
+    ".role",
+    " | tojson",
+    "|tojson(indent=2)",
+    "raise_exception('refused')",
+    "strftime_now('%d %b %Y')",
+    "strftime_now('%Q')",
+    "loop.index0",
+    "(",
+    ")",
+    "'",
+    "\"",
+    "bos_token",
+    " + ",
+    "range(100000)",
+    "namespace(n=1)",
+    ".strip()",
+    ".split('x')[1]",
+    "add_generation_prompt",
+    "enable_thinking",
+    " is defined ",
+    " not ",
+    "\n",
+    "<|im_start|>",
+    "{# c #}",
+    " set x = ",
+    "x",
+    " break ",
+    " continue ",
+];
+
+fn template() -> impl Strategy<Value = String> {
+    proptest::collection::vec(proptest::sample::select(TEMPLATE_PIECES), 1..24)
+        .prop_map(|v| v.concat())
+}
+
+fn rope_value() -> impl Strategy<Value = serde_json::Value> {
+    prop_oneof![
+        2 => proptest::sample::select(ROPE_TYPES).prop_map(|t| serde_json::json!(t)),
+        1 => Just(serde_json::json!(-1.0)),
+        1 => Just(serde_json::json!(1e308)),
+        1 => Just(serde_json::json!([1, 2])),
+        3 => json_value(),
+    ]
 }
 
 const CONFIG_KEYS: &[&str] = &[
@@ -296,6 +383,15 @@ fn model_edit() -> impl Strategy<Value = ModelEdit> {
         1 => any::<usize>().prop_map(ModelEdit::Truncate),
         1 => (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..8))
             .prop_map(|(i, b)| ModelEdit::TokBytes(i, b)),
+        2 => (any::<bool>(), proptest::collection::btree_map(
+                proptest::sample::select(ROPE_KEYS).prop_map(String::from), rope_value(), 0..4))
+            .prop_map(|(parameters, m)| ModelEdit::Rope { parameters, dict: m.into_iter().collect() }),
+        2 => (proptest::sample::select(&["chat_template", "add_bos_token", "bos_token", "eos_token", "pad_token", "unk_token"][..]),
+              prop_oneof![json_value(), template().prop_map(serde_json::Value::from),
+                          Just(serde_json::json!([{"name": "default", "template": "{{ messages }}"}])),
+                          Just(serde_json::json!({"content": "<eos>"}))])
+            .prop_map(|(k, v)| ModelEdit::TokConfig(k.to_string(), v)),
+        2 => template().prop_map(ModelEdit::Template),
     ]
 }
 
@@ -356,6 +452,26 @@ fn apply_model_edit(dir: &Path, e: &ModelEdit) {
             f.set_len((at % len.max(1)) as u64).unwrap();
         }
         ModelEdit::TokBytes(at, b) => overwrite(&dir.join("tokenizer.json"), *at, b, false),
+        ModelEdit::Rope { parameters, dict } => {
+            let key = if *parameters {
+                "rope_parameters"
+            } else {
+                "rope_scaling"
+            };
+            edit_json("config.json", &|v| {
+                v[key] = serde_json::Value::Object(dict.clone());
+            });
+        }
+        ModelEdit::TokConfig(key, value) => {
+            let p = dir.join("tokenizer_config.json");
+            if !p.exists() {
+                std::fs::write(&p, "{}").unwrap();
+            }
+            edit_json("tokenizer_config.json", &|v| {
+                v[key.as_str()] = value.clone();
+            });
+        }
+        ModelEdit::Template(t) => std::fs::write(dir.join("chat_template.jinja"), t).unwrap(),
     }
 }
 
@@ -375,8 +491,29 @@ fn model_loader_never_panics_and_errors_say_something() {
                 apply_model_edit(dir.path(), e);
             }
             let loaded = rlvr_engine::model::Policy::load(dir.path(), &candle_core::Device::Cpu);
-            if let Err(e) = loaded {
-                says_something(&e)?;
+            // `models inspect` (and the GUI's picker) refuse what loading refuses, with the same
+            // message; only the weights' values (non-finite ones) are beyond them.
+            let facts = rlvr_engine::model::inspect::inspect(dir.path(), 8, 64, false);
+            match (&loaded, &facts) {
+                (Err(e), Err(f)) => prop_assert_eq!(e.to_string(), f.to_string()),
+                (Ok(_), Err(f)) => prop_assert!(false, "inspect refused a loadable folder: {f}"),
+                (Err(e), Ok(_)) => prop_assert!(
+                    e.to_string().contains("unreadable weights")
+                        || e.to_string().contains("finite"),
+                    "inspect accepted a folder load refuses: {e}"
+                ),
+                (Ok(_), Ok(_)) => {}
+            }
+            match loaded {
+                Err(e) => says_something(&e)?,
+                // A template that compiled renders a prompt or says why not.
+                Ok(p) => {
+                    if let Some(t) = &p.tok.template {
+                        if let Err(e) = t.render_prompt(Some("s"), "1+2=", false) {
+                            says_something(&e)?;
+                        }
+                    }
+                }
             }
             Ok(())
         })

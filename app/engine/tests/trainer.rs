@@ -757,3 +757,40 @@ fn dataset_problems_too_long_for_the_model_name_their_line() {
         "{err}"
     );
 }
+
+/// `[model] chat_template = true`: every prompt of the run goes through the folder's template
+/// (here a tiny one in the character vocabulary, with a system prompt), and a folder without a
+/// template is refused naming the key and the folder.
+#[test]
+fn chat_template_runs_wrap_every_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = tiny_run(dir.path());
+    run.steps = 2;
+    run.model.chat_template = true;
+    let e = rlvr_engine::Trainer::new(run.clone())
+        .err()
+        .expect("a folder without a template is refused")
+        .to_string();
+    assert!(
+        e.starts_with("model.chat_template = true is invalid")
+            && e.contains(&run.model.path.display().to_string())
+            && e.contains("no chat template"),
+        "{e}"
+    );
+    std::fs::write(
+        run.model.path.join("chat_template.jinja"),
+        "{{ bos_token }}{% for m in messages %}{{ m.role[0] }}:{{ m.content }}>{% endfor %}{% if add_generation_prompt %}a:{% endif %}",
+    )
+    .unwrap();
+    run.model.system_prompt = "be brief".into();
+    let mut t = rlvr_engine::Trainer::new(run).unwrap();
+    let tok = &t.policy().tok;
+    let text = tok.prompt_text("1+2=").unwrap();
+    assert_eq!(text, "<bos>s:be brief>u:1+2=>a:");
+    // Encoded as apply_chat_template encodes: the template's own <bos>, nothing added.
+    let ids = tok.encode_prompt("1+2=").unwrap();
+    assert_eq!(ids, tok.encode(&text).unwrap());
+    assert_eq!(ids.iter().filter(|&&i| Some(i) == tok.bos).count(), 1);
+    let (m, groups) = t.train_step().unwrap();
+    assert_eq!((m.step, groups.len()), (1, 2));
+}

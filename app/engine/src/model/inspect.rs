@@ -147,7 +147,10 @@ pub fn inspect(dir: &Path, rows: usize, tokens: usize, reference: bool) -> Resul
 impl ModelFacts {
     /// The facts as lines of text (the CLI's output and the picker's panel).
     pub fn lines(&self) -> Vec<(String, String)> {
-        let gb = |b: f64| format!("{:.2} GB", b / 1e9);
+        let gb = |b: f64| match b < 1e9 {
+            true => format!("{:.1} MB", b / 1e6),
+            false => format!("{:.2} GB", b / 1e9),
+        };
         let dtypes = self
             .dtypes
             .iter()

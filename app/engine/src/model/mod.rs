@@ -170,8 +170,18 @@ impl Policy {
         }
         let cfg_path = dir.join("config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| EngineError::io(&cfg_path, e))?;
-        let cfg: ModelConfig = serde_json::from_str(&text)
-            .map_err(|e| EngineError::model(&cfg_path, format!("invalid model config: {e}")))?;
+        let cfg: ModelConfig =
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(&text))
+                .map_err(|e| {
+                    let at = match e.path().to_string() {
+                        p if p == "." => String::new(),
+                        p => format!("key {p}: "),
+                    };
+                    EngineError::model(
+                        &cfg_path,
+                        format!("invalid model config: {at}{}", e.inner()),
+                    )
+                })?;
         cfg.validate()
             .map_err(|m| EngineError::model(&cfg_path, m))?;
         Ok(cfg)
