@@ -8,12 +8,9 @@ use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 use rlvr_engine::gguf::{import, OutDType};
-use rlvr_engine::model::inspect::inspect;
+use rlvr_engine::model::inspect::{inspect, DEFAULT_ROWS, DEFAULT_TOKENS};
 
 use crate::theme;
-
-/// Rows × tokens of the picker's memory figure (the CLI's defaults).
-const MEMORY_TOKENS: usize = 1024;
 
 /// The facts as (name, value) lines, or the refusal.
 type Facts = Result<Vec<(String, String)>, String>;
@@ -93,9 +90,8 @@ impl ModelPicker {
             let spawned = std::thread::Builder::new()
                 .name("model-inspect".into())
                 .spawn(move || {
-                    let defaults = rlvr_core::RunConfig::default();
-                    let rows = defaults.rollout.prompts_per_step * defaults.rollout.group_size;
-                    let r = inspect(&dir, rows, MEMORY_TOKENS, defaults.algorithm.kl_coef > 0.0)
+                    let kl = rlvr_core::RunConfig::default().algorithm.kl_coef > 0.0;
+                    let r = inspect(&dir, DEFAULT_ROWS, DEFAULT_TOKENS, kl)
                         .map(|f| f.lines())
                         .map_err(|e| e.to_string());
                     let _ = tx.send(r);

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use rlvr_engine::model::inspect::{inspect, ModelFacts};
+use rlvr_engine::model::inspect::{inspect, ModelFacts, DEFAULT_ROWS, DEFAULT_TOKENS};
 
 /// `rlvr-studio models …`.
 #[derive(Subcommand, Debug)]
@@ -22,12 +22,11 @@ pub struct InspectArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// Rows per step of the memory estimate (default: prompts per step × group size of the
-    /// default config).
-    #[arg(long)]
-    pub rows: Option<usize>,
+    /// Rows per step of the memory estimate (prompts per step × group size).
+    #[arg(long, default_value_t = DEFAULT_ROWS)]
+    pub rows: usize,
     /// Tokens per row (prompt + completion) of the memory estimate.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = DEFAULT_TOKENS)]
     pub tokens: usize,
 }
 
@@ -49,14 +48,6 @@ pub fn models(cmd: ModelsCmd) -> anyhow::Result<()> {
 }
 
 fn facts(args: &InspectArgs) -> anyhow::Result<ModelFacts> {
-    let defaults = rlvr_core::RunConfig::default();
-    let rows = args
-        .rows
-        .unwrap_or(defaults.rollout.prompts_per_step * defaults.rollout.group_size);
-    Ok(inspect(
-        &args.dir,
-        rows,
-        args.tokens,
-        defaults.algorithm.kl_coef > 0.0,
-    )?)
+    let kl = rlvr_core::RunConfig::default().algorithm.kl_coef > 0.0;
+    Ok(inspect(&args.dir, args.rows, args.tokens, kl)?)
 }

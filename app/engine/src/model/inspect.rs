@@ -15,6 +15,13 @@ use crate::memory::{self, RunShape};
 /// The LoRA rank of the memory figure (PEFT's common choice, all linear layers).
 pub const LORA_RANK: usize = 16;
 
+/// Rows per step of the memory figure unless told otherwise: 2 prompts × 8 completions (the
+/// engine trains on every row of a step at once, so rows × tokens drives the activations).
+pub const DEFAULT_ROWS: usize = 16;
+
+/// Tokens per row (prompt + completion) of the memory figure unless told otherwise.
+pub const DEFAULT_TOKENS: usize = 512;
+
 /// The facts of a model folder.
 #[derive(Clone, Debug, Serialize)]
 pub struct ModelFacts {
