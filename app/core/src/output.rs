@@ -20,6 +20,8 @@ pub const POLICY_FILES: &[&str] = &[
     "tokenizer.json",
     "tokenizer_config.json",
     "chat_template.jinja",
+    "adapter_config.json",
+    "adapter_model.safetensors",
 ];
 
 /// The JSON line of an event, with `"type"` and `"elapsed_s"`; `None` for the bulky `samples`.

@@ -77,6 +77,8 @@ pub enum Default {
     Text(&'static str),
     /// An empty list or table.
     Empty,
+    /// A list of strings.
+    List(&'static [&'static str]),
     /// Absent (an optional key).
     Absent,
 }
@@ -314,6 +316,39 @@ pub static MODEL: &[KeySpec] = &[
     base("model.enable_thinking", Kind::Bool, Default::Bool(true)).label(
         "Thinking",
         "Qwen3's enable_thinking; off: the template opens an empty <think></think> block",
+    ),
+    text("model.device", "auto").label(
+        "Device",
+        "where the run computes: auto (the first CUDA GPU of a build with the cuda feature, else the CPU), cpu, or cuda:N",
+    ),
+    base("model.gradient_checkpointing", Kind::Bool, Default::Bool(false)).label(
+        "Gradient checkpointing",
+        "keep only each layer's input and recompute its activations in the backward pass: less memory, about one more forward of time",
+    ),
+];
+
+/// `[model.lora]`.
+pub static LORA: &[KeySpec] = &[
+    int("model.lora.rank", 0.0, 1.0, 4096.0).or_off(0.0).label(
+        "LoRA rank",
+        "rank of the low-rank adapters (only they are trained, the base stays frozen); 0 = full fine-tuning",
+    ),
+    float("model.lora.alpha", 16.0, 0.0, 1e6).open_min().label(
+        "LoRA alpha",
+        "the adapters' output is scaled by alpha / rank",
+    ),
+    float("model.lora.dropout", 0.0, 0.0, 1.0).open_max().label(
+        "LoRA dropout",
+        "dropout on the adapters' input in the training forward (not in sampling)",
+    ),
+    base(
+        "model.lora.target_modules",
+        Kind::TextList,
+        Default::List(&["all-linear"]),
+    )
+    .label(
+        "LoRA modules",
+        "linear layers with adapters, PEFT's names: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, or [\"all-linear\"]",
     ),
 ];
 
@@ -614,6 +649,12 @@ pub static OPTIM: &[KeySpec] = &[
         "Final LR ratio",
         "final learning rate of linear/cosine decay as a fraction of lr",
     ),
+    int("optim.micro_batch", 0.0, 0.0, 1_000_000.0)
+        .unit("rows")
+        .label(
+            "Micro-batch",
+            "rows per forward/backward of the update in each worker, gradients summed over them (less memory, same update); 0 = all of a worker's rows at once",
+        ),
 ];
 
 /// `[eval]`.
@@ -690,6 +731,11 @@ pub static SECTIONS: &[Section] = &[
         name: "model",
         title: "Model",
         keys: MODEL,
+    },
+    Section {
+        name: "model.lora",
+        title: "LoRA",
+        keys: LORA,
     },
     Section {
         name: "task",
@@ -859,6 +905,7 @@ fn default_value(spec: &KeySpec) -> Option<String> {
             Kind::Params => "{}".into(),
             _ => "[]".into(),
         },
+        Default::List(items) => format!("{items:?}"),
         Default::Absent => return None,
     })
 }
@@ -1054,6 +1101,9 @@ fn key_schema(spec: &KeySpec) -> serde_json::Value {
             };
             m.insert("default".into(), empty);
         }
+        Default::List(items) => {
+            m.insert("default".into(), json!(items));
+        }
         Default::Absent => {}
     }
     Value::Object(m)
@@ -1119,7 +1169,22 @@ pub fn json_schema() -> serde_json::Value {
                         json!({ "type": "array", "description": "extra reward components (plugin verifiers or rubrics), each added with its weight", "items": item, "default": [] }),
                     );
                 }
-                root.insert(name.into(), object(props, s.title));
+                let obj = object(props, s.title);
+                // A subsection (`model.lora`) is a property of its section's object.
+                match name.split_once('.') {
+                    Some((parent, child)) => {
+                        if let Some(p) = root
+                            .get_mut(parent)
+                            .and_then(|p| p.get_mut("properties"))
+                            .and_then(Value::as_object_mut)
+                        {
+                            p.insert(child.into(), obj);
+                        }
+                    }
+                    None => {
+                        root.insert(name.into(), obj);
+                    }
+                }
             }
         }
     }

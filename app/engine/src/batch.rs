@@ -4,6 +4,7 @@
 use candle_core::{Device, Tensor};
 
 use crate::error::Result;
+use crate::model::transformer::Recompute;
 use crate::model::{Padding, Transformer};
 use crate::ops;
 
@@ -107,7 +108,26 @@ impl TrainBatch {
     /// Logits at the completion positions `[rows * l, vocab]` and their log-probs `[rows, l]`.
     pub fn logprobs(&self, model: &Transformer) -> Result<(Tensor, Tensor)> {
         let h = self.completion_hidden(model)?;
-        let logits = model.logits(&h)?;
+        self.head(model, &h)
+    }
+
+    /// [`logprobs`](Self::logprobs) through the gradient-checkpointed forward: the loss's
+    /// backward must be completed by [`Recompute::backward`].
+    pub fn logprobs_checkpointed(
+        &self,
+        model: &Transformer,
+    ) -> Result<(Tensor, Tensor, Recompute)> {
+        let d = model.config().hidden_size;
+        let (h, recompute) = model.hidden_checkpointed(&self.ids, &self.pad)?;
+        let h = h
+            .narrow(1, self.tp - 1, self.l)?
+            .reshape((self.rows * self.l, d))?;
+        let (logits, logp) = self.head(model, &h)?;
+        Ok((logits, logp, recompute))
+    }
+
+    fn head(&self, model: &Transformer, h: &Tensor) -> Result<(Tensor, Tensor)> {
+        let logits = model.logits(h)?;
         let logp = ops::token_logprob(&logits, &self.targets)?.reshape((self.rows, self.l))?;
         Ok((logits, logp))
     }

@@ -49,6 +49,42 @@ pub struct RunShape {
     pub critic: bool,
     /// Whether resume checkpoints are taken (`output.checkpoint_every > 0`).
     pub checkpoints: bool,
+    /// LoRA adapters (`model.lora.rank > 0`): the base is frozen and held once.
+    pub lora: Option<LoraShape>,
+    /// Rows whose activations are held at once (`optim.micro_batch` × workers; `rows` when
+    /// the update takes every row at once).
+    pub micro_rows: usize,
+    /// `model.gradient_checkpointing`: only each layer's input is kept, and one layer's
+    /// activations at a time are recomputed.
+    pub checkpointing: bool,
+}
+
+/// The adapters of a LoRA run, as the estimate needs them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoraShape {
+    /// Rank.
+    pub rank: usize,
+    /// Which of the block's linear layers (`rlvr_core::config::LORA_MODULES` order) have one.
+    pub modules: [bool; 7],
+}
+
+impl LoraShape {
+    /// Adapters of rank `rank` on every linear layer (PEFT's `all-linear`).
+    pub fn all_linear(rank: usize) -> Self {
+        Self {
+            rank,
+            modules: [true; 7],
+        }
+    }
+
+    /// The adapters of `[model.lora]`; `None` when `rank = 0`.
+    pub fn of(l: &rlvr_core::config::LoraSection) -> Option<Self> {
+        let modules = l.modules().ok()?;
+        l.enabled().then(|| Self {
+            rank: l.rank,
+            modules: rlvr_core::config::LORA_MODULES.map(|m| modules.contains(&m)),
+        })
+    }
 }
 
 /// The estimate, in bytes, by part.
@@ -104,9 +140,19 @@ pub fn estimate(model: &ModelConfig, run: &RunShape) -> MemoryEstimate {
     );
     let tokens = run.tokens as f64;
     let attention = 3.0 * model.num_attention_heads as f64 * tokens;
-    let per_token =
-        layers * (ACT_FLOATS_PER_WIDTH * width + attention) + 4.0 * model.vocab_size as f64;
-    let activations = run.rows as f64 * tokens * per_token * F32;
+    let per_layer = ACT_FLOATS_PER_WIDTH * width + attention;
+    // Checkpointing keeps each layer's input (hidden floats) and one layer's activations.
+    let kept_layers = if run.checkpointing {
+        layers * model.hidden_size as f64 + per_layer
+    } else {
+        layers * per_layer
+    };
+    let per_token = kept_layers + 4.0 * model.vocab_size as f64;
+    let rows = run.micro_rows.clamp(1, run.rows.max(1)) as f64;
+    let activations = rows * tokens * per_token * F32;
+    if let Some(l) = run.lora {
+        return estimate_lora(model, run, &l, activations);
+    }
     MemoryEstimate {
         training_state: 4.0 * weights,
         reference,
@@ -117,31 +163,47 @@ pub fn estimate(model: &ModelConfig, run: &RunShape) -> MemoryEstimate {
     }
 }
 
-/// Parameters of LoRA adapters of rank `rank` on every linear layer of the blocks (PEFT's
-/// `target_modules = "all-linear"`: q, k, v, o, gate, up, down): `rank × (in + out)` each.
-/// Qwen2.5-0.5B at rank 16: 8.8 M.
-pub fn lora_params(model: &ModelConfig, rank: usize) -> usize {
+/// Parameters of LoRA adapters `lora`: `rank × (in + out)` for each targeted linear layer of
+/// each block. Qwen2.5-0.5B at rank 16 on every linear layer (`all-linear`): 8.8 M.
+pub fn lora_params(model: &ModelConfig, lora: &LoraShape) -> usize {
     let (d, i, hd) = (model.hidden_size, model.intermediate_size, model.head_dim());
     let (q, kv) = (model.num_attention_heads * hd, model.kv_heads() * hd);
-    let per_layer = (d + q) + 2 * (d + kv) + (q + d) + 3 * (d + i);
-    model.num_hidden_layers * per_layer * rank
+    // q, k, v, o, gate, up, down: in + out.
+    let sizes = [d + q, d + kv, d + kv, q + d, d + i, d + i, i + d];
+    let per_layer: usize = sizes
+        .iter()
+        .zip(lora.modules)
+        .filter(|(_, on)| *on)
+        .map(|(s, _)| s)
+        .sum();
+    model.num_hidden_layers * per_layer * lora.rank
 }
 
-/// The estimate of a LoRA run of rank `rank` ([`lora_params`]): the base weights held once,
-/// frozen (no gradient, no moments; the KL reference is the base with the adapters off, so no
-/// copy), the adapters trained (weights, gradients and the two AdamW moments), a resume snapshot
-/// of the adapters only, and the activations of full training (the backward still runs
-/// through every layer to reach the adapters).
-pub fn estimate_lora(model: &ModelConfig, run: &RunShape, rank: usize) -> MemoryEstimate {
+/// The estimate of a LoRA run ([`lora_params`]): the base weights held once, frozen (no
+/// gradient, no moments; the KL reference is the base with the adapters off, so no copy), the
+/// adapters trained (weights, gradients and the two AdamW moments), a resume snapshot of the
+/// adapters only, and `activations` as for full training (the backward still runs through every
+/// layer to reach the adapters).
+fn estimate_lora(
+    model: &ModelConfig,
+    run: &RunShape,
+    lora: &LoraShape,
+    activations: f64,
+) -> MemoryEstimate {
     const F32: f64 = 4.0;
-    let full = estimate(model, run);
     let base = model.num_params() as f64 * F32;
-    let adapters = lora_params(model, rank) as f64 * F32;
+    let adapters = lora_params(model, lora) as f64 * F32;
     MemoryEstimate {
         training_state: base + 4.0 * adapters,
         reference: 0.0,
         checkpoint: if run.checkpoints { 4.0 * adapters } else { 0.0 },
-        ..full
+        critic: if run.critic {
+            4.0 * (model.hidden_size as f64 + 1.0) * F32
+        } else {
+            0.0
+        },
+        activations,
+        base: BASE_BYTES,
     }
 }
 
@@ -182,9 +244,10 @@ pub fn check_against(
         return Err(EngineError::Memory(format!(
             "this run needs about {} of memory but {} is available (MemAvailable in \
              /proc/meminfo): {} for the model's weights, gradients and optimizer state{}, {} \
-             for the activations of {} rows × {} tokens per step; lower \
-             rollout.prompts_per_step, rollout.group_size or rollout.max_new_tokens (or use a \
-             smaller model)",
+             for the activations of {} rows × {} tokens at once; lower \
+             rollout.prompts_per_step, rollout.group_size or rollout.max_new_tokens, set \
+             optim.micro_batch or model.gradient_checkpointing = true{} (or use a smaller \
+             model)",
             gb(est.total()),
             gb(avail),
             gb(est.training_state + est.reference + est.checkpoint + est.critic),
@@ -194,8 +257,13 @@ pub fn check_against(
                 ""
             },
             gb(est.activations),
-            run.rows,
-            run.tokens
+            run.micro_rows.clamp(1, run.rows.max(1)),
+            run.tokens,
+            if run.lora.is_none() {
+                ", train LoRA adapters (model.lora.rank)"
+            } else {
+                ""
+            }
         )));
     }
     Ok(est)
@@ -218,6 +286,9 @@ mod tests {
             reference: false,
             critic: false,
             checkpoints: true,
+            lora: None,
+            micro_rows: rows,
+            checkpointing: false,
         }
     }
 
@@ -234,12 +305,20 @@ mod tests {
         (m.hidden_size, m.intermediate_size, m.num_hidden_layers) = (896, 4864, 24);
         (m.num_attention_heads, m.num_key_value_heads) = (14, Some(2));
         m.tie_word_embeddings = true;
-        assert_eq!(lora_params(&m, 16), 8_798_208);
+        assert_eq!(lora_params(&m, &LoraShape::all_linear(16)), 8_798_208);
+        let mut qv = LoraShape::all_linear(16);
+        qv.modules = [true, false, true, false, false, false, false];
+        // q: 896 + 896, v: 896 + 128, per layer, × 24 layers × 16.
+        assert_eq!(lora_params(&m, &qv), 24 * 16 * (1792 + 1024));
         let r = RunShape {
             reference: true,
             ..run(64, 512)
         };
-        let (full, lora) = (estimate(&m, &r), estimate_lora(&m, &r, 16));
+        let l = RunShape {
+            lora: Some(LoraShape::all_linear(16)),
+            ..r
+        };
+        let (full, lora) = (estimate(&m, &r), estimate(&m, &l));
         assert_eq!(lora.reference, 0.0);
         assert_eq!(lora.activations, full.activations);
         assert!(lora.training_state < full.training_state / 3.5);
@@ -291,6 +370,29 @@ mod tests {
             e.training_state > 100e9 && e.training_state < 140e9,
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn micro_batches_and_checkpointing_lower_the_activations() {
+        let m = default_policy();
+        let all = estimate(&m, &run(64, 32));
+        let micro = estimate(
+            &m,
+            &RunShape {
+                micro_rows: 16,
+                ..run(64, 32)
+            },
+        );
+        assert!((all.activations / micro.activations - 4.0).abs() < 1e-9);
+        let ckpt = estimate(
+            &m,
+            &RunShape {
+                checkpointing: true,
+                ..run(64, 32)
+            },
+        );
+        assert!(ckpt.activations < all.activations);
+        assert_eq!(ckpt.training_state, all.training_state);
     }
 
     #[test]

@@ -521,6 +521,54 @@ pub fn token_logprob(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Product with a frozen weight
+
+/// `x Wᵀ` whose backward gives only `x` its gradient (`grad · W`): candle's matmul backward
+/// always computes both operands' gradients, so a frozen weight (a LoRA base, a frozen head)
+/// would cost a wasted `[out, in]` product per layer and step. The forward is candle's own CPU
+/// product (the same gemm call as `x.matmul(&w.t())`, so the values are identical).
+struct FrozenMatmul {
+    weight: Tensor,
+}
+
+impl CustomOp1 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen-matmul"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (m, k) = l.shape().dims2()?;
+        let (w_storage, w_layout) = self.weight.storage_and_layout();
+        let candle_core::Storage::Cpu(w) = &*w_storage else {
+            bail!("frozen-matmul: the weight is not on the CPU")
+        };
+        let (n, wk) = w_layout.shape().dims2()?;
+        if wk != k {
+            bail!("frozen-matmul: input has {k} features, the weight {wk}")
+        }
+        let wt = w_layout.transpose(0, 1)?;
+        let out = s.matmul(w, (1, m, n, k), l, &wt)?;
+        Ok((out, Shape::from((m, n))))
+    }
+
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad.matmul(&self.weight)?))
+    }
+}
+
+/// `x Wᵀ` for `x: [rows, in]` and a weight `W: [out, in]`. When `x` carries gradients and `W`
+/// does not, the backward skips `W`'s gradient (on the CPU; other devices use the plain
+/// product).
+pub fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let frozen = x.track_op() && !w.track_op();
+    if frozen && x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32 {
+        x.apply_op1(FrozenMatmul { weight: w.clone() })
+    } else {
+        x.matmul(&w.t()?)
+    }
+}
+
 /// Entropy (nats) of each row's softmax distribution, computed outside the graph (a metric).
 pub fn row_entropy(logits: &[f32], vocab: usize) -> Vec<f32> {
     logits

@@ -345,6 +345,9 @@ fn resuming_a_checkpoint_reproduces_the_uninterrupted_run() {
         "[algorithm]\nepsilon_high = 0.28\ninner_updates = 2\n",
         "[algorithm]\nadvantage = \"ppo\"\nkl_coef = 0.05\n[rewards]\nflip_false_negative = 0.2\n",
         "[algorithm]\ndivergence = \"js\"\nrehearsal_size = 16\nrehearsal_batch = 8\nzero_variance = \"resample\"\n",
+        // LoRA with dropout, a KL reference reset every 2 steps (the reference's adapters are
+        // in the checkpoint), micro-batches and gradient checkpointing.
+        "[model]\ngradient_checkpointing = true\n[model.lora]\nrank = 4\ndropout = 0.1\n[optim]\nlr = 0.01\nmicro_batch = 8\n[algorithm]\nkl_coef = 0.05\nreference_reset_every = 2\n",
     ] {
         let dir = tempfile::tempdir().unwrap();
         let cfg = |sub: &str| {
@@ -793,4 +796,66 @@ fn chat_template_runs_wrap_every_prompt() {
     assert_eq!(ids.iter().filter(|&&i| Some(i) == tok.bos).count(), 1);
     let (m, groups) = t.train_step().unwrap();
     assert_eq!((m.step, groups.len()), (1, 2));
+}
+
+/// A LoRA run trains only the adapters: the base weights stay bit-identical, the adapters
+/// move, the KL reference is the base, and the run's policy is a PEFT adapter folder over the
+/// run's model folder. A CUDA device on a build without CUDA is refused naming the key.
+#[test]
+fn lora_runs_train_only_the_adapters() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = default_policy_run(
+        "[model.lora]\nrank = 4\ntarget_modules = [\"q_proj\", \"v_proj\", \"down_proj\"]\n[optim]\nlr = 0.01\n[algorithm]\nkl_coef = 0.1\n",
+    );
+    cfg.output.dir = dir.path().join("out");
+    let base = Policy::load(&cfg.model.path, &Device::Cpu).unwrap();
+    let mut t = rlvr_engine::Trainer::new(cfg.clone()).unwrap();
+    assert_eq!(
+        t.policy().num_trainable(),
+        4 * 4 * ((128 + 128) + (128 + 64) + (352 + 128))
+    );
+    let adapters_before: Vec<Vec<f32>> = t
+        .policy()
+        .trainable()
+        .iter()
+        .map(|(_, v)| v.flatten_all().unwrap().to_vec1().unwrap())
+        .collect();
+    let mut kl = Vec::new();
+    for _ in 0..3 {
+        kl.push(t.train_step().unwrap().0.kl.unwrap());
+    }
+    assert_eq!(kl[0], 0.0, "the first step's policy is the base: {kl:?}");
+    assert!(kl[2] > 0.0, "the adapters moved away from the base: {kl:?}");
+    for ((n, a), (m, b)) in base.params().iter().zip(t.policy().params()) {
+        assert_eq!(n, m);
+        let (a, b): (Vec<f32>, Vec<f32>) = (
+            a.flatten_all().unwrap().to_vec1().unwrap(),
+            b.flatten_all().unwrap().to_vec1().unwrap(),
+        );
+        assert_eq!(a, b, "{n} of the frozen base changed");
+    }
+    let moved = t
+        .policy()
+        .trainable()
+        .iter()
+        .zip(&adapters_before)
+        .filter(|((_, v), before)| &v.flatten_all().unwrap().to_vec1::<f32>().unwrap() != *before)
+        .count();
+    assert!(
+        moved > t.policy().trainable().len() / 2,
+        "{moved} adapters moved"
+    );
+    let out = dir.path().join("policy");
+    t.policy().save(&out).unwrap();
+    assert!(out.join("adapter_config.json").is_file() && !out.join("model.safetensors").exists());
+    let back = Policy::load(&out, &Device::Cpu).unwrap();
+    assert_eq!(back.num_trainable(), t.policy().num_trainable());
+
+    cfg.model.device = "cuda:0".into();
+    if !candle_core::utils::cuda_is_available() {
+        let e = rlvr_engine::trainer::preflight(&cfg, &rlvr_engine::extensions::Extensions::none())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("model.device") && e.contains("no CUDA"), "{e}");
+    }
 }

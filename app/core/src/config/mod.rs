@@ -97,6 +97,120 @@ pub struct ModelSection {
     pub system_prompt: String,
     /// Qwen3's `enable_thinking`: false makes the template close an empty thinking block.
     pub enable_thinking: bool,
+    /// Where the run computes: `auto` (the first CUDA GPU of a CUDA build, else the CPU),
+    /// `cpu`, or `cuda:N`.
+    pub device: String,
+    /// Recompute each layer's activations in the backward pass instead of keeping them
+    /// (gradient checkpointing): less memory for one more forward.
+    pub gradient_checkpointing: bool,
+    /// Low-rank adapters; `rank = 0` trains every weight.
+    pub lora: LoraSection,
+}
+
+/// `[model.lora]`: LoRA adapters as PEFT defines them ("LoRA: Low-Rank Adaptation of Large
+/// Language Models", Hu et al. 2021): each targeted linear layer `W` computes
+/// `W x + (alpha / rank) · B A dropout(x)`, only `A` and `B` are trained.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoraSection {
+    /// Rank of the adapters; 0 = no adapters (full fine-tuning).
+    pub rank: usize,
+    /// Scaling numerator: the adapters' output is multiplied by `alpha / rank`.
+    pub alpha: f64,
+    /// Dropout on the adapters' input during the training forward.
+    pub dropout: f64,
+    /// Linear layers that get adapters, by PEFT's names (`q_proj`, `k_proj`, `v_proj`,
+    /// `o_proj`, `gate_proj`, `up_proj`, `down_proj`) or `["all-linear"]`.
+    pub target_modules: Vec<String>,
+}
+
+/// The linear layers of a decoder block, by PEFT's `target_modules` names, in block order.
+pub const LORA_MODULES: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+impl LoraSection {
+    /// Whether adapters are trained (`rank > 0`).
+    pub fn enabled(&self) -> bool {
+        self.rank > 0
+    }
+
+    /// The targeted modules in block order (`all-linear` expanded), or the entry that is not a
+    /// module name.
+    pub fn modules(&self) -> std::result::Result<Vec<&'static str>, String> {
+        if self.target_modules.iter().any(|m| m == "all-linear") {
+            if self.target_modules.len() > 1 {
+                return Err("\"all-linear\" alone, or a list of module names".into());
+            }
+            return Ok(LORA_MODULES.to_vec());
+        }
+        for m in &self.target_modules {
+            if !LORA_MODULES.contains(&m.as_str()) {
+                return Err(format!(
+                    "module names among {} (or \"all-linear\"), not {m:?}",
+                    LORA_MODULES.join(", ")
+                ));
+            }
+        }
+        if self.target_modules.is_empty() {
+            return Err("at least one module name, or \"all-linear\"".into());
+        }
+        Ok(LORA_MODULES
+            .into_iter()
+            .filter(|m| self.target_modules.iter().any(|t| t == m))
+            .collect())
+    }
+}
+
+/// `model.device` parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// The first CUDA GPU when the build has CUDA and one is present, else the CPU.
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// CUDA GPU number N.
+    Cuda(usize),
+}
+
+impl ModelSection {
+    /// `device` parsed: `auto`, `cpu` or `cuda:N` (`cuda` alone is `cuda:0`).
+    pub fn device_choice(&self) -> Result<DeviceChoice> {
+        let d = self.device.trim();
+        let parsed = match d {
+            "auto" => Some(DeviceChoice::Auto),
+            "cpu" => Some(DeviceChoice::Cpu),
+            "cuda" => Some(DeviceChoice::Cuda(0)),
+            _ => d
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceChoice::Cuda),
+        };
+        parsed.ok_or_else(|| {
+            CoreError::config(
+                "model.device",
+                format!("{:?}", self.device),
+                "\"auto\", \"cpu\" or \"cuda:N\" (N the GPU's number, e.g. cuda:0)",
+            )
+        })
+    }
+}
+
+impl Default for LoraSection {
+    fn default() -> Self {
+        Self {
+            rank: 0,
+            alpha: 16.0,
+            dropout: 0.0,
+            target_modules: vec!["all-linear".into()],
+        }
+    }
 }
 
 impl Default for ModelSection {
@@ -106,6 +220,9 @@ impl Default for ModelSection {
             chat_template: false,
             system_prompt: String::new(),
             enable_thinking: true,
+            device: "auto".into(),
+            gradient_checkpointing: false,
+            lora: LoraSection::default(),
         }
     }
 }
@@ -419,6 +536,9 @@ pub struct OptimConfig {
     pub warmup_steps: usize,
     /// Final learning rate of linear/cosine decay as a fraction of `lr`.
     pub min_lr_ratio: f64,
+    /// Rows per forward/backward of the update in each worker (gradients are summed over the
+    /// micro-batches); 0 = a worker's whole share at once.
+    pub micro_batch: usize,
 }
 
 impl Default for OptimConfig {
@@ -433,6 +553,7 @@ impl Default for OptimConfig {
             schedule: Schedule::Constant,
             warmup_steps: 0,
             min_lr_ratio: 0.1,
+            micro_batch: 0,
         }
     }
 }

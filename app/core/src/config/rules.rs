@@ -4,6 +4,42 @@
 use super::RunConfig;
 use crate::error::{CoreError, Result};
 
+/// `[model.lora]`: module names known, and no adapter key set while `rank = 0` (it would be
+/// ignored).
+fn lora_keys(l: &super::LoraSection) -> Result<()> {
+    let d = super::LoraSection::default();
+    if !l.enabled() {
+        let set = [
+            ("model.lora.alpha", l.alpha != d.alpha, l.alpha.to_string()),
+            (
+                "model.lora.dropout",
+                l.dropout != d.dropout,
+                l.dropout.to_string(),
+            ),
+            (
+                "model.lora.target_modules",
+                l.target_modules != d.target_modules,
+                format!("{:?}", l.target_modules),
+            ),
+        ];
+        if let Some((key, _, value)) = set.into_iter().find(|s| s.1) {
+            return Err(CoreError::config(
+                key,
+                value,
+                "its default while model.lora.rank = 0 (full fine-tuning, no adapters): set the rank to train adapters",
+            ));
+        }
+        return Ok(());
+    }
+    l.modules().map(drop).map_err(|expected| {
+        CoreError::config(
+            "model.lora.target_modules",
+            format!("{:?}", l.target_modules),
+            expected,
+        )
+    })
+}
+
 /// Refuses parameters the run would ignore: `model.system_prompt` or `model.enable_thinking =
 /// false` without `model.chat_template`, `rollout.sampler_params` without a
 /// `rollout.sampler`, `rewards.verifier_params` with the task's own verifier, and a pass@k `k`
@@ -24,6 +60,8 @@ pub(crate) fn ignored_params(cfg: &RunConfig) -> Result<()> {
             "true (the default) without model.chat_template = true: only a chat template can turn thinking off",
         ));
     }
+    m.device_choice()?;
+    lora_keys(&m.lora)?;
     let r = &cfg.rollout;
     if r.sampler.is_empty() && !r.sampler_params.is_empty() {
         return Err(CoreError::config(

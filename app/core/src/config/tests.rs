@@ -17,6 +17,10 @@ fn config_with(spec: &KeySpec, task: Option<&str>, value: &str, pair: bool) -> S
         return text;
     }
     text.push_str(&format!("[{section}]\n"));
+    // The other LoRA keys count only with adapters.
+    if section == "model.lora" && name != "rank" {
+        text.push_str("rank = 8\n");
+    }
     if let Some(t) = task {
         text.push_str(&format!("name = \"{t}\"\n"));
         // A min_*/max_* pair must stay ordered: move the partner along.
@@ -319,4 +323,45 @@ fn chat_keys_need_the_chat_template() {
     )
     .unwrap();
     assert!(c.model.chat_template && !c.model.enable_thinking);
+}
+
+#[test]
+fn lora_and_device_keys_are_checked() {
+    let err = |t: &str| RunConfig::from_toml(t).unwrap_err().to_string();
+    let e = err("[model.lora]\nalpha = 32");
+    assert!(
+        e.starts_with("model.lora.alpha = 32 is invalid") && e.contains("model.lora.rank = 0"),
+        "{e}"
+    );
+    let e = err("[model.lora]\nrank = 8\ntarget_modules = [\"q_proj\", \"qkv\"]");
+    assert!(
+        e.starts_with("model.lora.target_modules") && e.contains("not \"qkv\""),
+        "{e}"
+    );
+    let e = err("[model.lora]\nrank = 8\ntarget_modules = [\"all-linear\", \"q_proj\"]");
+    assert!(e.contains("\"all-linear\" alone"), "{e}");
+    let e = err("[model.lora]\nrank = 8\ntarget_modules = []");
+    assert!(e.contains("at least one module name"), "{e}");
+    let e = err("[model.lora]\nrank = 8\ndropout = 1.0");
+    assert!(e.starts_with("model.lora.dropout = 1.0 is invalid"), "{e}");
+    let c =
+        RunConfig::from_toml("[model.lora]\nrank = 8\ntarget_modules = [\"v_proj\", \"q_proj\"]")
+            .unwrap();
+    assert_eq!(c.model.lora.modules().unwrap(), ["q_proj", "v_proj"]);
+    for (d, want) in [
+        ("auto", DeviceChoice::Auto),
+        ("cpu", DeviceChoice::Cpu),
+        ("cuda", DeviceChoice::Cuda(0)),
+        ("cuda:3", DeviceChoice::Cuda(3)),
+    ] {
+        let c = RunConfig::from_toml(&format!("[model]\ndevice = \"{d}\"")).unwrap();
+        assert_eq!(c.model.device_choice().unwrap(), want);
+    }
+    for bad in ["gpu", "cuda:x", "cuda:-1", "metal"] {
+        let e = err(&format!("[model]\ndevice = \"{bad}\""));
+        assert!(
+            e.starts_with("model.device") && e.contains("cuda:N"),
+            "{bad}: {e}"
+        );
+    }
 }

@@ -117,13 +117,24 @@ pub fn inspect(dir: &Path, rows: usize, tokens: usize, reference: bool) -> Resul
         reference,
         critic: false,
         checkpoints: true,
+        lora: None,
+        micro_rows: rows,
+        checkpointing: false,
     };
+    let lora = memory::LoraShape::all_linear(LORA_RANK);
     let memory = MemoryFacts {
         rows,
         tokens: shape.tokens,
         full_bytes: memory::estimate(&cfg, &shape).total(),
-        lora_bytes: memory::estimate_lora(&cfg, &shape, LORA_RANK).total(),
-        lora_params: memory::lora_params(&cfg, LORA_RANK),
+        lora_bytes: memory::estimate(
+            &cfg,
+            &RunShape {
+                lora: Some(lora),
+                ..shape
+            },
+        )
+        .total(),
+        lora_params: memory::lora_params(&cfg, &lora),
     };
     Ok(ModelFacts {
         dir: dir.to_path_buf(),

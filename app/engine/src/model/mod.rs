@@ -5,24 +5,30 @@
 pub mod config;
 pub mod inspect;
 mod load;
+pub mod lora;
 pub mod rope;
 mod special;
 pub mod transformer;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor, Var};
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 
 pub use config::{ModelConfig, TokenIds};
+pub use lora::{Adapters, LoraSpec};
 pub use transformer::{KvCache, Padding, Transformer};
 
 use crate::error::{EngineError, Result};
 use crate::tokenizer::Tok;
 
-/// Trainable policy: configuration, tokenizer and named parameters (sorted by name).
+/// How [`Policy::build`] turns a variable into the model's tensor.
+type TensorOf = dyn Fn(&Var) -> Result<Tensor>;
+
+/// Trainable policy: configuration, tokenizer and named parameters (sorted by name), with
+/// optional LoRA adapters (then only they are trained and the base weights stay frozen).
 pub struct Policy {
     /// Model hyper-parameters (`config.json`).
     pub cfg: ModelConfig,
@@ -30,6 +36,9 @@ pub struct Policy {
     pub tok: Tok,
     params: Vec<(String, Var)>,
     device: Device,
+    lora: Option<Adapters>,
+    /// The folder the base weights were read from (an adapter folder names it).
+    source: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -134,6 +143,8 @@ impl Policy {
             tok,
             params,
             device: device.clone(),
+            lora: None,
+            source: None,
         }
     }
 
@@ -192,7 +203,13 @@ impl Policy {
     /// ids it supplies) below `vocab_size`; the weights as `load` checks them: floating dtypes
     /// only, no tensor in two files, none the config leaves unused, and a full scan (every
     /// element, not a sample) for NaN and infinity.
+    ///
+    /// An adapter folder (`adapter_config.json`, see [`lora`]) loads its base folder
+    /// (`base_model_name_or_path`) with the adapters attached.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        if lora::is_adapter_folder(dir) && !dir.join("config.json").is_file() {
+            return Self::load_adapter(dir, None, device);
+        }
         let cfg = Self::read_config(dir)?;
         let tok = Self::read_tokenizer(dir, &cfg)?;
         Self::load_with(dir, cfg, tok, device)
@@ -221,14 +238,108 @@ impl Policy {
             .into_iter()
             .map(|(n, t)| Ok((n, Var::from_tensor(&t)?)))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self::from_params(cfg, tok, params, device))
+        let mut p = Self::from_params(cfg, tok, params, device);
+        p.source = Some(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()));
+        Ok(p)
+    }
+
+    /// Loads an adapter folder over its base: the base folder named by
+    /// `base_model_name_or_path` (or `base`), the adapters of `adapter_model.safetensors`, and
+    /// the adapter folder's tokenizer when it has one (the base's otherwise).
+    pub fn load_adapter(dir: &Path, base: Option<&Path>, device: &Device) -> Result<Self> {
+        let (_, named) = lora::read_config(dir)?;
+        let base = base.map_or(named, Path::to_path_buf);
+        if !base.join("config.json").is_file() {
+            return Err(EngineError::model(
+                dir.join(lora::ADAPTER_CONFIG),
+                format!(
+                    "base_model_name_or_path = {:?} is not a model folder (no config.json): give \
+                     the base folder (--base DIR)",
+                    base.display().to_string()
+                ),
+            ));
+        }
+        let cfg = Self::read_config(&base)?;
+        let tok_dir = if dir.join("tokenizer.json").is_file() {
+            dir
+        } else {
+            &base
+        };
+        let tok = Self::read_tokenizer(tok_dir, &cfg)?;
+        let mut p = Self::load_with(&base, cfg, tok, device)?;
+        p.lora = Some(Adapters::load(dir, &p.cfg, device)?);
+        Ok(p)
+    }
+
+    /// Adds fresh adapters (see [`Adapters::init`]): from now on only they are trained.
+    pub fn attach_lora(&mut self, spec: LoraSpec, seed: u64) -> Result<()> {
+        self.lora = Some(Adapters::init(&self.cfg, spec, seed, &self.device)?);
+        Ok(())
+    }
+
+    /// The adapters, when the policy has them.
+    pub fn adapters(&self) -> Option<&Adapters> {
+        self.lora.as_ref()
+    }
+
+    /// The trained parameters by name, sorted: the adapters' `A` and `B` by PEFT key when the
+    /// policy has adapters, every weight otherwise.
+    pub fn trainable(&self) -> &[(String, Var)] {
+        match &self.lora {
+            Some(a) => &a.vars,
+            None => &self.params,
+        }
+    }
+
+    /// Number of trained scalars.
+    pub fn num_trainable(&self) -> usize {
+        self.trainable().iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    /// The policy with the adapters merged into the base weights (`W + scale · B A`), without
+    /// adapters; a policy without adapters is copied.
+    pub fn merged(&self) -> Result<Self> {
+        let mut deltas: HashMap<String, Tensor> = HashMap::new();
+        if let Some(ad) = &self.lora {
+            let scale = ad.spec.scale();
+            for a in &ad.layers {
+                let name = format!("{}.weight", transformer::linear_path(a.layer, a.module));
+                let d = (a.b.as_tensor().matmul(a.a.as_tensor())? * scale)?;
+                deltas.insert(name, d);
+            }
+        }
+        let params = self
+            .params
+            .iter()
+            .map(|(n, v)| {
+                let w = v.as_tensor().detach();
+                let w = match deltas.get(n) {
+                    Some(d) => (w + d)?,
+                    None => w.copy()?,
+                };
+                Ok((n.clone(), Var::from_tensor(&w)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut p = Self::from_params(self.cfg.clone(), self.tok.clone(), params, &self.device);
+        p.source = self.source.clone();
+        Ok(p)
     }
 
     /// Writes the folder: `config.json`, `generation_config.json`, `model.safetensors` (with the
     /// `format: pt` metadata `transformers` expects), `tokenizer.json` and
     /// `tokenizer_config.json` ([`Tok::save_files`]).
+    ///
+    /// A policy with adapters writes an adapter folder instead: `adapter_config.json` (naming
+    /// the base folder), `adapter_model.safetensors` and the tokenizer files.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+        if let Some(ad) = &self.lora {
+            let base = self.source.as_deref().ok_or_else(|| {
+                EngineError::model(dir, "adapters over a base that was not read from a folder")
+            })?;
+            ad.save(dir, base)?;
+            return self.tok.save_files(dir, self.cfg.max_position_embeddings);
+        }
         let write_json = |name: &str, v: &serde_json::Value| -> Result<()> {
             let p = dir.join(name);
             let text = serde_json::to_string_pretty(v)
@@ -284,31 +395,84 @@ impl Policy {
         self.params.iter().map(|(_, v)| v.elem_count()).sum()
     }
 
-    fn build(&self, f: impl Fn(&Var) -> Result<Tensor>) -> Result<Transformer> {
+    /// The model over the base weights (each through `f`) and, when `adapters` is given, the
+    /// adapters (each through it).
+    fn build(
+        &self,
+        f: impl Fn(&Var) -> Result<Tensor>,
+        adapters: Option<&TensorOf>,
+    ) -> Result<Transformer> {
         let map: HashMap<&str, &Var> = self.params.iter().map(|(n, v)| (n.as_str(), v)).collect();
-        Transformer::from_fn(&self.cfg, &self.device, |name, _shape| {
+        let model = Transformer::from_fn(&self.cfg, &self.device, |name, _shape| {
             let v = map
                 .get(name)
                 .ok_or_else(|| candle_core::Error::Msg(format!("missing parameter {name}")))?;
             f(v).map_err(|e| candle_core::Error::Msg(e.to_string()))
-        })
-        .map_err(EngineError::from)
+        })?;
+        match (&self.lora, adapters) {
+            (Some(ad), Some(g)) => {
+                let list = ad
+                    .layers
+                    .iter()
+                    .map(|a| Ok((a.layer, a.module, g(&a.a)?, g(&a.b)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(model.with_adapters(list, ad.spec.scale(), ad.spec.dropout as f32)?)
+            }
+            _ => Ok(model),
+        }
     }
 
-    /// The model over the trainable variables: its outputs carry gradients.
+    /// The model over the trainable variables: its outputs carry gradients (to the adapters
+    /// only when the policy has them; the base is then frozen).
     pub fn train_model(&self) -> Result<Transformer> {
-        self.build(|v| Ok(v.as_tensor().clone()))
+        let track = |v: &Var| Ok(v.as_tensor().clone());
+        let frozen = |v: &Var| Ok(v.as_tensor().detach());
+        if self.lora.is_some() {
+            self.build(frozen, Some(&track))
+        } else {
+            self.build(track, None)
+        }
     }
 
     /// A no-gradient view sharing the variables' storage (it sees every optimizer update); for
     /// sampling and evaluation.
     pub fn frozen_view(&self) -> Result<Transformer> {
-        self.build(|v| Ok(v.as_tensor().detach()))
+        let frozen = |v: &Var| Ok(v.as_tensor().detach());
+        self.build(frozen, Some(&frozen))
     }
 
-    /// A deep copy of the current weights (a frozen reference policy).
+    /// A frozen copy of the current policy (a KL reference): with adapters, the base is shared
+    /// (it never changes) and only the adapters are copied; otherwise every weight is copied.
     pub fn snapshot(&self) -> Result<Transformer> {
-        self.build(|v| Ok(v.as_tensor().detach().copy()?))
+        let copy = |v: &Var| Ok(v.as_tensor().detach().copy()?);
+        if self.lora.is_some() {
+            self.build(|v| Ok(v.as_tensor().detach()), Some(&copy))
+        } else {
+            self.build(copy, None)
+        }
+    }
+
+    /// The KL reference of a run's start: the base without adapters, sharing its storage, when
+    /// the policy has adapters (no second copy in memory); a [`snapshot`](Self::snapshot)
+    /// otherwise.
+    pub fn reference(&self) -> Result<Transformer> {
+        if self.lora.is_some() {
+            self.build(|v| Ok(v.as_tensor().detach()), None)
+        } else {
+            self.snapshot()
+        }
+    }
+
+    /// The reference of a checkpoint: the base with the given adapters (none: the base alone),
+    /// for a policy with adapters.
+    pub fn reference_with(&self, adapters: Vec<transformer::Adapter>) -> Result<Transformer> {
+        let base = self.build(|v| Ok(v.as_tensor().detach()), None)?;
+        match &self.lora {
+            Some(ad) if !adapters.is_empty() => {
+                Ok(base.with_adapters(adapters, ad.spec.scale(), ad.spec.dropout as f32)?)
+            }
+            _ => Ok(base),
+        }
     }
 
     /// Copies all weights from another policy with the same configuration.

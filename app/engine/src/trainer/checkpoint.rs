@@ -102,22 +102,71 @@ fn take(map: &mut HashMap<String, Tensor>, name: &str, path: &Path) -> Result<Te
 }
 
 impl Trainer {
+    /// The reference of a checkpoint of a run with adapters: the base, plus the adapters stored
+    /// under `reference.` (present after a ProRL reset).
+    fn reference_adapters(
+        &self,
+        map: &mut HashMap<String, Tensor>,
+        path: &Path,
+    ) -> Result<crate::model::Transformer> {
+        let mut adapters = Vec::new();
+        if let Some(ad) = self.policy.adapters() {
+            for a in &ad.layers {
+                let key = |b| {
+                    format!(
+                        "reference.{}",
+                        crate::model::lora::peft_key(a.layer, a.module, b)
+                    )
+                };
+                match (map.remove(&key(false)), map.remove(&key(true))) {
+                    (Some(ta), Some(tb)) => adapters.push((a.layer, a.module, ta, tb)),
+                    (None, None) => {}
+                    _ => {
+                        return Err(EngineError::model(
+                            path,
+                            format!(
+                                "checkpoint has only one of {} and {}",
+                                key(false),
+                                key(true)
+                            ),
+                        ))
+                    }
+                }
+            }
+        }
+        self.policy
+            .reference_with(adapters)
+            .map_err(|e| EngineError::model(path, format!("reference model: {e}")))
+    }
+
     /// The resume state after the current step: parameters copied, optimizer moments and
     /// reference shared (the optimizer replaces them rather than writing in place).
     pub fn resume_state(&self) -> Result<ResumeState> {
         let mut tensors = Vec::new();
-        for (n, v) in self.policy.params() {
+        for (n, v) in self.policy.trainable() {
             tensors.push((format!("policy.{n}"), v.as_tensor().copy()?));
         }
         let (t, m, v) = self.opt.state();
-        for (((n, _), m), v) in self.policy.params().iter().zip(m).zip(v) {
+        for (((n, _), m), v) in self.policy.trainable().iter().zip(m).zip(v) {
             tensors.push((format!("m.{n}"), m.clone()));
             tensors.push((format!("v.{n}"), v.clone()));
         }
-        if let Some(r) = &self.reference {
-            for (n, t) in r.named_tensors() {
-                tensors.push((format!("reference.{n}"), t));
+        match (&self.reference, self.policy.adapters().is_some()) {
+            // With adapters the reference is the frozen base plus, after a ProRL reset, a copy
+            // of the adapters: only those are stored.
+            (Some(r), true) => {
+                for (l, m, a) in r.adapters() {
+                    let key = |b| crate::model::lora::peft_key(l, m, b);
+                    tensors.push((format!("reference.{}", key(false)), a.a.clone()));
+                    tensors.push((format!("reference.{}", key(true)), a.b.clone()));
+                }
             }
+            (Some(r), false) => {
+                for (n, t) in r.named_tensors() {
+                    tensors.push((format!("reference.{n}"), t));
+                }
+            }
+            (None, _) => {}
         }
         let mut critic_steps = None;
         if let Some(c) = &self.critic {
@@ -178,7 +227,7 @@ impl Trainer {
         let device = self.policy.device().clone();
         let mut map = candle_core::safetensors::load_buffer(doc, &device)
             .map_err(|e| EngineError::model(path, format!("unreadable checkpoint tensors: {e}")))?;
-        for (n, var) in self.policy.params() {
+        for (n, var) in self.policy.trainable() {
             let t = take(&mut map, &format!("policy.{n}"), path)?;
             if t.dims() != var.dims() {
                 return Err(EngineError::model(
@@ -193,12 +242,14 @@ impl Trainer {
             var.set(&t)?;
         }
         let (mut m, mut v) = (Vec::new(), Vec::new());
-        for (n, _) in self.policy.params() {
+        for (n, _) in self.policy.trainable() {
             m.push(take(&mut map, &format!("m.{n}"), path)?);
             v.push(take(&mut map, &format!("v.{n}"), path)?);
         }
         self.opt.load_state(state.optimizer_steps, m, v)?;
-        if self.reference.is_some() {
+        if self.reference.is_some() && self.policy.adapters().is_some() {
+            self.reference = Some(self.reference_adapters(&mut map, path)?);
+        } else if self.reference.is_some() {
             let prefix = "reference.";
             let refs: HashMap<String, Tensor> = map
                 .iter()

@@ -160,7 +160,11 @@ impl Setup {
         let overhead = tok.prompt_overhead()?;
         let shape = memory_shape(cfg, &model_cfg, task.max_prompt_chars() + overhead, max_new);
         crate::memory::check(&model_cfg, &shape)?;
-        let policy = Policy::load_with(&cfg.model.path, model_cfg, tok, &Device::Cpu)?;
+        let device = run_device(cfg)?;
+        let mut policy = Policy::load_with(&cfg.model.path, model_cfg, tok, &device)?;
+        if let Some(spec) = crate::model::LoraSpec::from_config(&cfg.model.lora)? {
+            policy.attach_lora(spec, cfg.seed)?;
+        }
         let split = TaskSplit::new(task, cfg.seed, cfg.eval.heldout_size)?;
         check_prompts(cfg, &policy, &split, max_new)?;
         Ok(Self {
@@ -168,6 +172,34 @@ impl Setup {
             split,
             max_new,
         })
+    }
+}
+
+/// The device of `model.device`: `auto` is the first CUDA GPU when this build has CUDA and one
+/// is present, else the CPU; `cuda:N` is refused, naming the key, when the build has no CUDA
+/// or the GPU cannot be opened.
+pub fn run_device(cfg: &RunConfig) -> Result<Device> {
+    use crate::config::DeviceChoice;
+    match cfg.model.device_choice()? {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Auto if candle_core::utils::cuda_is_available() => {
+            Ok(Device::new_cuda(0).unwrap_or(Device::Cpu))
+        }
+        DeviceChoice::Auto => Ok(Device::Cpu),
+        DeviceChoice::Cuda(n) if !candle_core::utils::cuda_is_available() => {
+            Err(EngineError::config(
+                "model.device",
+                format!("\"cuda:{n}\""),
+                "\"cpu\" or \"auto\": this build has no CUDA (build with `cargo build --release --features cuda` on a machine with the CUDA toolkit)",
+            ))
+        }
+        DeviceChoice::Cuda(n) => Device::new_cuda(n).map_err(|e| {
+            EngineError::config(
+                "model.device",
+                format!("\"cuda:{n}\""),
+                format!("a GPU this machine has: {e}"),
+            )
+        }),
     }
 }
 
@@ -207,12 +239,18 @@ fn memory_shape(
     } else {
         alg.rehearsal_batch
     };
+    let rows = cfg
+        .rollout
+        .prompts_per_step
+        .saturating_mul(cfg.rollout.group_size)
+        .saturating_add(rehearsal);
+    let workers = auto_workers(model.num_params(), cfg.threads);
+    let micro_rows = match cfg.optim.micro_batch {
+        0 => rows,
+        m => m.saturating_mul(workers).min(rows),
+    };
     crate::memory::RunShape {
-        rows: cfg
-            .rollout
-            .prompts_per_step
-            .saturating_mul(cfg.rollout.group_size)
-            .saturating_add(rehearsal),
+        rows,
         // A token is at least one character with the tokenizers this engine meets; + bos. A
         // row longer than the context is refused by `check_prompts`, naming its cause.
         tokens: prompt_chars
@@ -222,6 +260,9 @@ fn memory_shape(
         reference: alg.kl_coef > 0.0,
         critic: alg.advantage == "ppo",
         checkpoints: cfg.output.checkpoint_every > 0,
+        lora: crate::memory::LoraShape::of(&cfg.model.lora),
+        micro_rows,
+        checkpointing: cfg.model.gradient_checkpointing,
     }
 }
 
@@ -333,13 +374,13 @@ impl Trainer {
             max_new,
         } = Setup::checked(&cfg)?;
         let reference = if cfg.algorithm.kl_coef > 0.0 {
-            Some(policy.snapshot()?)
+            Some(policy.reference()?)
         } else {
             None
         };
         let o = &cfg.optim;
         let opt_vars: Vec<candle_core::Var> =
-            policy.params().iter().map(|(_, v)| v.clone()).collect();
+            policy.trainable().iter().map(|(_, v)| v.clone()).collect();
         let opt = AdamW::new(
             opt_vars.clone(),
             AdamWParams {

@@ -77,6 +77,8 @@ struct ShardOut {
 
 /// One worker's share of the update batch.
 struct Shard {
+    /// Position among the step's shards (offsets the dropout seed).
+    index: u64,
     batch: TrainBatch,
     advantages: Tensor,
     adv_host: Vec<f32>,
@@ -92,6 +94,11 @@ struct ShardParams {
     normaliser: f64,
     lp_min_p: f64,
     need_logits: bool,
+    /// `model.gradient_checkpointing`.
+    checkpointing: bool,
+    /// Seed of this inner update's LoRA dropout masks (each shard adds its index); `None`
+    /// without dropout.
+    dropout_seed: Option<u64>,
 }
 
 impl Shard {
@@ -139,6 +146,7 @@ impl Shard {
             None => None,
         };
         Ok(Shard {
+            index: 0,
             batch,
             advantages,
             adv_host,
@@ -151,7 +159,23 @@ impl Shard {
 
     /// Loss and gradients of this shard; the first call records the old log-probs.
     fn step(&mut self, model: &Transformer, p: &ShardParams) -> Result<ShardOut> {
-        let (logits, logp) = self.batch.logprobs(model)?;
+        let seeded;
+        let model = match p.dropout_seed {
+            Some(seed) => {
+                seeded = model
+                    .clone()
+                    .with_dropout_seed(Some(seed.wrapping_add(self.index)));
+                &seeded
+            }
+            None => model,
+        };
+        let (logits, logp, recompute) = if p.checkpointing {
+            let (logits, logp, r) = self.batch.logprobs_checkpointed(model)?;
+            (logits, logp, Some(r))
+        } else {
+            let (logits, logp) = self.batch.logprobs(model)?;
+            (logits, logp, None)
+        };
         let old = match &self.old_logp {
             Some(o) => o.clone(),
             None => {
@@ -196,7 +220,10 @@ impl Shard {
             )),
             None => None,
         };
-        let grads = out.loss.backward()?;
+        let mut grads = out.loss.backward()?;
+        if let Some(r) = recompute {
+            grads = r.backward(model, grads)?;
+        }
         Ok(ShardOut {
             loss,
             grads,
@@ -227,6 +254,23 @@ impl Shard {
 }
 
 impl Trainer {
+    /// The shards of `n` selected rows: one per worker, each cut into micro-batches of at most
+    /// `optim.micro_batch` rows (0: no cut).
+    fn shard_ranges(&self, n: usize) -> Vec<std::ops::Range<usize>> {
+        let micro = self.cfg.optim.micro_batch;
+        let per_worker = crate::parallel::shard_ranges(n, self.workers);
+        if micro == 0 {
+            return per_worker;
+        }
+        let shards = per_worker
+            .iter()
+            .map(|r| r.len().div_ceil(micro))
+            .max()
+            .unwrap_or(0)
+            * self.workers.max(1);
+        crate::parallel::shard_ranges(n, shards.max(1))
+    }
+
     /// The update of this step's rows: which rows take part, the loss divisor of the configured
     /// aggregation, the Lp-Reg cut and the learning rate.
     pub(super) fn update_plan<'a>(
@@ -303,7 +347,23 @@ impl Trainer {
             normaliser,
             lp_min_p: a.lp_reg_min_p,
             need_logits: a.entropy_coef > 0.0 || a.lp_reg_coef > 0.0,
+            checkpointing: self.cfg.model.gradient_checkpointing,
+            dropout_seed: None,
         }
+    }
+
+    /// The seed of the LoRA dropout masks of inner update `it` of this step (a function of
+    /// the run's seed, the step and `it`, so a resumed run draws the same masks); `None`
+    /// without dropout.
+    fn dropout_seed(&self, it: usize) -> Option<u64> {
+        let ad = self.policy.adapters()?;
+        (ad.spec.dropout > 0.0).then(|| {
+            let mut r =
+                <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(self.cfg.seed);
+            r.set_stream(11);
+            r.set_word_pos(2 * ((self.step as u128) << 16 | it as u128));
+            rand::RngCore::next_u64(&mut r)
+        })
     }
 
     /// μ clipped policy-gradient updates on the plan's rows, data-parallel over the workers:
@@ -314,17 +374,13 @@ impl Trainer {
         let device = self.policy.device().clone();
         let pad = self.policy.tok.pad;
         let mut shards = Vec::new();
-        for range in crate::parallel::shard_ranges(plan.selected.len(), self.workers) {
+        for range in self.shard_ranges(plan.selected.len()) {
             let part = &plan.selected[range];
-            shards.push(Shard::new(
-                plan,
-                part,
-                self.reference.as_ref(),
-                pad,
-                &device,
-            )?);
+            let mut shard = Shard::new(plan, part, self.reference.as_ref(), pad, &device)?;
+            shard.index = shards.len() as u64;
+            shards.push(shard);
         }
-        let params = self.shard_params(plan.normaliser);
+        let mut params = self.shard_params(plan.normaliser);
         let rehearsal = self.rehearsal_batch()?;
         let a = &self.cfg.algorithm;
         let js = a.divergence == Divergence::Js;
@@ -333,9 +389,14 @@ impl Trainer {
         let (mut clip_low, mut clip_high, mut gn) = (0usize, 0usize, 0f64);
         for it in 0..a.inner_updates {
             let model = self.policy.train_model()?;
-            let outs = crate::parallel::scoped_map(&mut shards, "update", |shard| {
-                shard.step(&model, &params)
-            })?;
+            params.dropout_seed = self.dropout_seed(it);
+            // Micro-batches: `workers` shards at a time, so at most that many hold activations.
+            let mut outs = Vec::with_capacity(shards.len());
+            for wave in shards.chunks_mut(self.workers.max(1)) {
+                outs.extend(crate::parallel::scoped_map(wave, "update", |shard| {
+                    shard.step(&model, &params)
+                })?);
+            }
             let (mut loss, mut kl_sum, mut kl_n) = (0f64, [0f64; 3], 0usize);
             let mut stores = Vec::with_capacity(outs.len());
             for out in outs {
