@@ -344,8 +344,8 @@ impl StudioApp {
         self.poll();
         self.shortcuts(ui);
         if self.live.as_ref().is_some_and(|l| l.phase.is_active()) {
-            // The ETA and elapsed time tick even between steps.
-            ui.ctx().request_repaint_after(Duration::from_secs(1));
+            // The ETA, the elapsed time and the step's progress tick even between events.
+            ui.ctx().request_repaint_after(Duration::from_millis(250));
         }
         egui::Panel::top("top_bar").show(ui, |ui| self.top_bar(ui));
         egui::CentralPanel::default().show(ui, |ui| match self.view {
@@ -615,8 +615,9 @@ impl StudioApp {
             let eta = l
                 .eta()
                 .map_or(String::new(), |d| format!(" · ETA {}", fmt_duration(d)));
+            let doing = l.activity().map_or(String::new(), |a| format!(" · {a}"));
             let text = format!(
-                "step {}/{} · {}{}",
+                "step {}/{} · {}{doing}{}",
                 l.done_steps,
                 l.total_steps,
                 l.phase.label(),

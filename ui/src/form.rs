@@ -219,6 +219,8 @@ pub struct NewRunForm {
     pub ext: rlvr_core::extensions::Extensions,
     /// The facts of the model folder, and GGUF import.
     pub picker: crate::model_picker::ModelPicker,
+    /// The run's memory estimate.
+    pub memory: MemoryLine,
     dialog: Option<(DialogKind, Receiver<Option<PathBuf>>)>,
     presets: Vec<(String, PathBuf)>,
     dirty: bool,
@@ -255,6 +257,7 @@ impl NewRunForm {
             copied: None,
             ext: Default::default(),
             picker: Default::default(),
+            memory: Default::default(),
             dialog: None,
             presets: list_presets(&presets_dir()),
             dirty: true,
@@ -591,6 +594,10 @@ impl NewRunForm {
                     );
                     changed = true;
                 }
+                heading(ui, "LoRA");
+                changed |= lora_fields(ui, &mut self.doc, err.as_deref(), theme);
+                let cfg = self.config().ok();
+                self.memory.ui(ui, cfg);
                 heading(ui, "Task");
                 changed |= self.task_fields(ui, catalog, err.as_deref(), theme);
                 heading(ui, "Algorithm");
@@ -981,6 +988,139 @@ fn field_error(ui: &mut egui::Ui, key: &str, err: Option<&str>) {
 
 /// One row of the grid: label, widget, and the validation message when it concerns this key.
 /// Returns whether the value changed.
+/// `[model.lora]`: the rank, and with a rank the other keys and one checkbox per linear layer
+/// of `target_modules` (all ticked = `["all-linear"]`). Setting the rank to 0 removes the other
+/// keys (they would be refused as ignored).
+fn lora_fields(ui: &mut egui::Ui, doc: &mut toml::Table, err: Option<&str>, theme: Theme) -> bool {
+    use rlvr_core::config::LORA_MODULES;
+    let mut changed = false;
+    let mut fields = section_fields(spec::LORA, &[]).into_iter();
+    if let Some(rank) = fields.next() {
+        changed |= field(ui, doc, &rank, err, theme);
+    }
+    let rank = get(doc, "model.lora.rank")
+        .and_then(toml::Value::as_integer)
+        .unwrap_or(0);
+    if rank <= 0 {
+        if changed {
+            for k in ["alpha", "dropout", "target_modules"] {
+                remove(doc, &format!("model.lora.{k}"));
+            }
+        }
+        return changed;
+    }
+    for f in fields {
+        changed |= field(ui, doc, &f, err, theme);
+    }
+    let key = "model.lora.target_modules";
+    let current: Vec<String> = get(doc, key)
+        .and_then(toml::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_else(|| vec!["all-linear".into()]);
+    let all = current.iter().any(|m| m == "all-linear");
+    let mut on: Vec<bool> = LORA_MODULES
+        .iter()
+        .map(|m| all || current.iter().any(|c| c == m))
+        .collect();
+    let help = spec::find(key).map_or("", |k| k.help);
+    ui.label("LoRA modules").on_hover_text(help);
+    let mut toggled = false;
+    ui.horizontal_wrapped(|ui| {
+        for (m, b) in LORA_MODULES.iter().zip(on.iter_mut()) {
+            toggled |= ui.checkbox(b, *m).on_hover_text(help).changed();
+        }
+    });
+    ui.end_row();
+    field_error(ui, key, err);
+    if toggled {
+        let list: Vec<toml::Value> = if on.iter().all(|b| *b) {
+            vec![toml::Value::String("all-linear".into())]
+        } else {
+            LORA_MODULES
+                .iter()
+                .zip(&on)
+                .filter(|(_, b)| **b)
+                .map(|(m, _)| toml::Value::String((*m).into()))
+                .collect()
+        };
+        set(doc, key, toml::Value::Array(list));
+        changed = true;
+    }
+    changed
+}
+
+/// The run's memory estimate ([`rlvr_engine::trainer::memory_estimate`]: `config.json`, the
+/// task and the tokenizer are read, not the weights), computed on a `memory-estimate` thread
+/// for each new configuration.
+#[derive(Default)]
+pub struct MemoryLine {
+    shown_for: Option<String>,
+    text: Option<Result<String, String>>,
+    pending: Option<(String, Receiver<Result<String, String>>)>,
+}
+
+impl MemoryLine {
+    /// Whether an estimate is being computed.
+    pub fn busy(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// The line shown (`Err`: why there is no estimate).
+    pub fn text(&self) -> Option<&Result<String, String>> {
+        self.text.as_ref()
+    }
+
+    fn poll(&mut self, cfg: Option<RunConfig>) {
+        if let Some((k, rx)) = &self.pending {
+            if let Ok(r) = rx.try_recv() {
+                self.shown_for = Some(k.clone());
+                self.text = Some(r);
+                self.pending = None;
+            }
+        }
+        let Some(cfg) = cfg else { return };
+        let key = cfg.to_toml();
+        let asked = self.pending.as_ref().is_some_and(|(k, _)| *k == key);
+        if self.shown_for.as_deref() == Some(key.as_str()) || asked || self.pending.is_some() {
+            return;
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let spawned = std::thread::Builder::new()
+            .name("memory-estimate".into())
+            .spawn(move || {
+                let r = rlvr_engine::trainer::memory_estimate(&cfg)
+                    .map(|(est, shape)| est.summary(&shape))
+                    .map_err(|e| e.to_string());
+                let _ = tx.send(r);
+            });
+        if spawned.is_ok() {
+            self.pending = Some((key, rx));
+        }
+    }
+
+    /// The "Memory" row of the form for `cfg` (None: the form does not parse).
+    pub fn ui(&mut self, ui: &mut egui::Ui, cfg: Option<RunConfig>) {
+        self.poll(cfg);
+        if self.busy() {
+            ui.ctx()
+                .request_repaint_after(std::time::Duration::from_millis(100));
+        }
+        ui.label("Memory").on_hover_text(
+            "what a step of this run holds at its peak (the run refuses to start when it exceeds the available memory)",
+        );
+        match &self.text {
+            Some(Ok(t)) => ui.add(egui::Label::new(t.as_str()).wrap()),
+            Some(Err(e)) => ui.add(egui::Label::new(format!("no estimate: {e}")).wrap()),
+            None => ui.label("estimating…"),
+        };
+        ui.end_row();
+    }
+}
+
 pub(crate) fn field(
     ui: &mut egui::Ui,
     doc: &mut toml::Table,

@@ -138,6 +138,8 @@ pub struct LiveRun {
     pub done_steps: usize,
     /// Commands pending a reply: pauses requested while a step is running show as "pausing".
     pause_requested: bool,
+    /// What the engine's current step is doing.
+    activity: std::sync::Arc<rlvr_engine::events::Progress>,
     started_at: Instant,
     first_step_at: Option<Instant>,
     commands: Sender<Command>,
@@ -153,6 +155,12 @@ fn now_secs() -> u64 {
 }
 
 impl LiveRun {
+    /// What the current step is doing, for the status line ("rollout 1234/2048 tokens");
+    /// `None` between steps.
+    pub fn activity(&self) -> Option<String> {
+        self.activity.now().describe()
+    }
+
     /// Creates a run in the history at `db` and starts training it. A config without an output
     /// folder gets `runs_root/<name>-<unix time>` (suffixed `-2`, `-3`... if another run has
     /// it); an output folder that belongs to another run is refused.
@@ -207,6 +215,7 @@ impl LiveRun {
             (prepared.run_id, prepared.resume_step, prepared.cfg.clone());
         let running = prepared.start()?;
         let commands = running.commands();
+        let activity = running.progress();
         let (tx, rx) = crossbeam_channel::unbounded();
         let forwarder = std::thread::Builder::new()
             .name("ui-forwarder".into())
@@ -223,6 +232,7 @@ impl LiveRun {
             samples: Default::default(),
             logs: Vec::new(),
             phase: Phase::Starting,
+            activity,
             start_step: start,
             last_checkpoint: resume_step,
             done_steps: start,

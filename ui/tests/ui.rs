@@ -873,6 +873,58 @@ fn model_picker_shows_facts_and_refuses_broken_folders() {
     h.get_by_label(&want);
 }
 
+/// The form's LoRA section: a rank shows the other keys and one checkbox per linear layer;
+/// unticking one writes the explicit list; the memory line follows the config (LoRA state
+/// smaller than full training's), computed off the UI thread.
+#[test]
+fn lora_fields_and_the_memory_estimate() {
+    let (_fx, mut app) = fixture();
+    app.form.set_config(&tiny_config(2), "test");
+    // Tall enough for the LoRA rows to be on screen (clicks land on what is visible).
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1280.0, 2400.0))
+        .build_ui_state(|ui, app: &mut StudioApp| app.ui(ui), app);
+    let estimate = |h: &mut Harness<'static, StudioApp>| -> String {
+        run_until(h, Duration::from_secs(30), "the estimate", |a| {
+            !a.form.memory.busy() && a.form.memory.text().is_some()
+        });
+        h.state().form.memory.text().unwrap().clone().unwrap()
+    };
+    let full = estimate(&mut h);
+    assert!(
+        full.starts_with("about ") && full.contains("8 rows"),
+        "{full}"
+    );
+    assert!(
+        h.query_by_label("q_proj").is_none(),
+        "no module boxes without a rank"
+    );
+    rlvr_ui::form::set(
+        &mut h.state_mut().form.doc,
+        "model.lora.rank",
+        toml::Value::Integer(8),
+    );
+    h.run_steps(2);
+    h.get_by_label("down_proj");
+    h.get_by_label("q_proj").click();
+    h.run_steps(2);
+    let cfg = h.state().form.config().unwrap();
+    assert_eq!(cfg.model.lora.rank, 8);
+    assert_eq!(
+        cfg.model.lora.target_modules,
+        [
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj"
+        ]
+    );
+    let lora = estimate(&mut h);
+    assert!(lora.contains("(LoRA)") && lora != full, "{lora} vs {full}");
+}
+
 /// A `.gguf` in the model field is offered for import; the import runs with progress on a
 /// worker thread and its folder becomes the model (SmolLM2 from scripts/fetch-test-assets.sh).
 #[test]

@@ -269,3 +269,95 @@ pub enum EngineEvent {
         error: String,
     },
 }
+
+/// What a step is doing now, shared between the engine thread (which writes it) and a listener
+/// that shows it (the desktop app polls it every frame): the phase, the step, and the units of
+/// work done out of the expected total (rollout: generated tokens, a finished row counting its
+/// unused budget, out of rows × `max_new_tokens`; update: rows through forward and backward).
+/// Plain atomics, so reading never blocks the engine; not part of the run history.
+#[derive(Debug, Default)]
+pub struct Progress {
+    phase: std::sync::atomic::AtomicU8,
+    step: std::sync::atomic::AtomicUsize,
+    done: std::sync::atomic::AtomicUsize,
+    total: std::sync::atomic::AtomicUsize,
+}
+
+/// A phase of a step, as [`Progress`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Between steps, or not started.
+    Idle = 0,
+    /// Sampling completions.
+    Rollout = 1,
+    /// Forward and backward passes of the update.
+    Update = 2,
+    /// Held-out evaluation.
+    Eval = 3,
+}
+
+/// A reading of [`Progress`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProgressNow {
+    /// The phase.
+    pub phase: Phase,
+    /// The step it belongs to (1-based; 0 for the step-0 evaluation).
+    pub step: usize,
+    /// Units done.
+    pub done: usize,
+    /// Units expected.
+    pub total: usize,
+}
+
+impl ProgressNow {
+    /// "rollout 1234/2048 tokens", "update 3/8 micro-batches"; `None` between steps.
+    pub fn describe(&self) -> Option<String> {
+        let (what, unit) = match self.phase {
+            Phase::Idle => return None,
+            Phase::Rollout => ("rollout", "tokens"),
+            Phase::Update => ("update", "micro-batches"),
+            Phase::Eval => ("evaluation", "tokens"),
+        };
+        Some(format!("{what} {}/{} {unit}", self.done, self.total))
+    }
+}
+
+impl Progress {
+    /// Starts `phase` of `step` with `total` units expected.
+    pub fn begin(&self, phase: Phase, step: usize, total: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.done.store(0, Relaxed);
+        self.total.store(total, Relaxed);
+        self.step.store(step, Relaxed);
+        self.phase.store(phase as u8, Relaxed);
+    }
+
+    /// Adds `n` units done.
+    pub fn add(&self, n: usize) {
+        self.done.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Back to idle.
+    pub fn end(&self) {
+        self.phase
+            .store(Phase::Idle as u8, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The current reading.
+    pub fn now(&self) -> ProgressNow {
+        use std::sync::atomic::Ordering::Relaxed;
+        let phase = match self.phase.load(Relaxed) {
+            1 => Phase::Rollout,
+            2 => Phase::Update,
+            3 => Phase::Eval,
+            _ => Phase::Idle,
+        };
+        ProgressNow {
+            phase,
+            step: self.step.load(Relaxed),
+            done: self.done.load(Relaxed).min(self.total.load(Relaxed)),
+            total: self.total.load(Relaxed),
+        }
+    }
+}

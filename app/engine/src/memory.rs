@@ -105,6 +105,20 @@ pub struct MemoryEstimate {
 }
 
 impl MemoryEstimate {
+    /// One line: the total, the state and the activations of `run`, and `MemAvailable`.
+    pub fn summary(&self, run: &RunShape) -> String {
+        let avail = available().map_or(String::new(), |a| format!("; {} available", gb(a)));
+        format!(
+            "about {}: {} weights and optimizer state{}, {} activations of {} rows × {} tokens at once{avail}",
+            gb(self.total()),
+            gb(self.training_state + self.reference + self.checkpoint + self.critic),
+            if run.lora.is_some() { " (LoRA)" } else { "" },
+            gb(self.activations),
+            run.micro_rows.clamp(1, run.rows.max(1)),
+            run.tokens,
+        )
+    }
+
     /// The sum of the parts.
     pub fn total(&self) -> f64 {
         self.training_state

@@ -235,6 +235,7 @@ pub fn heldout_accuracy(policy: &Policy, splits: &[TaskSplit]) -> Result<BTreeMa
             sampling: SamplingConfig::greedy(),
             use_cache: true,
             hook: None,
+            progress: None,
         };
         let mut rngs = row_rngs(0, prompts.len());
         let outs = generate(&view, &prompts, &params, &mut rngs)?;

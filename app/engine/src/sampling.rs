@@ -184,6 +184,9 @@ pub struct GenParams {
     /// A plugin sampler applied to each row's logits before the built-in sampler (the recorded
     /// log-probs and entropies stay those of the policy).
     pub hook: Option<crate::extensions::SamplerHook>,
+    /// Counts each row's decode steps (a finished row counts its unused budget) for a progress
+    /// display.
+    pub progress: Option<std::sync::Arc<crate::events::Progress>>,
 }
 
 /// One random stream per row: row `r` draws from ChaCha8(`seed`) stream `r`, so a row's samples
@@ -240,6 +243,7 @@ pub fn generate(
         ref sampling,
         use_cache,
         ref hook,
+        ref progress,
     } = *params;
     let mut scratch = Vec::new();
     let n = prompts.len();
@@ -276,7 +280,10 @@ pub fn generate(
     } else {
         last_logits(model, &seq, n, t, &pad)?
     };
-    for _step in 0..max_new {
+    for step in 0..max_new {
+        if let Some(p) = progress {
+            p.add(n);
+        }
         let mut flat = logits.flatten_all()?.to_vec1::<f32>()?;
         let mut next = Vec::with_capacity(n);
         let mut raw = Vec::with_capacity(vocab);
@@ -303,6 +310,10 @@ pub fn generate(
             next.push(tok);
         }
         if out.iter().all(|c| c.finished) || out.iter().all(|c| c.tokens.len() >= max_new) {
+            if let Some(p) = progress {
+                // The budget the rows did not need.
+                p.add(n * (max_new - step - 1));
+            }
             break;
         }
         if use_cache {

@@ -159,6 +159,7 @@ fn smollm2_imports_loads_and_answers_paris() {
         sampling: SamplingConfig::greedy(),
         use_cache: true,
         hook: None,
+        progress: None,
     };
     let done = generate(&model, &[prompt], &params, &mut row_rngs(0, 1)).unwrap();
     let text = policy.tok.decode(&done[0].tokens).unwrap();

@@ -95,6 +95,7 @@ fn check(name: &str, dir: &Path) {
             sampling: SamplingConfig::greedy(),
             use_cache: true,
             hook: None,
+            progress: None,
         };
         let done = generate(&model, &[ids], &params, &mut row_rngs(0, 1)).unwrap();
         assert_eq!(

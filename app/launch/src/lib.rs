@@ -607,6 +607,11 @@ pub struct Finished {
 }
 
 impl Running {
+    /// What the engine's current step is doing (phase, work done of the expected total).
+    pub fn progress(&self) -> std::sync::Arc<rlvr_engine::events::Progress> {
+        self.handle.progress.clone()
+    }
+
     /// The engine's command channel (stop, pause, step once, ...).
     pub fn commands(&self) -> Sender<Command> {
         self.handle.commands.clone()

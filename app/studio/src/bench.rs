@@ -104,6 +104,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         sampling: SamplingConfig::default(),
         use_cache: true,
         hook: None,
+        progress: None,
     };
     let mut roll = Vec::new();
     let mut roll_tokens = Vec::new();
@@ -308,6 +309,7 @@ pub fn generate_cmd(args: GenerateArgs) -> anyhow::Result<()> {
         sampling,
         use_cache: true,
         hook: None,
+        progress: None,
     };
     let outs = generate(
         &view,

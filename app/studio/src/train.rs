@@ -268,7 +268,7 @@ pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()
         let b = ProgressBar::new(cfg.steps as u64);
         b.set_style(
             ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} steps | {msg} | ETA {eta}",
+                "{spinner} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} steps | {prefix} | {msg} | ETA {eta}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
@@ -276,6 +276,21 @@ pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()
             b.set_position(s as u64);
         }
         b
+    };
+    // The step's own progress (rollout tokens, update micro-batches) in the bar's prefix, so a
+    // minute-long step does not look frozen.
+    let ticking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(!args.json));
+    let ticker = {
+        let (bar, ticking, progress) = (bar.clone(), ticking.clone(), running.progress());
+        std::thread::Builder::new()
+            .name("progress-ticker".into())
+            .spawn(move || {
+                while ticking.load(std::sync::atomic::Ordering::Relaxed) {
+                    bar.set_prefix(progress.now().describe().unwrap_or_default());
+                    bar.tick();
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                }
+            })?
     };
     let finished = running.forward(|ev| {
         let elapsed = started.elapsed().as_secs_f64();
@@ -319,6 +334,8 @@ pub fn train(args: TrainArgs, db: Option<&std::path::Path>) -> anyhow::Result<()
             _ => {}
         }
     });
+    ticking.store(false, std::sync::atomic::Ordering::Relaxed);
+    let _ = ticker.join();
     bar.finish_and_clear();
     let Finished { summary, stored } = finished?;
     let per_step = |s: f64| 1e3 * s / stored.steps.max(1) as f64;

@@ -149,6 +149,7 @@ fn kv_cache_generation_matches_full_recompute() {
             sampling: sampling.clone(),
             use_cache,
             hook: None,
+            progress: None,
         };
         let a = generate(&m, &pr, &params(true), &mut row_rngs(3, pr.len())).unwrap();
         let b = generate(&m, &pr, &params(false), &mut row_rngs(3, pr.len())).unwrap();
@@ -227,6 +228,7 @@ fn rollout_logprobs_match_the_training_forward() {
         sampling: SamplingConfig::default(),
         use_cache: true,
         hook: None,
+        progress: None,
     };
     let outs = generate(&m, &pr, &params, &mut row_rngs(5, pr.len())).unwrap();
     let prs: Vec<&[u32]> = pr.iter().map(Vec::as_slice).collect();
@@ -582,6 +584,7 @@ fn sliding_window_limits_attention_to_the_last_tokens() {
         sampling: SamplingConfig::greedy(),
         use_cache: true,
         hook: None,
+        progress: None,
     };
     let prompts = vec![full.clone(), full[2..].to_vec()];
     let cached = generate(&m, &prompts, &params, &mut row_rngs(1, 2)).unwrap();
@@ -702,5 +705,39 @@ fn special_tokens_come_from_every_file_and_survive_a_save() {
         let err = load_err(dir.path());
         assert!(err.contains(name), "{name}: {err}");
         assert!(err.contains(want), "{want}: {err}");
+    }
+}
+
+/// Generation reports every row's decode steps, a row that stops early counting its unused
+/// budget: the count ends at rows × max_new whether or not rows stop.
+#[test]
+fn generation_progress_ends_at_the_whole_budget() {
+    let p = tiny_policy(true, "qwen2");
+    let m = p.frozen_view().unwrap();
+    let prompts = prompts(&p);
+    for (eos, temperature) in [(vec![2], 1.0), ((0..60).collect::<Vec<u32>>(), 1.0)] {
+        let progress = std::sync::Arc::new(crate::events::Progress::default());
+        progress.begin(crate::events::Phase::Rollout, 1, prompts.len() * 9);
+        let params = GenParams {
+            max_new: 9,
+            eos,
+            pad: 0,
+            sampling: SamplingConfig {
+                temperature,
+                ..SamplingConfig::greedy()
+            },
+            use_cache: true,
+            hook: None,
+            progress: Some(progress.clone()),
+        };
+        let outs = generate(&m, &prompts, &params, &mut row_rngs(3, prompts.len())).unwrap();
+        let now = progress.now();
+        assert_eq!(
+            (now.done, now.total),
+            (27, 27),
+            "{:?}",
+            outs.iter().map(|c| c.tokens.len()).collect::<Vec<_>>()
+        );
+        assert_eq!(now.describe().unwrap(), "rollout 27/27 tokens");
     }
 }

@@ -99,6 +99,8 @@ pub struct Trainer {
     run_id: Option<i64>,
     /// [`config_hash`] of the config, stamped into checkpoints.
     config_hash: String,
+    /// What the current step is doing (read by a progress display).
+    progress: std::sync::Arc<crate::events::Progress>,
 }
 
 /// Models below this size run one candle thread per worker and split the batch across workers;
@@ -148,17 +150,13 @@ impl Setup {
     /// memory estimate (before the weights are allocated), the model folder, the split, the
     /// prompts.
     fn checked(cfg: &RunConfig) -> Result<Self> {
-        let model_cfg = Policy::read_config(&cfg.model.path)?;
-        let task = crate::tasks::build(&cfg.task)?;
-        let max_new = if cfg.rollout.max_new_tokens > 0 {
-            cfg.rollout.max_new_tokens
-        } else {
-            task.max_answer_chars() + 2
-        };
-        let mut tok = Policy::read_tokenizer(&cfg.model.path, &model_cfg)?;
-        use_chat(cfg, &mut tok)?;
-        let overhead = tok.prompt_overhead()?;
-        let shape = memory_shape(cfg, &model_cfg, task.max_prompt_chars() + overhead, max_new);
+        let Planned {
+            model_cfg,
+            task,
+            tok,
+            max_new,
+            shape,
+        } = Planned::read(cfg)?;
         crate::memory::check(&model_cfg, &shape)?;
         let device = run_device(cfg)?;
         let mut policy = Policy::load_with(&cfg.model.path, model_cfg, tok, &device)?;
@@ -173,6 +171,48 @@ impl Setup {
             max_new,
         })
     }
+}
+
+/// What a run's start reads before loading the weights: `config.json`, the task, the tokenizer
+/// (with the chat template when configured), the completion length and the step's shape.
+struct Planned {
+    model_cfg: crate::model::ModelConfig,
+    task: Box<dyn crate::tasks::Task>,
+    tok: crate::tokenizer::Tok,
+    max_new: usize,
+    shape: crate::memory::RunShape,
+}
+
+impl Planned {
+    fn read(cfg: &RunConfig) -> Result<Self> {
+        let model_cfg = Policy::read_config(&cfg.model.path)?;
+        let task = crate::tasks::build(&cfg.task)?;
+        let max_new = if cfg.rollout.max_new_tokens > 0 {
+            cfg.rollout.max_new_tokens
+        } else {
+            task.max_answer_chars() + 2
+        };
+        let mut tok = Policy::read_tokenizer(&cfg.model.path, &model_cfg)?;
+        use_chat(cfg, &mut tok)?;
+        let overhead = tok.prompt_overhead()?;
+        let shape = memory_shape(cfg, &model_cfg, task.max_prompt_chars() + overhead, max_new);
+        Ok(Self {
+            model_cfg,
+            task,
+            tok,
+            max_new,
+            shape,
+        })
+    }
+}
+
+/// The memory estimate of a run as its start computes it (before it refuses a run that would
+/// not fit), without loading the weights: what the desktop app's form shows.
+pub fn memory_estimate(
+    cfg: &RunConfig,
+) -> Result<(crate::memory::MemoryEstimate, crate::memory::RunShape)> {
+    let p = Planned::read(cfg)?;
+    Ok((crate::memory::estimate(&p.model_cfg, &p.shape), p.shape))
 }
 
 /// The device of `model.device`: `auto` is the first CUDA GPU when this build has CUDA and one
@@ -428,7 +468,18 @@ impl Trainer {
             rehearsal: None,
             critic,
             components,
+            progress: Default::default(),
         })
+    }
+
+    /// What the current step is doing: phase, and work done out of the expected total.
+    pub fn progress(&self) -> std::sync::Arc<crate::events::Progress> {
+        self.progress.clone()
+    }
+
+    /// Reports progress into `progress` (e.g. one made before the trainer, for a handle).
+    pub fn set_progress(&mut self, progress: std::sync::Arc<crate::events::Progress>) {
+        self.progress = progress;
     }
 
     /// Sets the run's history id: stamped into every checkpoint, and a checkpoint stamped
@@ -461,6 +512,7 @@ impl Trainer {
             sampling,
             use_cache: true,
             hook: None,
+            progress: Some(self.progress.clone()),
         }
     }
 
@@ -525,6 +577,9 @@ impl Trainer {
             .iter()
             .map(|p| tok.encode_prompt(&p.prompt))
             .collect::<Result<Vec<_>>>()?;
+        let units = prompts.len() * (1 + self.cfg.eval_samples()) * self.max_new;
+        self.progress
+            .begin(crate::events::Phase::Eval, self.step, units);
         // Evaluation has its own random stream so it never shifts the training stream.
         let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed ^ 0x00e7_a100_0000_0000);
         rng.set_stream(self.step as u64 + 2);
@@ -584,6 +639,7 @@ impl Trainer {
             })
             .collect::<BTreeMap<_, _>>();
         let errors = self.components.eval_errors.drain();
+        self.progress.end();
         let metrics = EvalMetrics {
             step: self.step,
             elapsed_s: self.elapsed(),
@@ -808,6 +864,8 @@ pub(crate) fn frac(a: usize, b: usize) -> f64 {
 pub struct RunHandle {
     /// Send commands (stop, pause, ...).
     pub commands: Sender<Command>,
+    /// What the current step is doing (see [`crate::events::Progress`]).
+    pub progress: std::sync::Arc<crate::events::Progress>,
     /// Receive events; the channel is bounded, so a slow listener slows the trainer rather than
     /// losing events.
     pub events: Receiver<EngineEvent>,
@@ -842,11 +900,14 @@ pub fn spawn_run(
 ) -> std::io::Result<RunHandle> {
     let (ctx, crx) = crossbeam_channel::bounded(64);
     let (etx, erx) = crossbeam_channel::bounded(1024);
+    let progress = std::sync::Arc::new(crate::events::Progress::default());
+    let shared = progress.clone();
     let thread = std::thread::Builder::new()
         .name("engine".into())
         .spawn(move || {
             let result = Trainer::with_extensions(cfg, &ext).and_then(|mut t| {
                 t.set_run_id(run_id);
+                t.set_progress(shared);
                 if resume {
                     let dir = t.cfg.output_dir();
                     let (path, _) = latest_checkpoint(&dir)?
@@ -868,6 +929,7 @@ pub fn spawn_run(
         })?;
     Ok(RunHandle {
         commands: ctx,
+        progress,
         events: erx,
         thread,
     })

@@ -110,6 +110,11 @@ impl Trainer {
             .flat_map(|p| std::iter::repeat_n(p.clone(), g))
             .collect();
         let view = self.policy.frozen_view()?;
+        self.progress.begin(
+            crate::events::Phase::Rollout,
+            self.step + 1,
+            rows.len() * self.max_new,
+        );
         let mut rngs = row_rngs(self.rng.next_u64(), rows.len());
         let mut params = self.gen_params(SamplingConfig::from(&self.cfg.rollout));
         params.hook = self.components.sampler.clone();

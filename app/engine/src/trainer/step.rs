@@ -72,6 +72,7 @@ impl Trainer {
             &times,
         );
         let samples = sample_groups(groups, &adv.per_row, tokens);
+        self.progress.end();
         Ok((metrics, samples))
     }
 

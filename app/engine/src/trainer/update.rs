@@ -381,6 +381,11 @@ impl Trainer {
             shards.push(shard);
         }
         let mut params = self.shard_params(plan.normaliser);
+        self.progress.begin(
+            crate::events::Phase::Update,
+            self.step + 1,
+            shards.len() * self.cfg.algorithm.inner_updates,
+        );
         let rehearsal = self.rehearsal_batch()?;
         let a = &self.cfg.algorithm;
         let js = a.divergence == Divergence::Js;
@@ -396,6 +401,7 @@ impl Trainer {
                 outs.extend(crate::parallel::scoped_map(wave, "update", |shard| {
                     shard.step(&model, &params)
                 })?);
+                self.progress.add(wave.len());
             }
             let (mut loss, mut kl_sum, mut kl_n) = (0f64, [0f64; 3], 0usize);
             let mut stores = Vec::with_capacity(outs.len());
