@@ -5,7 +5,11 @@
 //! and tokenizers: the test assets of `scripts/fetch-test-assets.sh`.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::asset;
 
 use candle_core::quantized::gguf_file::{self, Value as GgufValue};
 use rlvr_engine::chat::{RenderOptions, TEMPLATE_FILE};
@@ -13,23 +17,6 @@ use rlvr_engine::model::Policy;
 use rlvr_engine::tokenizer::{ChatPrompt, Tok};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-fn assets() -> PathBuf {
-    std::env::var_os("RLVR_TEST_ASSETS").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-assets"),
-        PathBuf::from,
-    )
-}
-
-fn asset(name: &str) -> PathBuf {
-    let p = assets().join(name);
-    assert!(
-        p.exists(),
-        "test asset {} is missing: run scripts/fetch-test-assets.sh (or set RLVR_TEST_ASSETS)",
-        p.display()
-    );
-    p
-}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chat")

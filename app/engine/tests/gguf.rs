@@ -2,7 +2,11 @@
 //! small GGUF files written here, including broken ones.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
+
+use common::asset;
 use std::time::Instant;
 
 use candle_core::quantized::gguf_file::{self, Value};
@@ -14,25 +18,6 @@ use rlvr_engine::sampling::{generate, row_rngs, GenParams, SamplingConfig};
 use rlvr_engine::tokenizer::ChatPrompt;
 
 const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-/// The test-asset cache folder: `$RLVR_TEST_ASSETS`, default `<repo>/target/test-assets`.
-fn assets() -> PathBuf {
-    std::env::var_os("RLVR_TEST_ASSETS").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-assets"),
-        PathBuf::from,
-    )
-}
-
-/// A test asset, or a failure saying how to get it.
-fn asset(name: &str) -> PathBuf {
-    let p = assets().join(name);
-    assert!(
-        p.is_file(),
-        "test asset {} is missing: run scripts/fetch-test-assets.sh (or set RLVR_TEST_ASSETS)",
-        p.display()
-    );
-    p
-}
 
 fn noop(_: usize, _: usize) {}
 

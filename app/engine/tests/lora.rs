@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use common::{engine_greedy, engine_logprobs};
+use common::{compare, Row};
 use rlvr_engine::model::Policy;
 use serde::Deserialize;
 
@@ -23,43 +23,10 @@ struct Fixture {
     rows: Vec<Row>,
 }
 
-#[derive(Deserialize)]
-struct Row {
-    prompt: Vec<u32>,
-    greedy: Vec<u32>,
-    logprobs: Vec<f32>,
-}
-
 fn fixture_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/lora")
         .join(name)
-}
-
-/// Greedy tokens and max |Δ log-prob| of `policy` against the fixture.
-fn compare(policy: &Policy, fx: &Fixture) -> (bool, f32) {
-    let prompts: Vec<Vec<u32>> = fx.rows.iter().map(|r| r.prompt.clone()).collect();
-    let greedy = engine_greedy(policy, &prompts, fx.greedy_new);
-    let seqs: Vec<Vec<u32>> = fx
-        .rows
-        .iter()
-        .map(|r| r.prompt.iter().chain(&r.greedy).copied().collect())
-        .collect();
-    let lps = engine_logprobs(policy, &seqs);
-    let mut max = 0f32;
-    for (row, ours) in fx.rows.iter().zip(&lps) {
-        assert_eq!(ours.len(), row.logprobs.len());
-        for (a, b) in ours.iter().zip(&row.logprobs) {
-            let d = (a - b).abs();
-            max = if d.is_nan() {
-                f32::INFINITY
-            } else {
-                max.max(d)
-            };
-        }
-    }
-    let same = fx.rows.iter().zip(&greedy).all(|(r, g)| &r.greedy == g);
-    (same, max)
 }
 
 fn check(name: &str) {
@@ -83,7 +50,7 @@ fn check(name: &str) {
         ("merged", &merged),
         ("written", &reread),
     ] {
-        let (same, max) = compare(p, &fx);
+        let (same, max) = compare(p, &fx.rows, fx.greedy_new);
         println!(
             "lora {name:18} {what:8} max |Δ log-prob| = {max:.3e}  greedy {}  (peft {})",
             if same { "identical" } else { "DIFFERENT" },

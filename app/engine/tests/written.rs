@@ -11,6 +11,8 @@
 //! what the studio writes shows up here as a stale fixture.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
@@ -37,13 +39,6 @@ struct Prompt {
 
 fn manifest() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn assets() -> PathBuf {
-    std::env::var_os("RLVR_TEST_ASSETS").map_or_else(
-        || manifest().join("../../target/test-assets"),
-        PathBuf::from,
-    )
 }
 
 /// Where the folder is written: `$RLVR_WRITTEN_DIR/<name>` (kept for the fixture script) or a
@@ -141,12 +136,7 @@ fn qwen3_folder_saved_again() {
 
 #[test]
 fn smollm2_import() {
-    let gguf = assets().join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        gguf.is_file(),
-        "test asset {} is missing: run scripts/fetch-test-assets.sh (or set RLVR_TEST_ASSETS)",
-        gguf.display()
-    );
+    let gguf = common::asset("SmolLM2-135M-Instruct.Q4_1.gguf");
     let tmp = tempfile::tempdir().unwrap();
     let dir = out_dir("smollm2-import", tmp.path());
     import(&gguf, &dir, OutDType::F32, &mut |_, _| {}).unwrap();

@@ -43,6 +43,26 @@ pub struct BenchArgs {
     /// Print the figures as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Train LoRA adapters of this rank on every linear layer instead of every weight.
+    #[arg(long, value_name = "RANK")]
+    pub lora: Option<usize>,
+    /// Gradient checkpointing in the training step.
+    #[arg(long)]
+    pub checkpointing: bool,
+}
+
+/// The process's peak resident memory (`VmHWM` of `/proc/self/status`), in bytes; 0 where
+/// unknown.
+fn peak_rss() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().strip_suffix("kB"))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb * 1024.0)
 }
 
 /// The embedded default policy folder.
@@ -68,6 +88,9 @@ struct Figures {
     train_gflops: f64,
     forward_gflops: f64,
     matmul_peak_gflops: f64,
+    trained: String,
+    trainable_params: usize,
+    peak_rss_mb: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -78,7 +101,17 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let dir = args.model.clone().unwrap_or_else(default_model);
     let device = Device::Cpu;
-    let policy = Policy::load(&dir, &device)?;
+    let mut policy = Policy::load(&dir, &device)?;
+    if let Some(rank) = args.lora.filter(|&r| r > 0) {
+        let spec = rlvr_engine::model::LoraSpec {
+            rank,
+            alpha: 2.0 * rank as f64,
+            dropout: 0.0,
+            target_modules: vec!["all-linear".into()],
+            rslora: false,
+        };
+        policy.attach_lora(spec, 0)?;
+    }
     let cfg = policy.cfg.clone();
     let tok = policy.tok.clone();
     let iters = args.iters.max(1);
@@ -131,7 +164,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         let co: Vec<&[u32]> = comps[r].iter().map(Vec::as_slice).collect();
         shards.push(TrainBatch::new(&pr, &co, tok.pad, &device)?);
     }
-    let vars: Vec<_> = policy.params().iter().map(|(_, v)| v.clone()).collect();
+    let vars: Vec<_> = policy.trainable().iter().map(|(_, v)| v.clone()).collect();
     let mut opt = AdamW::new(vars.clone(), AdamWParams::default())?;
     let mut train = Vec::new();
     let mut fwd = Vec::new();
@@ -145,11 +178,20 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         let t = Instant::now();
         let model = policy.train_model()?;
         let stores = scoped_map(&mut shards, "bench-train", |b| {
-            let (_, logp) = b.logprobs(&model)?;
-            Ok((logp * &b.mask)?
+            let (logp, recompute) = if args.checkpointing {
+                let (_, logp, r) = b.logprobs_checkpointed(&model)?;
+                (logp, Some(r))
+            } else {
+                (b.logprobs(&model)?.1, None)
+            };
+            let grads = (logp * &b.mask)?
                 .sum_all()?
                 .affine(-1e-6, 0.0)?
-                .backward()?)
+                .backward()?;
+            Ok(match recompute {
+                Some(r) => r.backward(&model, grads)?,
+                None => grads,
+            })
         })?;
         if let Some(grads) = sum_grads(&vars, stores)? {
             opt.step(&grads, 1e-7, 1.0)?;
@@ -204,6 +246,15 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         train_gflops: train_flops / train_s.max(1e-12) / 1e9,
         forward_gflops: fwd_flops / fwd_s.max(1e-12) / 1e9,
         matmul_peak_gflops: 2.0 * 1024f64.powi(3) / mm_s.max(1e-12) / 1e9,
+        trained: match (args.lora.filter(|&r| r > 0), args.checkpointing) {
+            (Some(r), c) => format!(
+                "LoRA r={r} all-linear{}",
+                if c { ", checkpointing" } else { "" }
+            ),
+            (None, c) => format!("every weight{}", if c { ", checkpointing" } else { "" }),
+        },
+        trainable_params: policy.num_trainable(),
+        peak_rss_mb: peak_rss() / 1e6,
     };
     if args.json {
         println!("{}", serde_json::to_string(&fig)?);
@@ -230,6 +281,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             "matmul 1024^3 peak   {:>10.2} GFLOP/s",
             fig.matmul_peak_gflops
         );
+        println!(
+            "trained              {} ({} parameters)",
+            fig.trained, fig.trainable_params
+        );
+        println!("peak RSS             {:>10.0} MB", fig.peak_rss_mb);
     }
     Ok(())
 }

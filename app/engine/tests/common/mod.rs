@@ -1,6 +1,10 @@
-//! Helpers shared by the parity tests (`parity`, `lora`): the engine's log-probs and greedy
-//! continuations of token sequences.
+//! Helpers shared by the engine's integration tests: the test-asset cache (`chat`, `gguf`), and
+//! the engine's log-probs and greedy continuations compared with a fixture's (`parity`, `lora`).
 #![allow(clippy::unwrap_used, dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
 
 use candle_core::{Device, Tensor, D};
 use rlvr_engine::model::transformer::gather_logprobs;
@@ -52,4 +56,59 @@ pub fn engine_greedy(policy: &Policy, prompts: &[Vec<u32>], steps: usize) -> Vec
         input = Tensor::from_vec(next, (n, 1), &Device::Cpu).unwrap();
     }
     out
+}
+
+/// The test-asset cache folder: `$RLVR_TEST_ASSETS`, default `<repo>/target/test-assets`.
+pub fn assets() -> PathBuf {
+    std::env::var_os("RLVR_TEST_ASSETS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-assets"),
+        PathBuf::from,
+    )
+}
+
+/// A test asset (file or folder), or a failure saying how to get it.
+pub fn asset(name: &str) -> PathBuf {
+    let p = assets().join(name);
+    assert!(
+        p.exists(),
+        "test asset {} is missing: run scripts/fetch-test-assets.sh (or set RLVR_TEST_ASSETS)",
+        p.display()
+    );
+    p
+}
+
+/// One prompt of a log-prob fixture (`scripts/parity-fixtures.py`, `scripts/lora-fixtures.py`).
+#[derive(Deserialize)]
+pub struct Row {
+    /// Token ids.
+    pub prompt: Vec<u32>,
+    /// transformers' greedy continuation.
+    pub greedy: Vec<u32>,
+    /// Log-probability of token `i + 1` of `prompt ++ greedy` given tokens `0..=i`.
+    pub logprobs: Vec<f32>,
+}
+
+/// Whether `policy`'s greedy continuations of the rows equal the fixture's, and the largest
+/// |Δ log-prob| over every token (infinity for a NaN).
+pub fn compare(policy: &Policy, rows: &[Row], greedy_new: usize) -> (bool, f32) {
+    let prompts: Vec<Vec<u32>> = rows.iter().map(|r| r.prompt.clone()).collect();
+    let greedy = engine_greedy(policy, &prompts, greedy_new);
+    let seqs: Vec<Vec<u32>> = rows
+        .iter()
+        .map(|r| r.prompt.iter().chain(&r.greedy).copied().collect())
+        .collect();
+    let lps = engine_logprobs(policy, &seqs);
+    let mut max = 0f32;
+    for (row, ours) in rows.iter().zip(&lps) {
+        assert_eq!(ours.len(), row.logprobs.len());
+        for (a, b) in ours.iter().zip(&row.logprobs) {
+            let d = (a - b).abs();
+            max = if d.is_nan() {
+                f32::INFINITY
+            } else {
+                max.max(d)
+            };
+        }
+    }
+    (rows.iter().zip(&greedy).all(|(r, g)| &r.greedy == g), max)
 }
