@@ -1114,7 +1114,11 @@ impl MemoryLine {
         );
         match &self.text {
             Some(Ok(t)) => ui.add(egui::Label::new(t.as_str()).wrap()),
-            Some(Err(e)) => ui.add(egui::Label::new(format!("no estimate: {e}")).wrap()),
+            // The reason (a model folder or task problem) is shown where it belongs; here only
+            // on hover.
+            Some(Err(e)) => ui
+                .label("no estimate until the model folder and the task are valid")
+                .on_hover_text(e.as_str()),
             None => ui.label("estimating…"),
         };
         ui.end_row();

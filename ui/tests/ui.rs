@@ -272,7 +272,10 @@ fn closing_mid_run_marks_it_interrupted_and_resume_continues_from_its_checkpoint
 fn form_has_a_widget_for_every_key_of_the_spec_table() {
     use rlvr_core::spec::{self, Kind};
     let (_fx, mut app) = fixture();
-    app.form.set_config(&tiny_config(3), "test");
+    // With a LoRA rank, so the other LoRA keys are shown too.
+    let mut cfg = tiny_config(3);
+    cfg.model.lora.rank = 8;
+    app.form.set_config(&cfg, "test");
     let mut h = harness(app);
     h.run_steps(2);
     let dedicated = [
