@@ -425,3 +425,64 @@ fn import_gguf_writes_a_model_folder() {
         &["bad.gguf", "not a readable GGUF file"],
     );
 }
+
+/// A LoRA run from the command line: its policy is an adapter folder that `generate` runs and
+/// `models merge` turns into a full folder generating the same tokens; a non-empty output
+/// folder is refused.
+#[test]
+fn lora_runs_write_adapters_that_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("lora.toml");
+    let model = repo().join("app/assets/default-policy");
+    std::fs::write(
+        &cfg,
+        format!(
+            "steps = 3\n[model]\npath = {:?}\n[model.lora]\nrank = 8\nalpha = 16\n[task]\nname = \"countdown\"\n[rollout]\nprompts_per_step = 8\ngroup_size = 4\n[optim]\nlr = 0.01\n[eval]\nevery = 0\nheldout_size = 8\n",
+            model.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let lines = train_json(&cfg, &out, &[]);
+    assert_eq!(of_type(&lines, "step").len(), 3);
+    let policy = out.join("policy");
+    assert!(policy.join("adapter_config.json").is_file());
+    assert!(!policy.join("model.safetensors").exists());
+    let gen = |m: &std::path::Path| {
+        let o = run_ok([
+            "generate",
+            "--model",
+            m.to_str().unwrap(),
+            "--prompt",
+            "3 5 7>22:",
+            "--prompt",
+            "2 9 4>17:",
+        ]);
+        json_lines(&o)
+            .iter()
+            .map(|v| v["tokens"].clone())
+            .collect::<Vec<_>>()
+    };
+    let merged = dir.path().join("merged");
+    let o = run_ok([
+        "models",
+        "merge",
+        policy.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("merged 28 adapters of rank 8"), "{text}");
+    assert!(merged.join("model.safetensors").is_file());
+    assert_eq!(gen(&policy), gen(&merged));
+    expect_error(
+        &[
+            "models",
+            "merge",
+            policy.to_str().unwrap(),
+            "--out",
+            merged.to_str().unwrap(),
+        ],
+        &["expected a new or empty folder"],
+    );
+}

@@ -90,6 +90,7 @@ struct Figures {
     matmul_peak_gflops: f64,
     trained: String,
     trainable_params: usize,
+    rollout_peak_rss_mb: f64,
     peak_rss_mb: f64,
 }
 
@@ -151,6 +152,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     let rollout_s = median(roll);
+    let rollout_peak = peak_rss();
     let rollout_tokens = median(roll_tokens);
 
     // Training: forward + backward + AdamW over prompt + completion, rows split across the
@@ -254,6 +256,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             (None, c) => format!("every weight{}", if c { ", checkpointing" } else { "" }),
         },
         trainable_params: policy.num_trainable(),
+        rollout_peak_rss_mb: rollout_peak / 1e6,
         peak_rss_mb: peak_rss() / 1e6,
     };
     if args.json {
@@ -285,7 +288,10 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             "trained              {} ({} parameters)",
             fig.trained, fig.trainable_params
         );
-        println!("peak RSS             {:>10.0} MB", fig.peak_rss_mb);
+        println!(
+            "peak RSS             {:>10.0} MB ({:.0} MB after the rollout)",
+            fig.peak_rss_mb, fig.rollout_peak_rss_mb
+        );
     }
     Ok(())
 }
