@@ -323,7 +323,7 @@ pub static MODEL: &[KeySpec] = &[
     ),
     base("model.gradient_checkpointing", Kind::Bool, Default::Bool(false)).label(
         "Gradient checkpointing",
-        "keep only each layer's input and recompute its activations in the backward pass (about one more forward of time); it lowers the forward's memory, but the peak of the backward is not lowered yet",
+        "keep only each layer's input and recompute its activations in the backward pass (less memory, about one more forward of time)",
     ),
 ];
 

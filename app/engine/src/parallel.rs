@@ -43,6 +43,19 @@ pub fn scoped_map<T: Send, R: Send>(
     results.into_iter().collect()
 }
 
+/// `store` with every gradient detached. candle leaves the gradients of leaves as results of ops
+/// on the forward's tensors, so a kept store pins the whole forward graph (every activation)
+/// until it is dropped; detaching frees the graph as soon as the loss's last tensor goes.
+pub fn detached(mut store: GradStore) -> GradStore {
+    let ids: Vec<_> = store.get_ids().copied().collect();
+    for id in ids {
+        if let Some(g) = store.get_id(id).map(candle_core::Tensor::detach) {
+            store.insert_id(id, g);
+        }
+    }
+    store
+}
+
 /// Sums per-worker gradients of `vars` into one store.
 pub fn sum_grads(vars: &[Var], stores: Vec<GradStore>) -> Result<Option<GradStore>> {
     let mut iter = stores.into_iter();

@@ -186,10 +186,12 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             } else {
                 (b.logprobs(&model)?.1, None)
             };
-            let grads = (logp * &b.mask)?
-                .sum_all()?
-                .affine(-1e-6, 0.0)?
-                .backward()?;
+            let grads = rlvr_engine::parallel::detached(
+                (logp * &b.mask)?
+                    .sum_all()?
+                    .affine(-1e-6, 0.0)?
+                    .backward()?,
+            );
             Ok(match recompute {
                 Some(r) => r.backward(&model, grads)?,
                 None => grads,

@@ -222,8 +222,9 @@ impl Recompute {
     pub fn backward(
         self,
         model: &Transformer,
-        mut grads: candle_core::backprop::GradStore,
+        grads: candle_core::backprop::GradStore,
     ) -> Result<candle_core::backprop::GradStore> {
+        let mut grads = crate::parallel::detached(grads);
         let Some(mut g) = grads.remove(self.top.as_tensor()) else {
             return Ok(grads);
         };
@@ -232,14 +233,16 @@ impl Recompute {
             drop(x);
             let y = model.block(l, xv.as_tensor(), &self.context, None)?;
             let mut layer = (y * &g)?.sum_all()?.backward()?;
+            // Detached, so this layer's recomputed graph is freed before the next one is built.
             g = layer
                 .remove(xv.as_tensor())
-                .ok_or_else(|| candle_core::Error::Msg(format!("layer {l}: no input gradient")))?;
-            grads.extend(layer)?;
+                .ok_or_else(|| candle_core::Error::Msg(format!("layer {l}: no input gradient")))?
+                .detach();
+            grads.extend(crate::parallel::detached(layer))?;
         }
         let x0 = model.embed.index_select(&self.ids, 0)?;
         if x0.track_op() {
-            grads.extend((x0 * &g)?.sum_all()?.backward()?)?;
+            grads.extend(crate::parallel::detached((x0 * &g)?.sum_all()?.backward()?))?;
         }
         Ok(grads)
     }

@@ -220,7 +220,8 @@ impl Shard {
             )),
             None => None,
         };
-        let mut grads = out.loss.backward()?;
+        // Detached: a kept store would pin the forward's activations through the optimizer step.
+        let mut grads = crate::parallel::detached(out.loss.backward()?);
         if let Some(r) = recompute {
             grads = r.backward(model, grads)?;
         }
@@ -423,7 +424,9 @@ impl Trainer {
                 if it == 0 {
                     stats.divergence = Some(f64::from(div.to_scalar::<f32>()?));
                 }
-                stores.push((div * a.divergence_coef)?.backward()?);
+                stores.push(crate::parallel::detached(
+                    (div * a.divergence_coef)?.backward()?,
+                ));
             }
             let grads = crate::parallel::sum_grads(&self.opt_vars, stores)?;
             if !loss.is_finite() {
