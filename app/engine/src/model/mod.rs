@@ -180,6 +180,12 @@ impl Policy {
             ));
         }
         let cfg_path = dir.join("config.json");
+        if !cfg_path.is_file() && lora::is_adapter_folder(dir) {
+            return Err(EngineError::model(
+                &dir.join(lora::ADAPTER_CONFIG),
+                "a LoRA adapter folder, not a full model folder: train from its base (base_model_name_or_path), or write a full folder with `rlvr-studio models merge`",
+            ));
+        }
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| EngineError::io(&cfg_path, e))?;
         let cfg: ModelConfig =
             serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(&text))

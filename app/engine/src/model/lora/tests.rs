@@ -320,6 +320,12 @@ fn adapter_folders_round_trip() {
         logits(&back.frozen_view().unwrap(), &back)
     );
     assert_eq!(back.adapters().unwrap().spec, p.adapters().unwrap().spec);
+    // Training (and inspect) read config.json: an adapter folder is named as one.
+    let e = Policy::read_config(&out).unwrap_err().to_string();
+    assert!(
+        e.contains("adapter_config.json") && e.contains("models merge"),
+        "{e}"
+    );
 }
 
 #[test]
