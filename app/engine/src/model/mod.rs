@@ -182,7 +182,7 @@ impl Policy {
         let cfg_path = dir.join("config.json");
         if !cfg_path.is_file() && lora::is_adapter_folder(dir) {
             return Err(EngineError::model(
-                &dir.join(lora::ADAPTER_CONFIG),
+                dir.join(lora::ADAPTER_CONFIG),
                 "a LoRA adapter folder, not a full model folder: train from its base (base_model_name_or_path), or write a full folder with `rlvr-studio models merge`",
             ));
         }
